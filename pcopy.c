@@ -1,0 +1,2588 @@
+/* pcopy.c -- copy a directory tree with a pool of worker processes
+ * SPDX-License-Identifier: MIT
+ *
+ * Parallel operation works like this.
+ *
+ * Processes.  One parent and N workers (-j N).  The parent walks SOURCE,
+ * creates every directory in DEST, keeps the job queue, owns the terminal
+ * and is the only process that prints.  Workers copy the entries they are
+ * sent and report back; they never print.  Workers are forked once, before
+ * the walk; a worker that dies is reaped, reported and replaced.
+ *
+ * Channels.  Each worker has one AF_UNIX SOCK_SEQPACKET socketpair: jobs go
+ * down, results come up.  A socket rather than a pipe because every job
+ * carries the two directory descriptors it works in (SCM_RIGHTS): workers
+ * open and create names relative to those, never by full path, so there is
+ * no PATH_MAX limit and a directory of DEST swapped for a symlink during the
+ * copy cannot redirect a write.  SEQPACKET keeps message boundaries, so one
+ * recvmsg is one message.  End of file on a channel means the peer is gone:
+ * for the parent, that worker died (waitpid says how); for a worker, the
+ * parent has no more jobs or is dead.
+ *
+ * Messages.  A fixed header (struct msg: type, job id, payload length,
+ * entry or report count, errno, bytes) and a payload.
+ *   MSG_JOB   parent -> worker, with fds {source dir, dest dir}:
+ *             `count` entries (struct ent + name), all in that directory:
+ *             regular files, symlinks, FIFOs, sockets and devices.  Small
+ *             files are batched (BATCH_FILES, BATCH_BYTES) so that pipe
+ *             round-trips do not dominate on trees of many small files.
+ *   MSG_DONE  worker -> parent: the job is finished; `count` reports
+ *             (struct rep) name the entries that failed, were skipped or
+ *             deserve a warning; every other entry was copied.
+ * At most QDEPTH jobs are in flight per worker, so neither side can fill
+ * the other's socket buffer and block: no deadlock.  Besides the channel,
+ * each worker has a slot in a shared memory page (struct wstat) where it
+ * posts which entry of which job it is on and how many bytes it has
+ * written; the parent reads it for the progress line, for SIGUSR1, and to
+ * know which entry a dead worker was copying.
+ *
+ * The walk.  The parent reads directories with openat/fdopendir/fstatat
+ * from descriptors, depth first.  Each directory gets a struct dir that
+ * holds its source and destination descriptors and a count of what is
+ * still pending inside it (the walk itself, jobs, subdirectories, hard
+ * links waiting).  When that count drops to zero the directory is complete
+ * and the parent gives it its owner, mode, xattrs and times: directory
+ * metadata is applied after the contents, so read-only directories can be
+ * filled and their mtimes stay.  The queue of jobs is bounded (QMAX); the
+ * walk pauses while it is full, so memory does not grow with the tree.
+ * While the queue is full the parent spends its idle time in a census, a
+ * second read-only walk that counts files and bytes so the progress line
+ * has a real total long before the main walk ends.
+ *
+ * Hard links.  Entries with st_nlink > 1 go through a (dev, ino) table in
+ * the parent.  The first name is copied; later names wait until that copy
+ * is reported done and are then link()ed by the parent.  EMLINK: the name
+ * is copied instead, with a warning.
+ *
+ * Files.  A worker creates each file unnamed (O_TMPFILE) in its destination
+ * directory, copies the data (copy_file_range, read/write fallback, holes
+ * kept with SEEK_DATA/SEEK_HOLE), sets owner, mode, xattrs and times in that
+ * order (chown clears set-uid bits; writing data clears capabilities; times
+ * go last), and only then links it under its name.  Where O_TMPFILE cannot
+ * be linked (no /proc, no capability) the file is written under a hidden
+ * name ".pcopy-tmp.<pid>.<n>" held with flock() and renamed into place.  A
+ * later run into the same directory removes such files when no flock holds
+ * them.  So a name in DEST is always a complete file.
+ *
+ * How a run ends.  When the walk is done and every directory complete, the
+ * parent shuts the job side of every channel; workers read end of file and
+ * _exit(0); the parent reads end of file on each result side and reaps each
+ * pid.  It then checks the ledger: entries found = copied + failed +
+ * skipped.  SIGINT, SIGTERM, SIGHUP (workers ignore SIGINT and SIGHUP, so a
+ * ^C in a terminal reaches only the parent's logic): the parent stops the
+ * walk, sends SIGTERM to every worker (each abandons its file, which being
+ * unnamed simply vanishes), reaps them all, prints the summary and exits
+ * 128+signal.  A second signal sends SIGKILL instead.  If the parent dies,
+ * workers get SIGTERM (PR_SET_PDEATHSIG) or end of file and exit.
+ *
+ * Exit status: 0 everything copied; 1 some entries failed (each was named
+ * on stderr); 2 usage or setup error, nothing copied; 128+n killed by
+ * signal n.
+ */
+
+#define _GNU_SOURCE /* O_TMPFILE, copy_file_range, SEEK_DATA, fdopendir, AT_EMPTY_PATH */
+
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VERSION "0.1"
+
+/* -- tunables -- */
+
+#define QDEPTH 2                /* jobs in flight per worker: one working, one waiting */
+#define QMAX 256                /* queued jobs before the walk pauses (bounds memory) */
+#define BATCH_FILES 32          /* entries per job: amortises a round-trip over ~1 ms of work */
+#define BATCH_BYTES (1 << 20)   /* bytes per job: a big file travels alone */
+#define MSG_MAX (32 << 10)      /* largest message: far below the socket buffer (~200 KiB) */
+#define COPY_CHUNK (8 << 20)    /* bytes per copy call: bounds how long ^C waits */
+#define BUF_SIZE (128 << 10)    /* read/write fallback buffer */
+#define MAX_DEATHS 3            /* a job that kills this many workers fails its entry */
+#define FD_RESERVE 64           /* descriptors kept free for workers and files */
+#define TICK_MS 100             /* progress refresh: 10 times a second at most */
+#define HL_MIN 64               /* initial hard link table size (power of two) */
+#define TMP_PREFIX ".pcopy-tmp."
+
+/* -- types -- */
+
+enum { MSG_JOB = 1, MSG_DONE };
+
+struct msg {                    /* header of every message, both ways */
+	uint32_t type;          /* MSG_JOB or MSG_DONE */
+	uint32_t id;            /* job id, echoed in the result */
+	uint32_t len;           /* bytes after the header */
+	uint32_t count;         /* entries (job) or reports (result) */
+	int32_t err;            /* job-wide errno (result), 0 if none */
+	uint32_t flags;         /* JF_* (job) */
+	uint64_t bytes;         /* data bytes written (result) */
+};
+
+enum { JF_SGID = 1 };           /* job: destination dir is set-gid: always chown */
+
+struct ent {                    /* one entry of a job; name follows, NUL-ended */
+	uint64_t size;          /* st_size as the walk saw it */
+	uint64_t blocks;        /* st_blocks (512-byte units): the sparse hint */
+	uint64_t dev, ino;      /* source identity (hard links, xattr cache) */
+	uint64_t rdev;          /* devices */
+	int64_t atime, mtime;   /* seconds */
+	uint32_t atime_ns, mtime_ns;
+	uint32_t mode, uid, gid;
+	uint16_t flags;         /* ENT_* */
+	uint16_t namelen;       /* source name length, without NUL */
+	uint16_t dnamelen;      /* destination name length, 0: same name */
+	uint16_t pad;
+};
+
+enum {
+	ENT_HLFIRST = 1,        /* first name of a hard link group: report to the table */
+	ENT_DROP = 2,           /* parent gave up on this entry: worker skips it */
+};
+
+struct rep {                    /* one report in a result */
+	uint32_t idx;           /* entry index in the job */
+	uint32_t what;          /* R_* */
+	int32_t err;            /* errno, if any */
+	uint32_t pad;
+	uint64_t val;           /* R_CHANGED: bytes actually copied */
+};
+
+enum {
+	R_FAIL_SRC = 1,         /* reading the source failed: name the source */
+	R_FAIL_DST,             /* writing DEST failed: name the destination */
+	R_VANISHED,             /* source gone before it could be copied */
+	R_CHANGED,              /* copied, but the size changed while copying */
+	R_SKIP,                 /* -u: destination already up to date */
+	R_NOXATTR,              /* copied, but DEST refused xattrs */
+};
+
+struct dir {                    /* a directory being copied (parent only) */
+	struct dir *up;         /* parent directory, NULL for the top */
+	int sfd, dfd;           /* source and destination descriptors */
+	DIR *ds;                /* open while the walk reads it */
+	char *rel;              /* path below SOURCE, "" for the top */
+	struct stat st;         /* source stat: metadata applied at the end */
+	unsigned pending;       /* walk + jobs + subdirs + link waiters */
+	struct job *batch;      /* job being filled from this directory */
+	uint32_t jflags;        /* JF_* for jobs in this directory */
+	int nometa;             /* single-file mode: DEST's parent, leave alone */
+};
+
+struct job {                    /* a message waiting for, or at, a worker (parent only) */
+	struct job *next;       /* queue link */
+	struct dir *dir;        /* holds one reference on it */
+	char *buf;              /* struct msg + entries: sent as is, resent on retry */
+	size_t len, cap;
+	uint32_t id;
+	uint32_t nent;
+	uint64_t bytes;         /* sum of entry sizes, for progress */
+	unsigned deaths;        /* workers that died on it */
+};
+
+struct wstat {                  /* shared page slot, written by the worker */
+	volatile uint32_t job;  /* id of the job in progress, 0 idle */
+	volatile uint32_t idx;  /* entries of it finished */
+	volatile uint64_t bytes;/* bytes of it written so far */
+	volatile int64_t since; /* ms (monotonic) when entry idx began */
+};
+
+struct worker {                 /* a worker slot (parent only) */
+	pid_t pid;              /* 0: no process */
+	int fd;                 /* parent end of the channel, -1 if none */
+	struct job *fly[QDEPTH];/* jobs sent, oldest first */
+	unsigned nfly;
+	int broken;             /* a send failed: wait for its end of file */
+};
+
+struct waiter {                 /* a hard link name waiting for its first copy */
+	struct waiter *next;
+	struct dir *dir;        /* holds one reference */
+	char *name;
+};
+
+struct hl {                     /* one hard-linked inode (parent only) */
+	uint64_t dev, ino;      /* dev == 0 && ino == 0: free slot */
+	int state;              /* HL_* */
+	char *path;             /* first name, relative to DEST */
+	struct waiter *wait;
+};
+
+enum { HL_PENDING = 1, HL_DONE, HL_FAILED };
+
+enum { TMP_EMPTY = 1, TMP_PROC, TMP_NAMED };    /* how files get their name */
+
+static struct {
+	/* options */
+	unsigned jobs;          /* -j */
+	int quiet, verbose;     /* -q, -v */
+	int progress;           /* 1: terminal line, 2: plain lines, 0: none */
+	/* set up by main, read by all */
+	const char *src, *dst;  /* as given (for messages) */
+	int tmpmode;            /* TMP_*: how workers name new files */
+	uid_t euid;
+	gid_t egid;
+	/* parent only */
+	struct worker *wk;      /* -j slots */
+	struct wstat *ws;       /* shared page: one slot per worker */
+	struct job *qhead, *qtail;
+	unsigned nqueued;
+	uint32_t nextid;
+	struct dir *top;        /* directory the walk is reading */
+	int walking;            /* the walk is not finished */
+	int stop;               /* stop dispatching: signal or full disk */
+	int sigpipe[2];         /* self-pipe: signal handler -> poll */
+	int dstfd;              /* DEST top directory */
+	int fdlimit;            /* descriptors the walk may hold */
+	int fdopen;             /* descriptors the walk holds */
+	struct hl *hl;          /* hard link table, open addressing */
+	size_t hlsize, hlused;
+	int full;               /* ENOSPC/EDQUOT seen */
+	int noxattr_warned;
+	/* the ledger */
+	uint64_t found, copied, failed, skipped, dropped;
+	uint64_t ndirs, bytes_found, bytes_done;
+	int status;             /* exit status so far */
+	/* progress */
+	int64_t t0;             /* ms at start */
+	int64_t tlast;          /* ms of the last progress line */
+	double pct_shown;       /* the percent never goes backwards */
+	int line_shown;         /* a progress line is on screen */
+	uint64_t cen_files, cen_bytes;  /* census totals */
+	int cen_done;
+} g;
+
+static volatile sig_atomic_t got_sig;   /* parent: first signal; worker: SIGTERM */
+static volatile sig_atomic_t got_usr1;
+
+/* -- utilities -- */
+
+static void progress_clear(void);
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void warn_path(int fail, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Fatal setup error: message, exit 2.  Parent only, before any copy. */
+static void
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	progress_clear();
+	fputs("pcopy: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+/* Print a one-line message about an entry and remember the failure. */
+static void
+warn_path(int fail, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	progress_clear();
+	fprintf(stderr, "pcopy: '%s': ", path);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (fail && g.status == 0)
+		g.status = 1;
+}
+
+static void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n);
+
+	if (p == NULL)
+		die("out of memory");
+	return p;
+}
+
+static void *
+xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n);
+	if (p == NULL)
+		die("out of memory");
+	return p;
+}
+
+/* Join up to three path parts with '/', skipping empty ones; malloc'd. */
+static char *
+path_join(const char *a, const char *b, const char *c)
+{
+	const char *part[3] = { a, b, c };
+	size_t n = 1;
+	char *s, *p;
+	int i;
+
+	for (i = 0; i < 3; i++)
+		n += part[i] ? strlen(part[i]) + 1 : 0;
+	p = s = xmalloc(n);
+	for (i = 0; i < 3; i++) {
+		if (part[i] == NULL || part[i][0] == '\0')
+			continue;
+		if (p != s && p[-1] != '/')
+			*p++ = '/';
+		p = stpcpy(p, part[i]);
+	}
+	*p = '\0';
+	return s;
+}
+
+/* Milliseconds on the monotonic clock. */
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Format a byte count as "12.3 MB" into buf. */
+static const char *
+fmt_bytes(char *buf, size_t n, double v)
+{
+	static const char *unit[] = { "B", "kB", "MB", "GB", "TB", "PB" };
+	int u = 0;
+
+	while (v >= 1000 && u < 5) {
+		v /= 1000;
+		u++;
+	}
+	snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+	return buf;
+}
+
+/* close() that keeps errno: used on cleanup paths. */
+static void
+close_keep(int fd)
+{
+	int e = errno;
+
+	if (fd >= 0)
+		close(fd);
+	errno = e;
+}
+
+/*
+ * Open the directory at a relative path below dirfd one component at a
+ * time, refusing symlinks, so that neither PATH_MAX nor a swapped-in
+ * symlink matters.  Returns a descriptor or -1 with errno set.
+ */
+static int
+open_beneath(int dirfd, const char *rel)
+{
+	char *copy = strdup(rel), *p, *save = NULL;
+	int fd, nfd;
+
+	if (copy == NULL)
+		return -1;
+	fd = dup(dirfd);
+	for (p = strtok_r(copy, "/", &save); fd >= 0 && p; p = strtok_r(NULL, "/", &save)) {
+		nfd = openat(fd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close_keep(fd);
+		fd = nfd;
+	}
+	free(copy);
+	return fd;
+}
+
+/* -- messages -- */
+
+/*
+ * Send one message with up to two descriptors attached.  Both sides use
+ * it.  Returns 0, or -1 with errno (EPIPE: the peer is gone).
+ */
+static int
+msg_send(int sock, const void *buf, size_t len, const int *fds, int nfds)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { (void *)buf, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	if (nfds > 0) {
+		memset(cbuf, 0, sizeof cbuf);
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	}
+	do
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR && !got_sig);
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+/*
+ * Receive one message into buf (cap bytes) and up to two descriptors into
+ * fds (set to -1 when absent).  Returns its length, 0 at end of file, -1
+ * on error (EINTR is returned to the caller, which checks its flags).
+ */
+static ssize_t
+msg_recv(int sock, void *buf, size_t cap, int *fds)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { buf, cap };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	fds[0] = fds[1] = -1;
+	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		return n;
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(fds, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0));
+	if (n < (ssize_t)sizeof(struct msg) || (mh.msg_flags & MSG_TRUNC)) {
+		errno = EPROTO;
+		return -1;
+	}
+	return n;
+}
+
+/* An entry record from what fstatat said; names are set by the caller. */
+static void
+ent_fill(struct ent *e, const struct stat *st)
+{
+	memset(e, 0, sizeof *e);
+	e->size = st->st_size;
+	e->blocks = st->st_blocks;
+	e->dev = st->st_dev;
+	e->ino = st->st_ino;
+	e->rdev = st->st_rdev;
+	e->atime = st->st_atim.tv_sec;
+	e->atime_ns = st->st_atim.tv_nsec;
+	e->mtime = st->st_mtim.tv_sec;
+	e->mtime_ns = st->st_mtim.tv_nsec;
+	e->mode = st->st_mode;
+	e->uid = st->st_uid;
+	e->gid = st->st_gid;
+}
+
+/* Size of an entry record with its names, rounded to 8 bytes. */
+static size_t
+ent_size(const struct ent *e)
+{
+	size_t n = sizeof *e + e->namelen + 1;
+
+	if (e->dnamelen)
+		n += e->dnamelen + 1;
+	return (n + 7) & ~(size_t)7;
+}
+
+static char *
+ent_name(const struct ent *e)
+{
+	return (char *)(e + 1);
+}
+
+/* The name the entry gets in DEST. */
+static char *
+ent_dname(const struct ent *e)
+{
+	return e->dnamelen ? ent_name(e) + e->namelen + 1 : ent_name(e);
+}
+
+/* -- copy engine (worker side) -- */
+
+static struct {                 /* worker-only state */
+	int sock;               /* channel to the parent */
+	struct wstat *ws;       /* this worker's shared slot */
+	char *buf;              /* read/write fallback buffer */
+	unsigned tmpseq;        /* for hidden temporary names */
+	char tmpname[64];       /* named temporary being written, "" if none */
+	int tmpdir;             /* ... and the directory it is in */
+	int noxattr_dst;        /* DEST refused xattrs: stop trying */
+} w;
+
+/* Post progress for the parent: entry idx of the current job has begun. */
+static void
+ws_post(uint32_t idx, uint64_t bytes)
+{
+	w.ws->idx = idx;
+	w.ws->bytes = bytes;
+	w.ws->since = now_ms();
+}
+
+/*
+ * Copy `len` bytes or up to end of file with read/write, from the current
+ * offsets.  Returns bytes copied or -1 with errno; *werr is set when the
+ * failing side was the destination.
+ */
+static int64_t
+copy_rw(int in, int out, int64_t len, int *werr)
+{
+	int64_t total = 0;
+	ssize_t n, m, off;
+
+	while (len < 0 || total < len) {
+		size_t want = BUF_SIZE;
+
+		if (len >= 0 && (int64_t)want > len - total)
+			want = len - total;
+		n = read(in, w.buf, want);
+		if (n < 0 && errno == EINTR && !got_sig)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		for (off = 0; off < n; off += m) {
+			m = write(out, w.buf + off, n - off);
+			if (m < 0 && errno == EINTR && !got_sig)
+				m = 0;
+			else if (m < 0) {
+				*werr = 1;
+				return -1;
+			}
+		}
+		total += n;
+		w.ws->bytes += n;
+		if (got_sig) {
+			errno = EINTR;
+			return -1;
+		}
+	}
+	return total;
+}
+
+/*
+ * Copy from the current offset of `in` to the same offset of `out`,
+ * `len` bytes (or to end of file if len < 0).  copy_file_range is the
+ * fast path; anything it cannot do goes to read/write, including a
+ * 0 return at the start of a non-empty file (procfs and the like).
+ * Returns bytes copied or -1 with errno (*werr set: destination side).
+ */
+static int64_t
+copy_range(int in, int out, int64_t len, int *werr)
+{
+	static int no_cfr;
+	int64_t total = 0;
+	ssize_t n;
+
+	while (!no_cfr && (len < 0 || total < len)) {
+		size_t want = COPY_CHUNK;
+
+		if (len >= 0 && (int64_t)want > len - total)
+			want = len - total;
+		n = copy_file_range(in, NULL, out, NULL, want, 0);
+		if (n > 0) {
+			total += n;
+			w.ws->bytes += n;
+			if (got_sig) {
+				errno = EINTR;
+				return -1;
+			}
+			if (len >= 0 && total >= len)
+				return total;
+			continue;
+		}
+		if (n == 0 && total > 0)
+			return total;
+		if (n < 0 && errno == EINTR && !got_sig)
+			continue;
+		if (n < 0 && (errno == ENOSPC || errno == EDQUOT || errno == EFBIG)) {
+			*werr = 1;
+			return -1;
+		}
+		if (n < 0 && errno == EIO)
+			return -1;
+		if (n < 0 && errno == ENOSYS)
+			no_cfr = 1;
+		break;          /* 0 at the start, EXDEV, EINVAL, ...: fall back */
+	}
+	n = copy_rw(in, out, len < 0 ? -1 : len - total, werr);
+	return n < 0 ? -1 : total + n;
+}
+
+/*
+ * Copy a sparse file: only the data extents, at their offsets; the
+ * destination is sized to the full length so holes stay holes.
+ */
+static int64_t
+copy_sparse(int in, int out, uint64_t size, int *werr)
+{
+	off_t data = 0, hole, end = (off_t)size;
+	int64_t total = 0, n;
+
+	for (;;) {
+		data = lseek(in, data, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break;
+		if (data < 0)
+			return -1;
+		hole = lseek(in, data, SEEK_HOLE);
+		if (hole < 0)
+			return -1;
+		if (lseek(in, data, SEEK_SET) < 0 || lseek(out, data, SEEK_SET) < 0)
+			return -1;
+		n = copy_range(in, out, hole - data, werr);
+		if (n < 0)
+			return -1;
+		total += n;
+		if (hole > end)
+			end = hole;
+		data = hole;
+	}
+	if (ftruncate(out, end) < 0) {
+		*werr = 1;
+		return -1;
+	}
+	return total;
+}
+
+/*
+ * Copy the extended attributes of sfd to dfd (files and directories).
+ * Runs in workers and, for directories, in the parent.  Returns 0, or -1
+ * with errno when DEST refuses them; attributes the caller may not read or
+ * set (trusted.* as non-root) are passed over, as cp -a does.
+ */
+static int
+xattr_copy(int sfd, int dfd)
+{
+	char stack[1024], *list = stack, *name, *val = NULL;
+	ssize_t n, vn;
+	size_t vcap = 0;
+	int ret = 0;
+
+	n = flistxattr(sfd, list, sizeof stack);
+	if (n < 0 && errno == ERANGE) {
+		n = flistxattr(sfd, NULL, 0);
+		if (n > 0) {
+			list = xmalloc(n);
+			n = flistxattr(sfd, list, n);
+		}
+	}
+	if (n <= 0)
+		goto out;       /* none, or the source file system has none */
+	for (name = list; name < list + n; name += strlen(name) + 1) {
+		vn = fgetxattr(sfd, name, NULL, 0);
+		if (vn < 0)
+			continue;
+		if ((size_t)vn + 1 > vcap) {
+			vcap = vn + 1;
+			val = xrealloc(val, vcap);
+		}
+		vn = fgetxattr(sfd, name, val, vcap);
+		if (vn < 0)
+			continue;
+		if (fsetxattr(dfd, name, val, vn, 0) < 0) {
+			if (errno == ENOTSUP) {
+				ret = -1;
+				break;
+			}
+			/* EPERM for trusted.* / security.* as non-root: pass */
+		}
+	}
+out:
+	if (list != stack)
+		free(list);
+	free(val);
+	if (ret < 0)
+		errno = ENOTSUP;
+	return ret;
+}
+
+/*
+ * Give a new inode the owner and mode of the source entry, in that order:
+ * chown clears set-uid/set-gid, so the mode goes after it.  fd is the open
+ * file, or -1 with (dirfd, name) for symlinks and special files.  As
+ * non-root, ownership is kept where the kernel allows it and set-uid/gid
+ * bits are dropped where it does not, like cp -a.  Returns 0 or -1.
+ */
+static int
+meta_owner_mode(int fd, int dirfd, const char *name, const struct ent *e,
+    int always_chown, int created_mode)
+{
+	mode_t mode = e->mode & 07777;
+	int r = 0;
+
+	if (always_chown || e->uid != g.euid || e->gid != g.egid) {
+		if (fd >= 0)
+			r = fchown(fd, e->uid, e->gid);
+		else
+			r = fchownat(dirfd, name, e->uid, e->gid, AT_SYMLINK_NOFOLLOW);
+		if (r < 0 && errno == EPERM && g.euid != 0) {
+			/* try to keep at least the group, like cp -a */
+			if (fd >= 0)
+				r = fchown(fd, (uid_t)-1, e->gid);
+			else
+				r = fchownat(dirfd, name, (uid_t)-1, e->gid, AT_SYMLINK_NOFOLLOW);
+			mode &= r < 0 ? ~(mode_t)(S_ISUID | S_ISGID) : ~(mode_t)S_ISUID;
+			r = 0;
+		}
+		if (r < 0)
+			return -1;
+	}
+	if (S_ISLNK(e->mode) || mode == (mode_t)created_mode)
+		return 0;
+	return fd >= 0 ? fchmod(fd, mode) : fchmodat(dirfd, name, mode, 0);
+}
+
+/* Times last: nanosecond atime and mtime, never following a symlink. */
+static int
+meta_times(int fd, int dirfd, const char *name, const struct ent *e)
+{
+	struct timespec ts[2] = {
+		{ e->atime, e->atime_ns }, { e->mtime, e->mtime_ns },
+	};
+
+	if (name == NULL)
+		return futimens(fd, ts);
+	return utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/*
+ * Create the unnamed (or hidden) destination file in dirfd.  Returns the
+ * descriptor, or -1 with errno.  With TMP_NAMED the hidden name is kept in
+ * w.tmpname so an interrupted worker can remove it.
+ */
+static int
+tmp_create(int dirfd, mode_t mode)
+{
+	int fd;
+
+	if (g.tmpmode != TMP_NAMED) {
+		fd = openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+		if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+			return fd;
+	}
+	for (;;) {
+		snprintf(w.tmpname, sizeof w.tmpname, TMP_PREFIX "%ld.%u",
+		    (long)getpid(), w.tmpseq++);
+		fd = openat(dirfd, w.tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		w.tmpname[0] = '\0';
+		return -1;
+	}
+	w.tmpdir = dirfd;
+	flock(fd, LOCK_EX | LOCK_NB);   /* tells a later run this one is alive */
+	return fd;
+}
+
+/* Remove the hidden temporary, if any (error and abort paths). */
+static void
+tmp_discard(void)
+{
+	if (w.tmpname[0]) {
+		unlinkat(w.tmpdir, w.tmpname, 0);
+		w.tmpname[0] = '\0';
+	}
+}
+
+/*
+ * Replace `name` in dirfd by the entry now at the hidden name tmp, which
+ * the caller created.  rename() is atomic: the old entry stays until the
+ * new one takes its place.  Returns 0 or -1 (the hidden name is removed).
+ */
+static int
+tmp_rename(int dirfd, const char *tmp, const char *name)
+{
+	struct stat st;
+	int e;
+
+	if (renameat(dirfd, tmp, dirfd, name) == 0) {
+		/* rename onto another link of the same inode does nothing */
+		if (fstatat(dirfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			unlinkat(dirfd, tmp, 0);
+		return 0;
+	}
+	e = errno == ENOTEMPTY || errno == EEXIST ? EISDIR : errno;
+	unlinkat(dirfd, tmp, 0);
+	errno = e;
+	return -1;
+}
+
+/*
+ * Give the finished file fd its name in dirfd.  O_TMPFILE files are
+ * linked; a name that exists already is replaced through a hidden name
+ * and rename.  Returns 0 or -1 with errno.
+ */
+static int
+tmp_commit(int fd, int dirfd, const char *name)
+{
+	char proc[64], hide[64];
+	int r;
+
+	if (w.tmpname[0]) {
+		r = tmp_rename(dirfd, w.tmpname, name);
+		w.tmpname[0] = '\0';
+		return r;
+	}
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+	for (;;) {
+		if (g.tmpmode == TMP_EMPTY)
+			r = linkat(fd, "", dirfd, name, AT_EMPTY_PATH);
+		else
+			r = linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW);
+		if (r == 0 || errno != EEXIST || name == hide)
+			break;
+		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
+		if (g.tmpmode == TMP_EMPTY)
+			r = linkat(fd, "", dirfd, hide, AT_EMPTY_PATH);
+		else
+			r = linkat(AT_FDCWD, proc, dirfd, hide, AT_SYMLINK_FOLLOW);
+		if (r < 0 && errno == EEXIST)
+			continue;
+		if (r < 0)
+			break;
+		return tmp_rename(dirfd, hide, name);
+	}
+	return r;
+}
+
+/*
+ * Copy one regular file.  Returns 0 on success; otherwise fills *r with
+ * what failed.  A file that changed size while being read is still copied
+ * as read, and reported (R_CHANGED).
+ */
+static int
+copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
+{
+	const char *sname = ent_name(e), *dname = ent_dname(e);
+	int in, out, werr = 0, note = 0;
+	int64_t n;
+	mode_t cmode = e->mode & 0777;
+
+	in = openat(sfd, sname, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (in < 0) {
+		r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
+		r->err = errno;
+		return -1;
+	}
+	out = tmp_create(dfd, cmode);
+	if (out < 0) {
+		r->what = R_FAIL_DST;
+		r->err = errno;
+		close(in);
+		return -1;
+	}
+	if (e->size == 0)
+		n = copy_rw(in, out, -1, &werr);        /* procfs-like: size 0, data */
+	else if (e->blocks * 512 < e->size)
+		n = copy_sparse(in, out, e->size, &werr);
+	else
+		n = copy_range(in, out, -1, &werr);
+	if (n < 0) {
+		r->what = werr ? R_FAIL_DST : R_FAIL_SRC;
+		goto fail;
+	}
+	if ((uint64_t)n != e->size && e->size != 0 && e->blocks * 512 >= e->size) {
+		note = R_CHANGED;
+		r->val = n;
+	}
+	r->what = R_FAIL_DST;
+	if (meta_owner_mode(out, -1, NULL, e, always_chown, cmode) < 0)
+		goto fail;
+	if (!w.noxattr_dst && xattr_copy(in, out) < 0) {
+		w.noxattr_dst = 1;
+		note = note ? note : R_NOXATTR;
+	}
+	if (meta_times(out, -1, NULL, e) < 0 || tmp_commit(out, dfd, dname) < 0)
+		goto fail;
+	close(in);
+	if (close(out) < 0) {
+		r->err = errno;
+		return -1;
+	}
+	r->what = note;
+	return note ? 1 : 0;
+fail:
+	r->err = errno;
+	tmp_discard();
+	close(in);
+	close(out);
+	return -1;
+}
+
+/*
+ * Create a symlink, FIFO, socket or device at `name`; one that exists
+ * already is replaced through a hidden name and rename.
+ */
+static int
+make_node(int dfd, const char *name, const struct ent *e, const char *target)
+{
+	char hide[64];
+	const char *at = name;
+	mode_t perm = e->mode & 0777;
+	int r;
+
+	for (;;) {
+		if (S_ISLNK(e->mode))
+			r = symlinkat(target, dfd, at);
+		else
+			r = mknodat(dfd, at, (e->mode & S_IFMT) | perm, e->rdev);
+		if (r == 0 || errno != EEXIST)
+			break;
+		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
+		at = hide;
+	}
+	if (r < 0)
+		return -1;
+	if (at == hide && tmp_rename(dfd, hide, name) < 0)
+		return -1;
+	return 0;
+}
+
+/* Copy a symlink, FIFO, socket or device node: never opened, never followed. */
+static int
+copy_node(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
+{
+	char target[PATH_MAX + 1];
+	const char *dname = ent_dname(e);
+	ssize_t n = 0;
+
+	if (S_ISLNK(e->mode)) {
+		n = readlinkat(sfd, ent_name(e), target, sizeof target - 1);
+		if (n < 0) {
+			r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
+			r->err = errno;
+			return -1;
+		}
+		target[n] = '\0';
+	}
+	r->what = R_FAIL_DST;
+	if (make_node(dfd, dname, e, target) < 0 ||
+	    meta_owner_mode(-1, dfd, dname, e, always_chown, e->mode & 0777) < 0 ||
+	    meta_times(-1, dfd, dname, e) < 0) {
+		r->err = errno;
+		return -1;
+	}
+	r->what = 0;
+	return 0;
+}
+
+/* -- worker -- */
+
+/* Worker's SIGTERM: finish nothing, remove the temporary, leave. */
+static void
+on_term(int sig)
+{
+	got_sig = sig;
+}
+
+/*
+ * Run one job: copy each entry, post progress in the shared slot, and send
+ * one MSG_DONE with a report for every entry that was not simply copied.
+ */
+static void
+wk_job(struct msg *m, int sfd, int dfd)
+{
+	struct {
+		struct msg h;
+		struct rep r[BATCH_FILES + 1];
+	} res;
+	char *p = (char *)(m + 1);
+	uint32_t i, nrep = 0;
+	int always_chown = (m->flags & JF_SGID) != 0;
+
+	memset(&res.h, 0, sizeof res.h);
+	w.ws->bytes = 0;
+	w.ws->job = m->id;
+	for (i = 0; i < m->count && !got_sig; i++) {
+		struct ent *e = (struct ent *)p;
+		struct rep *r = &res.r[nrep];
+		int rc;
+
+		p += ent_size(e);
+		ws_post(i, w.ws->bytes);
+		if (e->flags & ENT_DROP)
+			continue;
+		memset(r, 0, sizeof *r);
+		if (S_ISREG(e->mode))
+			rc = copy_reg(sfd, dfd, e, always_chown, r);
+		else
+			rc = copy_node(sfd, dfd, e, always_chown, r);
+		if (rc != 0 && nrep < BATCH_FILES + 1) {
+			r->idx = i;
+			nrep++;
+		}
+	}
+	if (got_sig) {
+		tmp_discard();
+		_exit(128 + SIGTERM);
+	}
+	w.ws->idx = m->count;
+	res.h.type = MSG_DONE;
+	res.h.id = m->id;
+	res.h.count = nrep;
+	res.h.bytes = w.ws->bytes;
+	res.h.len = nrep * sizeof(struct rep);
+	if (msg_send(w.sock, &res, sizeof res.h + res.h.len, NULL, 0) < 0)
+		_exit(1);       /* the parent is gone */
+	w.ws->job = 0;
+}
+
+/*
+ * The worker's life: wait for a job, do it, report, until end of file on
+ * the channel.  Never returns.
+ */
+static void
+wk_main(int sock, struct wstat *ws)
+{
+	static uint64_t msgbuf[MSG_MAX / 8];
+	struct sigaction sa = { .sa_handler = on_term };
+	int fds[2];
+	ssize_t n;
+
+	w.sock = sock;
+	w.ws = ws;
+	w.buf = xmalloc(BUF_SIZE);
+	umask(0);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGINT, SIG_IGN);        /* ^C goes to the parent, which tells us */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		_exit(1);
+	for (;;) {
+		n = msg_recv(sock, msgbuf, sizeof msgbuf, fds);
+		if (got_sig)
+			_exit(128 + SIGTERM);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(n == 0 ? 0 : 1);
+		wk_job((struct msg *)msgbuf, fds[0], fds[1]);
+		close(fds[0]);
+		close(fds[1]);
+	}
+}
+
+/* -- worker pool (parent side) -- */
+
+/*
+ * Fork the worker for slot i.  The child closes every descriptor that is
+ * not its own (siblings' channels included, or they would never see end
+ * of file) and runs wk_main.  Returns 0 or -1.
+ */
+static int
+wk_spawn(unsigned i)
+{
+	int sv[2];
+	unsigned j;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	fflush(stdout);
+	fflush(stderr);
+	switch (pid = fork()) {
+	case -1:
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	case 0:
+		close(sv[0]);
+		for (j = 0; j < g.jobs; j++)
+			if (g.wk[j].fd >= 0)
+				close(g.wk[j].fd);
+		close(g.sigpipe[0]);
+		close(g.sigpipe[1]);
+		if (sv[1] != 3) {
+			dup2(sv[1], 3);
+			close(sv[1]);
+		}
+#ifdef SYS_close_range
+		syscall(SYS_close_range, 4, ~0U, 0);    /* dir fds of the walk */
+#endif
+		wk_main(3, &g.ws[i]);
+	}
+	close(sv[1]);
+	g.wk[i].pid = pid;
+	g.wk[i].fd = sv[0];
+	g.wk[i].nfly = 0;
+	g.wk[i].broken = 0;
+	memset(&g.ws[i], 0, sizeof g.ws[i]);
+	return 0;
+}
+
+/*
+ * A worker's channel reached end of file: reap it and say how it ended.
+ * Returns the wait status.
+ */
+static int
+wk_reap(unsigned i)
+{
+	struct worker *k = &g.wk[i];
+	int st = 0;
+
+	close(k->fd);
+	k->fd = -1;
+	while (waitpid(k->pid, &st, 0) < 0 && errno == EINTR)
+		;
+	k->pid = 0;
+	return st;
+}
+
+/* Send a signal to every live worker. */
+static void
+wk_signal(int sig)
+{
+	unsigned i;
+
+	for (i = 0; i < g.jobs; i++)
+		if (g.wk[i].pid > 0)
+			kill(g.wk[i].pid, sig);
+}
+
+/* -- tree walk (parent side) -- */
+
+static void dir_put(struct dir *d);
+static void job_queue(struct job *j, int front);
+
+/* Source and destination paths of an entry, for messages (malloc'd). */
+static char *
+src_path(const struct dir *d, const char *name)
+{
+	return path_join(g.src, d ? d->rel : NULL, name);
+}
+
+static char *
+dst_path(const struct dir *d, const char *name)
+{
+	return path_join(g.dst, d ? d->rel : NULL, name);
+}
+
+static void
+warn_entry(int fail, int dst, const struct dir *d, const char *name, int err)
+{
+	char *p = dst ? dst_path(d, name) : src_path(d, name);
+
+	warn_path(fail, p, "%s", strerror(err));
+	free(p);
+}
+
+/*
+ * Give a finished directory its metadata, in the per-inode order (owner,
+ * mode, xattrs, times), close it and release its parent.  Runs in the
+ * parent when nothing is pending in the directory any more.
+ */
+static void
+dir_finish(struct dir *d)
+{
+	struct dir *up = d->up;
+	struct ent e;
+
+	ent_fill(&e, &d->st);
+	if (!d->nometa && !g.stop) {
+		if (meta_owner_mode(d->dfd, -1, NULL, &e, d->jflags & JF_SGID, -1) < 0)
+			warn_entry(1, 1, d, NULL, errno);
+		if (d->sfd >= 0 && xattr_copy(d->sfd, d->dfd) < 0 && !g.noxattr_warned++)
+			warn_path(0, g.dst, "extended attributes not supported; not copied");
+		if (meta_times(d->dfd, -1, NULL, &e) < 0)
+			warn_entry(1, 1, d, NULL, errno);
+	}
+	if (d->sfd >= 0) {
+		close(d->sfd);
+		g.fdopen--;
+	}
+	if (d->dfd >= 0) {
+		close(d->dfd);
+		g.fdopen--;
+	}
+	free(d->rel);
+	free(d);
+	if (up)
+		dir_put(up);
+}
+
+/* Drop one pending reference; the last one finishes the directory. */
+static void
+dir_put(struct dir *d)
+{
+	if (--d->pending == 0)
+		dir_finish(d);
+}
+
+/*
+ * Remove hidden temporaries left in an existing DEST directory by a pcopy
+ * that was killed.  One that a live pcopy holds is locked and stays.
+ */
+static void
+tmp_sweep(int dfd)
+{
+	struct dirent *de;
+	DIR *ds;
+	int fd;
+
+	fd = dup(dfd);
+	if (fd < 0 || (ds = fdopendir(fd)) == NULL) {
+		close_keep(fd);
+		return;
+	}
+	while ((de = readdir(ds)) != NULL) {
+		if (strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0)
+			continue;
+		fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			unlinkat(dfd, de->d_name, 0);
+		close(fd);
+	}
+	closedir(ds);
+}
+
+/*
+ * Create (or open, when merging) the destination directory `name` in up,
+ * open the source one, and return a new struct dir, or NULL after naming
+ * the failure.  The copy is created 0700 so it can be filled whatever its
+ * final mode; that mode comes in dir_finish.
+ */
+static struct dir *
+dir_enter(struct dir *up, const char *name, const struct stat *st)
+{
+	struct dir *d;
+	struct stat dst;
+	int sfd, dfd, made, dsfd;
+
+	made = mkdirat(up->dfd, name, 0700) == 0;
+	if (!made && errno != EEXIST) {
+		warn_entry(1, 1, up, name, errno);
+		return NULL;
+	}
+	dfd = openat(up->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		char *p = dst_path(up, name);
+
+		warn_path(1, p, errno == ENOTDIR || errno == ELOOP ?
+		    "cannot overwrite non-directory with directory" : "%s", strerror(errno));
+		free(p);
+		return NULL;
+	}
+	g.fdopen++;
+	d = xmalloc(sizeof *d);
+	memset(d, 0, sizeof *d);
+	d->up = up;
+	d->dfd = dfd;
+	d->sfd = -1;
+	d->st = *st;
+	d->rel = path_join(up->rel, name, NULL);
+	d->pending = 1;
+	up->pending++;
+	g.ndirs++;
+	if (!made) {
+		if (fstat(dfd, &dst) == 0 && (dst.st_mode & S_ISGID))
+			d->jflags |= JF_SGID;
+		tmp_sweep(dfd);
+	}
+	sfd = openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd < 0 || (dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL) {
+		/* unreadable: it stays an empty directory with its metadata */
+		warn_entry(1, 0, up, name, errno);
+		g.failed++;
+		g.found++;
+		close_keep(sfd);
+		dir_put(d);
+		return NULL;
+	}
+	d->sfd = sfd;
+	g.fdopen++;
+	return d;
+}
+
+/* Start a job for directory d (the batch being filled). */
+static struct job *
+job_new(struct dir *d)
+{
+	struct job *j = xmalloc(sizeof *j);
+	struct msg *m;
+
+	memset(j, 0, sizeof *j);
+	j->cap = 4096;
+	j->buf = xmalloc(j->cap);
+	j->len = sizeof *m;
+	j->dir = d;
+	d->pending++;
+	m = (struct msg *)j->buf;
+	memset(m, 0, sizeof *m);
+	m->type = MSG_JOB;
+	m->flags = d->jflags;
+	return j;
+}
+
+static void
+job_free(struct job *j)
+{
+	struct dir *d = j->dir;
+
+	free(j->buf);
+	free(j);
+	dir_put(d);
+}
+
+/* Queue the batch of directory d, if it has anything. */
+static void
+batch_flush(struct dir *d)
+{
+	struct job *j = d->batch;
+
+	if (j == NULL)
+		return;
+	d->batch = NULL;
+	job_queue(j, 0);
+}
+
+/*
+ * Add an entry to d's batch, flushing first when it would overflow.
+ * dname, if not NULL, is a different destination name.
+ */
+static void
+batch_add(struct dir *d, const char *name, const char *dname,
+    const struct stat *st, int flags)
+{
+	size_t nl = strlen(name), dl = dname ? strlen(dname) : 0;
+	struct ent e;
+	struct job *j;
+	size_t need;
+
+	ent_fill(&e, st);
+	e.flags = flags;
+	e.namelen = nl;
+	e.dnamelen = dl;
+	need = ent_size(&e);
+	j = d->batch;
+	if (j && (j->nent >= BATCH_FILES || j->len + need > MSG_MAX ||
+	    (j->bytes + e.size > BATCH_BYTES && j->nent > 0)))
+		batch_flush(d);
+	if (d->batch == NULL)
+		d->batch = job_new(d);
+	j = d->batch;
+	if (j->len + need > j->cap) {
+		j->cap = j->len + need > 2 * j->cap ? j->len + need : 2 * j->cap;
+		j->buf = xrealloc(j->buf, j->cap);
+	}
+	memset(j->buf + j->len, 0, need);
+	memcpy(j->buf + j->len, &e, sizeof e);
+	memcpy(j->buf + j->len + sizeof e, name, nl);
+	if (dl)
+		memcpy(j->buf + j->len + sizeof e + nl + 1, dname, dl);
+	j->len += need;
+	j->nent++;
+	j->bytes += S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
+	g.found++;
+	if (S_ISREG(st->st_mode) && !(flags & ENT_DROP))
+		g.bytes_found += st->st_size;
+}
+
+/* -- hard links (parent side) -- */
+
+static uint64_t
+hl_hash(uint64_t dev, uint64_t ino)
+{
+	uint64_t h = ino * 0x9e3779b97f4a7c15ULL ^ dev * 0xc2b2ae3d27d4eb4fULL;
+
+	return h ^ (h >> 29);
+}
+
+/* Find the table slot of (dev, ino), inserting it if absent. */
+static struct hl *
+hl_lookup(uint64_t dev, uint64_t ino, int *isnew)
+{
+	struct hl *h;
+	size_t i, k;
+
+	if (g.hlused * 2 >= g.hlsize) {         /* grow at half full */
+		struct hl *old = g.hl;
+		size_t oldsize = g.hlsize;
+
+		g.hlsize = oldsize ? oldsize * 2 : HL_MIN;
+		g.hl = xmalloc(g.hlsize * sizeof *g.hl);
+		memset(g.hl, 0, g.hlsize * sizeof *g.hl);
+		for (k = 0; k < oldsize; k++) {
+			if (old[k].state == 0)
+				continue;
+			i = hl_hash(old[k].dev, old[k].ino) & (g.hlsize - 1);
+			while (g.hl[i].state)
+				i = (i + 1) & (g.hlsize - 1);
+			g.hl[i] = old[k];
+		}
+		free(old);
+	}
+	i = hl_hash(dev, ino) & (g.hlsize - 1);
+	for (;; i = (i + 1) & (g.hlsize - 1)) {
+		h = &g.hl[i];
+		if (h->state == 0) {
+			h->dev = dev;
+			h->ino = ino;
+			h->state = HL_PENDING;
+			g.hlused++;
+			*isnew = 1;
+			return h;
+		}
+		if (h->dev == dev && h->ino == ino) {
+			*isnew = 0;
+			return h;
+		}
+	}
+}
+
+/*
+ * Make `name` in d another name of the hard link group h, whose first
+ * name is complete.  EMLINK: copy the data instead, with a warning.
+ * Returns 1 if it queued a copy, 0 if linked or failed (counted).
+ */
+static int
+hl_link(struct hl *h, struct dir *d, const char *name)
+{
+	char *slash = strrchr(h->path, '/');
+	const char *fname = slash ? slash + 1 : h->path;
+	char hide[64];
+	int fd, r, e;
+
+	if (slash) {
+		*slash = '\0';
+		fd = open_beneath(g.dstfd, h->path);
+		*slash = '/';
+	} else
+		fd = dup(g.dstfd);
+	if (fd < 0) {
+		warn_entry(1, 1, d, name, errno);
+		g.failed++;
+		return 0;
+	}
+	r = linkat(fd, fname, d->dfd, name, 0);
+	if (r < 0 && errno == EEXIST) {         /* merging: replace atomically */
+		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.link", (long)getpid());
+		unlinkat(d->dfd, hide, 0);
+		r = linkat(fd, fname, d->dfd, hide, 0);
+		if (r == 0) {
+			struct stat st;
+
+			r = renameat(d->dfd, hide, d->dfd, name);
+			e = errno;
+			if (fstatat(d->dfd, hide, &st, AT_SYMLINK_NOFOLLOW) == 0)
+				unlinkat(d->dfd, hide, 0);
+			errno = e;
+		}
+	}
+	e = errno;
+	close(fd);
+	if (r == 0) {
+		g.copied++;
+		if (g.verbose) {
+			char *p = path_join(d->rel, name, NULL);
+			printf("%s\n", p);
+			free(p);
+		}
+		return 0;
+	}
+	if (e == EMLINK) {
+		char *p = src_path(d, name);
+		struct stat st;
+
+		warn_path(0, p, "too many links; copied as a separate file");
+		free(p);
+		if (fstatat(d->sfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			g.found--;      /* batch_add counts it again */
+			batch_add(d, name, NULL, &st, 0);
+			batch_flush(d);
+			return 1;
+		}
+		e = errno;
+	}
+	warn_entry(1, 1, d, name, e);
+	g.failed++;
+	return 0;
+}
+
+/*
+ * The first name of group h was copied (ok) or failed.  Link, or in the
+ * failure case promote, the names that waited for it.
+ */
+static void
+hl_settle(struct hl *h, int ok)
+{
+	struct waiter *wt, *next;
+
+	h->state = ok ? HL_DONE : HL_FAILED;
+	for (wt = h->wait, h->wait = NULL; wt; wt = next) {
+		next = wt->next;
+		if (h->state == HL_DONE) {
+			hl_link(h, wt->dir, wt->name);
+		} else {
+			/* the first copy failed: this name becomes the first */
+			struct stat st;
+
+			if (fstatat(wt->dir->sfd, wt->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+				free(h->path);
+				h->path = path_join(wt->dir->rel, wt->name, NULL);
+				h->state = HL_PENDING;
+				h->wait = next;
+				g.found--;
+				batch_add(wt->dir, wt->name, NULL, &st, ENT_HLFIRST);
+				batch_flush(wt->dir);
+				dir_put(wt->dir);
+				free(wt->name);
+				free(wt);
+				return;
+			}
+			warn_entry(1, 0, wt->dir, wt->name, errno);
+			g.failed++;
+		}
+		dir_put(wt->dir);
+		free(wt->name);
+		free(wt);
+	}
+}
+
+/*
+ * A non-directory with several links: the first name is copied, the
+ * others linked to it once it is done.  Returns 1 if the caller should
+ * copy this name (it is the first), 0 if it was handled here.
+ */
+static int
+hl_entry(struct dir *d, const char *name, const struct stat *st)
+{
+	int isnew;
+	struct hl *h = hl_lookup(st->st_dev, st->st_ino, &isnew);
+	struct waiter *wt;
+
+	if (isnew || h->state == HL_FAILED) {
+		free(h->path);
+		h->path = path_join(d->rel, name, NULL);
+		h->state = HL_PENDING;
+		return 1;
+	}
+	g.found++;
+	if (h->state == HL_DONE) {
+		if (hl_link(h, d, name))
+			g.found--;      /* requeued as a copy, counted there */
+		return 0;
+	}
+	wt = xmalloc(sizeof *wt);
+	wt->dir = d;
+	wt->name = strdup(name);
+	if (wt->name == NULL)
+		die("out of memory");
+	wt->next = h->wait;
+	h->wait = wt;
+	d->pending++;
+	return 0;
+}
+
+/*
+ * One step of the walk: read one entry of the current directory and
+ * queue, link or enter it.  At the end of a directory, flush its batch
+ * and go back up.  Returns 0 when the walk is finished.
+ */
+static int
+walk_step(void)
+{
+	struct dir *d = g.top, *sub;
+	struct dirent *de;
+	struct stat st;
+	const char *name;
+
+	if (d == NULL)
+		return 0;
+	errno = 0;
+	de = readdir(d->ds);
+	if (de == NULL) {
+		if (errno)
+			warn_entry(1, 0, d, NULL, errno);
+		batch_flush(d);
+		closedir(d->ds);
+		d->ds = NULL;
+		g.top = d->up;  /* depth first: the parent is still being read */
+		dir_put(d);
+		return g.top != NULL;
+	}
+	name = de->d_name;
+	if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
+		return 1;
+	if (fstatat(d->sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		char *p = src_path(d, name);
+
+		if (errno == ENOENT)
+			warn_path(1, p, "vanished before it could be copied");
+		else
+			warn_path(1, p, "%s", strerror(errno));
+		free(p);
+		g.found++;
+		g.failed++;
+		return 1;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		sub = dir_enter(d, name, &st);
+		if (sub)
+			g.top = sub;
+		return 1;
+	}
+	if (st.st_nlink > 1 && !hl_entry(d, name, &st))
+		return 1;
+	batch_add(d, name, NULL, &st, st.st_nlink > 1 ? ENT_HLFIRST : 0);
+	return 1;
+}
+
+/* -- dispatcher (parent side) -- */
+
+/* Put a job on the queue, at the back, or at the front for a retry. */
+static void
+job_queue(struct job *j, int front)
+{
+	struct msg *m = (struct msg *)j->buf;
+
+	if (j->id == 0) {
+		j->id = ++g.nextid ? g.nextid : ++g.nextid;
+		m->id = j->id;
+		m->count = j->nent;
+		m->len = j->len - sizeof *m;
+	}
+	if (front) {
+		j->next = g.qhead;
+		g.qhead = j;
+		if (g.qtail == NULL)
+			g.qtail = j;
+	} else {
+		j->next = NULL;
+		if (g.qtail)
+			g.qtail->next = j;
+		else
+			g.qhead = j;
+		g.qtail = j;
+	}
+	g.nqueued++;
+}
+
+/* Take the job at the front of the queue. */
+static struct job *
+job_pop(void)
+{
+	struct job *j = g.qhead;
+
+	if (j) {
+		g.qhead = j->next;
+		if (g.qhead == NULL)
+			g.qtail = NULL;
+		g.nqueued--;
+	}
+	return j;
+}
+
+/* Entry number i of a job. */
+static struct ent *
+job_ent(struct job *j, uint32_t i)
+{
+	char *p = j->buf + sizeof(struct msg);
+
+	while (i-- > 0)
+		p += ent_size((struct ent *)p);
+	return (struct ent *)p;
+}
+
+/* Count a job's entries as dropped (destination full or interrupted). */
+static void
+job_drop(struct job *j)
+{
+	uint32_t i;
+
+	for (i = 0; i < j->nent; i++)
+		if (!(job_ent(j, i)->flags & ENT_DROP))
+			g.dropped++;
+	job_free(j);
+}
+
+/*
+ * Hand queued jobs to workers with room, least loaded first.  Each job
+ * carries its directory descriptors.
+ */
+static void
+dispatch(void)
+{
+	unsigned i, best;
+	struct job *j;
+
+	while (g.qhead && !g.stop) {
+		best = g.jobs;
+		for (i = 0; i < g.jobs; i++)
+			if (g.wk[i].fd >= 0 && !g.wk[i].broken && g.wk[i].nfly < QDEPTH &&
+			    (best == g.jobs || g.wk[i].nfly < g.wk[best].nfly))
+				best = i;
+		if (best == g.jobs)
+			return;
+		j = job_pop();
+		{
+			int fds[2] = { j->dir->sfd, j->dir->dfd };
+
+			if (msg_send(g.wk[best].fd, j->buf, j->len, fds, 2) < 0) {
+				job_queue(j, 1);        /* the worker is gone: EOF comes */
+				g.wk[best].broken = 1;
+				continue;
+			}
+		}
+		g.wk[best].fly[g.wk[best].nfly++] = j;
+	}
+}
+
+/* Destination full: say it once, stop copying. */
+static void
+dest_full(int err)
+{
+	if (!g.full) {
+		warn_path(1, g.dst, "%s; stopping", strerror(err));
+		g.full = 1;
+	}
+	g.stop = 1;
+	g.walking = 0;
+}
+
+/*
+ * A worker finished job j: account for every entry, print what failed,
+ * settle hard links, and free the job.
+ */
+static void
+job_done(struct job *j, const struct msg *m, const struct rep *r)
+{
+	struct dir *d = j->dir;
+	uint32_t i, k = 0;
+	char *p;
+
+	g.bytes_done += m->bytes;
+	for (i = 0; i < j->nent; i++) {
+		struct ent *e = job_ent(j, i);
+		const struct rep *rp = k < m->count && r[k].idx == i ? &r[k++] : NULL;
+		int ok = rp == NULL || rp->what == R_CHANGED || rp->what == R_NOXATTR;
+
+		if (e->flags & ENT_DROP)
+			continue;
+		if (rp && rp->what == R_SKIP) {
+			g.skipped++;
+			continue;
+		}
+		if (rp) {
+			switch (rp->what) {
+			case R_VANISHED:
+				p = src_path(d, ent_name(e));
+				warn_path(1, p, "vanished before it could be copied");
+				free(p);
+				break;
+			case R_CHANGED:
+				p = src_path(d, ent_name(e));
+				warn_path(1, p, "changed size while being copied (%llu bytes, now %llu)",
+				    (unsigned long long)e->size, (unsigned long long)rp->val);
+				free(p);
+				break;
+			case R_NOXATTR:
+				if (!g.noxattr_warned++)
+					warn_path(0, g.dst, "extended attributes not supported; not copied");
+				break;
+			case R_FAIL_DST:
+				if (rp->err == ENOSPC || rp->err == EDQUOT) {
+					dest_full(rp->err);
+					break;
+				}
+				if (rp->err == EISDIR) {
+					p = dst_path(d, ent_dname(e));
+					warn_path(1, p, "cannot overwrite directory with non-directory");
+					free(p);
+					break;
+				}
+				warn_entry(1, 1, d, ent_dname(e), rp->err);
+				break;
+			default:
+				warn_entry(1, 0, d, ent_name(e), rp->err);
+			}
+		}
+		if (ok) {
+			g.copied++;
+			if (g.verbose) {
+				p = path_join(d->rel, ent_dname(e), NULL);
+				printf("%s\n", p);
+				free(p);
+			}
+		} else
+			g.failed++;
+		if (e->flags & ENT_HLFIRST) {
+			int isnew;
+			struct hl *h = hl_lookup(e->dev, e->ino, &isnew);
+
+			hl_settle(h, ok);
+		}
+	}
+	job_free(j);
+}
+
+/*
+ * Read one message from worker i.  End of file: the worker died; reap it,
+ * say how, respawn it and put its jobs back at the front of the queue.
+ * A job whose entry killed MAX_DEATHS workers loses that entry.
+ */
+static void
+wk_input(unsigned i)
+{
+	static uint64_t buf[(sizeof(struct msg) + (BATCH_FILES + 1) * sizeof(struct rep)) / 8 + 1];
+	struct worker *k = &g.wk[i];
+	struct msg *m = (struct msg *)buf;
+	int fds[2], st;
+	ssize_t n;
+	unsigned f;
+
+	n = msg_recv(k->fd, buf, sizeof buf, fds);
+	if (n < 0 && errno == EINTR)
+		return;
+	if (n > 0) {
+		if (m->type != MSG_DONE || k->nfly == 0 || k->fly[0]->id != m->id)
+			die("worker %u: unexpected message", i + 1);
+		job_done(k->fly[0], m, (struct rep *)(m + 1));
+		for (f = 1; f < k->nfly; f++)
+			k->fly[f - 1] = k->fly[f];
+		k->nfly--;
+		return;
+	}
+	/* end of file (or a broken channel): the worker is gone */
+	{
+		uint32_t cur = g.ws[i].job, idx = g.ws[i].idx;
+		pid_t pid = k->pid;
+
+		st = wk_reap(i);
+		if (!got_sig) {
+			progress_clear();
+			if (WIFSIGNALED(st))
+				fprintf(stderr, "pcopy: worker %u (pid %ld) killed by signal %d\n",
+				    i + 1, (long)pid, WTERMSIG(st));
+			else
+				fprintf(stderr, "pcopy: worker %u (pid %ld) exited with status %d\n",
+				    i + 1, (long)pid, WEXITSTATUS(st));
+		}
+		for (f = k->nfly; f-- > 0;) {
+			struct job *j = k->fly[f];
+
+			if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS) {
+				struct ent *e = job_ent(j, idx);
+				char *p = src_path(j->dir, ent_name(e));
+
+				warn_path(1, p, "worker killed %u times while copying it; giving up", j->deaths);
+				free(p);
+				e->flags |= ENT_DROP;
+				g.failed++;
+				if (e->flags & ENT_HLFIRST) {
+					int isnew;
+
+					hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
+				}
+				j->deaths = 0;
+			}
+			job_queue(j, 1);
+		}
+		k->nfly = 0;
+		if (!got_sig && !g.stop && wk_spawn(i) < 0)
+			warn_path(1, "fork", "%s", strerror(errno));
+	}
+}
+
+/* -- progress -- */
+
+/* Totals shown: the census if it is ahead, the walk's when it is done. */
+static void
+progress_totals(uint64_t *files, uint64_t *bytes, int *final)
+{
+	*files = g.found;
+	*bytes = g.bytes_found;
+	*final = !g.walking;
+	if (g.walking && g.cen_files > *files) {
+		*files = g.cen_files;
+		*bytes = g.cen_bytes > *bytes ? g.cen_bytes : *bytes;
+		*final = g.cen_done;
+	}
+}
+
+/* Bytes written so far, counting the work in progress in each worker. */
+static uint64_t
+progress_bytes(void)
+{
+	uint64_t b = g.bytes_done;
+	unsigned i;
+
+	for (i = 0; i < g.jobs; i++)
+		if (g.wk[i].nfly > 0 && g.ws[i].job == g.wk[i].fly[0]->id)
+			b += g.ws[i].bytes;
+	return b;
+}
+
+/* Seconds as "1:02:03" or "2:03". */
+static const char *
+fmt_secs(char *buf, size_t n, double s)
+{
+	long t = (long)(s + 0.5);
+
+	if (t >= 3600)
+		snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+	else
+		snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+	return buf;
+}
+
+/*
+ * Show the progress line: files done/total, percent, bytes, rate, ETA.
+ * A '+' marks totals that are still growing.  At most every TICK_MS,
+ * unless forced.  Parent only.
+ */
+static void
+progress_show(int force)
+{
+	static double frate, brate;             /* smoothed files/s and bytes/s */
+	static uint64_t lastf, lastb;
+	static int64_t lastt;
+	uint64_t tf, tb, done = g.copied + g.failed + g.skipped, bdone;
+	int final, width = 80;
+	int64_t t = now_ms();
+	double pct, dt, eta = -1;
+	char line[256], b1[32], b2[32], b3[32], b4[32];
+	struct winsize ws;
+
+	if (!g.progress || (!force && t - g.tlast < (g.progress == 1 ? TICK_MS : 1000)))
+		return;
+	g.tlast = t;
+	progress_totals(&tf, &tb, &final);
+	bdone = progress_bytes();
+	if (bdone > tb)
+		tb = bdone;
+	if (done > tf)
+		tf = done;
+	dt = (t - lastt) / 1000.0;
+	if (lastt && dt > 0.05) {
+		double a = dt / (3.0 + dt);     /* ~3 s smoothing */
+
+		frate += a * ((done - lastf) / dt - frate);
+		brate += a * ((bdone - lastb) / dt - brate);
+	}
+	if (lastt == 0 || dt > 0.05) {
+		lastt = t;
+		lastf = done;
+		lastb = bdone;
+	}
+	pct = 100.0 * ((tf ? (double)done / tf : 1) + (tb ? (double)bdone / tb : 1)) / 2;
+	if (pct < g.pct_shown)
+		pct = g.pct_shown;
+	if (pct > 100)
+		pct = 100;
+	g.pct_shown = pct;
+	if (final && frate > 0 && brate > 0) {
+		double ef = (tf - done) / frate, eb = (tb - bdone) / brate;
+
+		eta = ef > eb ? ef : eb;
+	}
+	snprintf(line, sizeof line, "%llu/%llu%s files %6.2f%%  %s/%s%s  %s/s  ETA %s",
+	    (unsigned long long)done, (unsigned long long)tf, final ? "" : "+", pct,
+	    fmt_bytes(b1, sizeof b1, bdone), fmt_bytes(b2, sizeof b2, tb), final ? "" : "+",
+	    fmt_bytes(b3, sizeof b3, brate), eta < 0 ? "?" : fmt_secs(b4, sizeof b4, eta));
+	if (g.progress == 1) {
+		if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1)
+			width = ws.ws_col;
+		if (width - 1 < (int)sizeof line)
+			line[width - 1] = '\0';
+		fprintf(stderr, "\r%s\033[K", line);
+		g.line_shown = 1;
+	} else
+		fprintf(stderr, "pcopy: %s\n", line);
+	fflush(stderr);
+}
+
+/* Remove the progress line so a message can be printed. */
+static void
+progress_clear(void)
+{
+	if (g.line_shown) {
+		fputs("\r\033[K", stderr);
+		g.line_shown = 0;
+	}
+}
+
+/* The last line: counts, bytes, seconds, rate. */
+static void
+summary(const char *how)
+{
+	double secs = (now_ms() - g.t0) / 1000.0;
+	char b1[32], b2[32];
+
+	progress_clear();
+	if (g.quiet)
+		return;
+	fprintf(stderr, "pcopy: %s%llu files, %llu dirs, %s in %.2f s (%s/s)",
+	    how, (unsigned long long)g.copied, (unsigned long long)g.ndirs,
+	    fmt_bytes(b1, sizeof b1, g.bytes_done), secs,
+	    fmt_bytes(b2, sizeof b2, secs > 0 ? g.bytes_done / secs : 0));
+	if (g.skipped)
+		fprintf(stderr, ", %llu skipped", (unsigned long long)g.skipped);
+	if (g.failed)
+		fprintf(stderr, ", %llu failed", (unsigned long long)g.failed);
+	if (g.dropped)
+		fprintf(stderr, ", %llu not copied", (unsigned long long)g.dropped);
+	fputc('\n', stderr);
+}
+
+/* -- main loop (parent side) -- */
+
+static void
+on_signal(int sig)
+{
+	int e = errno;
+
+	if (sig == SIGUSR1)
+		got_usr1 = 1;
+	else if (got_sig == 0)
+		got_sig = sig;
+	else
+		got_sig = -sig;         /* second signal: hurry */
+	if (write(g.sigpipe[1], "", 1) < 0) {
+		/* the pipe is full: poll wakes anyway */
+	}
+	errno = e;
+}
+
+/* SIGUSR1: one line per worker: pid, state, file, seconds on it. */
+static void
+status_dump(void)
+{
+	int64_t t = now_ms();
+	unsigned i;
+
+	progress_clear();
+	for (i = 0; i < g.jobs; i++) {
+		struct worker *k = &g.wk[i];
+		struct wstat *s = &g.ws[i];
+
+		if (k->nfly == 0 || s->job != k->fly[0]->id || s->idx >= k->fly[0]->nent) {
+			fprintf(stderr, "pcopy: worker %u pid %ld: idle\n", i + 1, (long)k->pid);
+			continue;
+		}
+		{
+			struct ent *e = job_ent(k->fly[0], s->idx);
+			char *p = src_path(k->fly[0]->dir, ent_name(e));
+
+			fprintf(stderr, "pcopy: worker %u pid %ld: copying '%s' (%.1f s, %llu bytes)\n",
+			    i + 1, (long)k->pid, p, (t - s->since) / 1000.0,
+			    (unsigned long long)s->bytes);
+			free(p);
+		}
+	}
+}
+
+/* Jobs sent to workers and not yet done. */
+static unsigned
+in_flight(void)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < g.jobs; i++)
+		n += g.wk[i].nfly;
+	return n;
+}
+
+/*
+ * May the walk go on?  Not while the queue is full, nor while it holds
+ * its share of descriptors -- unless nothing is in flight to release
+ * any, when waiting would never end.
+ */
+static int
+walk_may(void)
+{
+	if (!g.walking || g.stop || g.nqueued >= QMAX)
+		return 0;
+	return g.fdopen < g.fdlimit || (g.qhead == NULL && in_flight() == 0);
+}
+
+/*
+ * The parent's loop: walk while the queue has room, dispatch, wait in
+ * poll() for results, signals or the next progress tick.  Returns when
+ * everything is done or a signal asked to stop.
+ */
+static void
+run(void)
+{
+	struct pollfd pf[257];
+	unsigned i, n, map[257];
+	int timeout, busy;
+	char sink[64];
+
+	while (!got_sig) {
+		busy = 0;
+		for (i = 0; i < 64 && walk_may(); i++)
+			if (!walk_step()) {
+				g.walking = 0;
+				break;
+			}
+		busy = walk_may();
+		dispatch();
+		if (g.stop)
+			while (g.qhead)
+				job_drop(job_pop());
+		if (!g.walking && g.qhead == NULL && in_flight() == 0)
+			break;
+		n = 0;
+		pf[n].fd = g.sigpipe[0];
+		pf[n++].events = POLLIN;
+		for (i = 0; i < g.jobs; i++) {
+			if (g.wk[i].fd < 0)
+				continue;
+			map[n] = i;
+			pf[n].fd = g.wk[i].fd;
+			pf[n++].events = POLLIN;
+		}
+		timeout = busy ? 0 : g.progress ? TICK_MS : -1;
+		if (poll(pf, n, timeout) < 0 && errno != EINTR)
+			die("poll: %s", strerror(errno));
+		if (pf[0].revents && read(g.sigpipe[0], sink, sizeof sink) < 0) {
+			/* nothing to do: the flags say what happened */
+		}
+		if (got_usr1) {
+			got_usr1 = 0;
+			status_dump();
+		}
+		for (i = 1; i < n; i++)
+			if (pf[i].revents)
+				wk_input(map[i]);
+		progress_show(0);
+	}
+}
+
+/*
+ * End of the run: no more jobs, so shut every channel's job side; workers
+ * see end of file and exit.  On a signal, tell them to stop now.  Reap
+ * every one.
+ */
+static void
+shutdown_workers(void)
+{
+	unsigned i;
+	int sig = got_sig;
+
+	if (sig)
+		wk_signal(sig < 0 ? SIGKILL : SIGTERM);
+	for (i = 0; i < g.jobs; i++) {
+		if (g.wk[i].fd < 0)
+			continue;
+		shutdown(g.wk[i].fd, SHUT_WR);
+		for (;;) {
+			struct pollfd pf = { g.wk[i].fd, POLLIN, 0 };
+			uint64_t buf[512];
+			int fds[2];
+			ssize_t n;
+
+			if (got_sig < 0 && sig >= 0) {  /* a second signal: now */
+				sig = got_sig;
+				wk_signal(SIGKILL);
+			}
+			if (poll(&pf, 1, 1000) <= 0)
+				continue;
+			n = msg_recv(g.wk[i].fd, buf, sizeof buf, fds);
+			if (n == 0 || (n < 0 && errno != EINTR))
+				break;  /* results after a signal are not counted */
+		}
+		wk_reap(i);
+	}
+}
+
+/* -- setup -- */
+
+/*
+ * Refuse a DEST that is SOURCE or lies inside it: walk up from DEST's
+ * nearest existing ancestor to the root comparing (dev, ino).
+ */
+static void
+check_nesting(const struct stat *src, const char *dst)
+{
+	struct stat st, up;
+	char *copy = strdup(dst), *p;
+	int fd, nfd;
+
+	if (copy == NULL)
+		die("out of memory");
+	for (;;) {
+		fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0)
+			break;
+		p = strrchr(copy, '/');
+		if (p == NULL) {
+			fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			break;
+		}
+		if (p == copy)
+			p[1] = '\0';
+		else
+			*p = '\0';
+	}
+	free(copy);
+	if (fd < 0)
+		die("'%s': %s", dst, strerror(errno));
+	for (;;) {
+		if (fstat(fd, &st) < 0)
+			die("'%s': %s", dst, strerror(errno));
+		if (st.st_dev == src->st_dev && st.st_ino == src->st_ino)
+			die("cannot copy '%s' into itself, '%s'", g.src, dst);
+		nfd = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (nfd < 0 || fstat(nfd, &up) < 0)
+			break;
+		close(fd);
+		fd = nfd;
+		if (up.st_dev == st.st_dev && up.st_ino == st.st_ino)
+			break;
+	}
+	close(fd);
+}
+
+/*
+ * Decide how workers give names to new files, by trying it once in DEST:
+ * O_TMPFILE + linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, the /proc
+ * form needs /proc; else hidden names and rename.
+ */
+static int
+tmp_probe(int dfd)
+{
+	char name[64], proc[64];
+	int fd, mode = TMP_NAMED;
+
+	fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return TMP_NAMED;
+	snprintf(name, sizeof name, TMP_PREFIX "%ld.probe", (long)getpid());
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+	if (linkat(fd, "", dfd, name, AT_EMPTY_PATH) == 0)
+		mode = TMP_EMPTY;
+	else if (linkat(AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW) == 0)
+		mode = TMP_PROC;
+	if (mode != TMP_NAMED)
+		unlinkat(dfd, name, 0);
+	close(fd);
+	return mode;
+}
+
+/* Raise the descriptor limit to the hard one and budget the walk's share. */
+static void
+fd_budget(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+			getrlimit(RLIMIT_NOFILE, &rl);
+		}
+		g.fdlimit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 20 ?
+		    1 << 20 : (int)rl.rlim_cur;
+	} else
+		g.fdlimit = 1024;
+	g.fdlimit -= FD_RESERVE + 2 * g.jobs;
+	if (g.fdlimit < 16)
+		g.fdlimit = 16;
+}
+
+/* -- usage and main -- */
+
+static void
+usage(FILE *f)
+{
+	fputs(
+"usage: pcopy [OPTION]... SOURCE [DEST]\n"
+"Copy the directory tree SOURCE to DEST with a pool of worker processes,\n"
+"preserving what cp -a preserves.  DEST/P is the copy of SOURCE/P (like\n"
+"cp -aT SOURCE DEST).  DEST defaults to SOURCE-copy next to SOURCE; an\n"
+"existing DEST directory is merged into.  SOURCE may be a single file.\n"
+"\n"
+"  -j, --jobs N     worker processes (1-256; default: online CPUs, at least 2)\n"
+"  -q, --quiet      no progress line and no summary (errors are still printed)\n"
+"  -v, --verbose    print each copied entry (path below SOURCE) on stdout\n"
+"      --progress   show progress even when stderr is not a terminal\n"
+"                   (then as plain lines, about once a second)\n"
+"  -h, --help       show this help and exit\n"
+"  -V, --version    show the version and exit\n"
+"\n"
+"Exit status: 0 all copied; 1 some entries failed (each named on stderr);\n"
+"2 usage or setup error (nothing copied); 128+N stopped by signal N.\n"
+"Files appear in DEST only when complete (written unnamed or under a hidden\n"
+"name " TMP_PREFIX "*, then linked or renamed into place).  SIGUSR1 prints what\n"
+"each worker is copying.\n", f);
+}
+
+/* Parse -j's argument: a whole number 1..256, or exit 2. */
+static unsigned
+parse_jobs(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno || v < 1 || v > 256)
+		die("invalid number of jobs '%s' (1-256)", s);
+	return (unsigned)v;
+}
+
+/* No operands and a terminal: ask, like the program pcopy replaces. */
+static char *
+ask_source(void)
+{
+	static char line[4096];
+	size_t n;
+
+	fputs("Folder to copy: ", stderr);
+	if (fgets(line, sizeof line, stdin) == NULL)
+		die("no SOURCE given");
+	n = strlen(line);
+	if (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	if (n == 0)
+		die("no SOURCE given");
+	return line;
+}
+
+/* SOURCE with trailing slashes removed, plus "-copy". */
+static char *
+default_dest(const char *src)
+{
+	size_t n = strlen(src);
+	char *d;
+
+	while (n > 1 && src[n - 1] == '/')
+		n--;
+	d = xmalloc(n + 6);
+	memcpy(d, src, n);
+	strcpy(d + n, "-copy");
+	return d;
+}
+
+static void
+parse_args(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "progress", no_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int c, force = 0;
+
+	g.jobs = ncpu < 2 ? 2 : ncpu > 256 ? 256 : (unsigned)ncpu;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":j:qvhV", lo, NULL)) != -1) {
+		switch (c) {
+		case 'j': g.jobs = parse_jobs(optarg); break;
+		case 'q': g.quiet = 1; break;
+		case 'v': g.verbose = 1; break;
+		case 'P': force = 1; break;
+		case 'h': usage(stdout); exit(0);
+		case 'V': printf("pcopy %s\n", VERSION); exit(0);
+		case ':':
+			die("option '%s' needs an argument (try 'pcopy --help')", argv[optind - 1]);
+		default:
+			if (optopt)
+				die("unknown option '-%c' (try 'pcopy --help')", optopt);
+			die("unknown option '%s' (try 'pcopy --help')", argv[optind - 1]);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc > 2)
+		die("extra operand '%s' (try 'pcopy --help')", argv[2]);
+	if (argc == 0 && !isatty(0))
+		die("missing SOURCE (try 'pcopy --help')");
+	g.src = argc ? argv[0] : ask_source();
+	if (g.src[0] == '\0')
+		die("SOURCE is an empty string");
+	g.dst = argc == 2 ? argv[1] : default_dest(g.src);
+	if (g.dst[0] == '\0')
+		die("DEST is an empty string");
+	if (!g.quiet && (force || isatty(2)))
+		g.progress = isatty(2) ? 1 : 2;
+}
+
+/* Split path into a directory (malloc'd) and its last component. */
+static char *
+split_path(const char *path, const char **base)
+{
+	size_t n = strlen(path);
+	char *dir;
+	const char *slash;
+
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	dir = xmalloc(n + 2);
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	slash = strrchr(dir, '/');
+	if (slash == NULL) {
+		*base = path;
+		strcpy(dir, ".");
+		return dir;
+	}
+	*base = path + (slash - dir) + 1;
+	if (slash == dir)
+		dir[1] = '\0';
+	else
+		dir[slash - dir] = '\0';
+	return dir;
+}
+
+/*
+ * Open SOURCE and DEST and make the top struct dir: the tree's top for a
+ * directory, or the two parent directories for a single file, whose one
+ * entry is queued here.
+ */
+static struct dir *
+setup_top(const struct stat *st)
+{
+	struct dir *d = xmalloc(sizeof *d);
+	struct stat dst;
+	const char *sbase, *dbase;
+	char *sdir, *ddir;
+	int dsfd;
+
+	memset(d, 0, sizeof *d);
+	d->rel = strdup("");
+	d->st = *st;
+	d->pending = 1;
+	if (S_ISDIR(st->st_mode)) {
+		check_nesting(st, g.dst);
+		if (mkdir(g.dst, 0700) < 0 && errno != EEXIST)
+			die("cannot create '%s': %s", g.dst, strerror(errno));
+		d->sfd = open(g.src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (d->sfd < 0)
+			die("'%s': %s", g.src, strerror(errno));
+		d->dfd = open(g.dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (d->dfd < 0)
+			die("'%s': %s", g.dst, errno == ENOTDIR ?
+			    "exists and is not a directory" : strerror(errno));
+		if (fstat(d->dfd, &dst) == 0 && (dst.st_mode & S_ISGID) && st->st_gid != dst.st_gid)
+			d->jflags |= JF_SGID;
+		tmp_sweep(d->dfd);
+		if ((dsfd = dup(d->sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL)
+			die("'%s': %s", g.src, strerror(errno));
+		return d;
+	}
+	/* one file or symlink: DEST names the copy */
+	if (stat(g.dst, &dst) == 0 && dst.st_dev == st->st_dev && dst.st_ino == st->st_ino)
+		die("'%s' and '%s' are the same file", g.src, g.dst);
+	sdir = split_path(g.src, &sbase);
+	ddir = split_path(g.dst, &dbase);
+	d->nometa = 1;
+	d->sfd = open(sdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->sfd < 0)
+		die("'%s': %s", sdir, strerror(errno));
+	d->dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->dfd < 0)
+		die("'%s': %s", ddir, strerror(errno));
+	free(sdir);
+	free(ddir);
+	free(d->rel);
+	d->rel = NULL;
+	batch_add(d, sbase, strcmp(sbase, dbase) ? dbase : NULL, st, 0);
+	batch_flush(d);
+	return d;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct stat st;
+	struct dir *top;
+	unsigned i;
+
+	parse_args(argc, argv);
+	if (lstat(g.src, &st) < 0)
+		die("'%s': %s", g.src, strerror(errno));
+	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+		die("'%s': not a directory, regular file or symlink", g.src);
+	g.euid = geteuid();
+	g.egid = getegid();
+	g.t0 = now_ms();
+	signal(SIGPIPE, SIG_IGN);
+	fd_budget();
+	if (pipe(g.sigpipe) < 0)
+		die("pipe: %s", strerror(errno));
+	fcntl(g.sigpipe[0], F_SETFL, O_NONBLOCK);
+	fcntl(g.sigpipe[1], F_SETFL, O_NONBLOCK);
+	fcntl(g.sigpipe[0], F_SETFD, FD_CLOEXEC);
+	fcntl(g.sigpipe[1], F_SETFD, FD_CLOEXEC);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+
+	top = setup_top(&st);
+	g.dstfd = top->dfd;
+	g.top = top->ds ? top : NULL;
+	g.walking = g.top != NULL;
+	if (!g.walking)
+		dir_put(top);   /* single file: its job holds the reference */
+	g.tmpmode = tmp_probe(g.dstfd);
+
+	g.wk = xmalloc(g.jobs * sizeof *g.wk);
+	g.ws = mmap(NULL, g.jobs * sizeof *g.ws, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (g.ws == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
+	for (i = 0; i < g.jobs; i++)
+		g.wk[i].fd = -1;
+	for (i = 0; i < g.jobs; i++)
+		if (wk_spawn(i) < 0)
+			die("cannot start workers: %s", strerror(errno));
+
+	run();
+	shutdown_workers();
+	if (got_sig) {
+		int sig = got_sig < 0 ? -got_sig : got_sig;
+
+		summary("interrupted: ");
+		signal(sig, SIG_DFL);
+		return 128 + sig;
+	}
+	if (g.status == 0 && g.copied + g.failed + g.skipped + g.dropped != g.found) {
+		warn_path(1, g.src, "internal error: %llu entries found, %llu accounted for",
+		    (unsigned long long)g.found,
+		    (unsigned long long)(g.copied + g.failed + g.skipped + g.dropped));
+	}
+	if (g.failed || g.dropped)
+		g.status = 1;
+	summary("");
+	return g.status;
+}
