@@ -234,6 +234,11 @@ struct hl {                     /* one hard-linked inode (parent only) */
 
 enum { HL_PENDING = 1, HL_DONE, HL_FAILED };
 
+struct cframe {                 /* a directory the census is reading (parent only) */
+	struct cframe *up;
+	DIR *ds;
+};
+
 enum { TMP_EMPTY = 1, TMP_PROC, TMP_NAMED };    /* how files get their name */
 
 static struct {
@@ -271,9 +276,10 @@ static struct {
 	int64_t t0;             /* ms at start */
 	int64_t tlast;          /* ms of the last progress line */
 	double pct_shown;       /* the percent never goes backwards */
-	int line_shown;         /* a progress line is on screen */
-	uint64_t cen_files, cen_bytes;  /* census totals */
-	int cen_done;
+	int line_shown;         /* length of the progress line on screen, 0: none */
+	struct cframe *cen;     /* census: directory being read, NULL when over */
+	uint64_t cen_files, cen_bytes;  /* census totals so far */
+	int cen_done;           /* the census read the whole tree */
 } g;
 
 static volatile sig_atomic_t got_sig;   /* parent: first signal; worker: SIGTERM */
@@ -1304,6 +1310,8 @@ dir_enter(struct dir *up, const char *name, const struct stat *st)
 	d->pending = 1;
 	up->pending++;
 	g.ndirs++;
+	if (g.verbose)
+		printf("%s\n", d->rel);
 	if (!made) {
 		if (fstat(dfd, &dst) == 0 && (dst.st_mode & S_ISGID))
 			d->jflags |= JF_SGID;
@@ -1658,6 +1666,85 @@ walk_step(void)
 	return 1;
 }
 
+/*
+ * Start the census: a second, read-only walk of SOURCE that only counts,
+ * run while the main walk waits for room in the queue.  It gives the
+ * progress line its totals early.  Hard-linked files count size/nlink.
+ */
+static void
+census_start(int sfd)
+{
+	/* a new open file description: a dup() would share the walk's offset */
+	int fd = openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *ds = fd < 0 ? NULL : fdopendir(fd);
+
+	if (ds == NULL) {
+		close_keep(fd);
+		return;
+	}
+	g.cen = xmalloc(sizeof *g.cen);
+	g.cen->up = NULL;
+	g.cen->ds = ds;
+	g.fdopen++;
+}
+
+/* Leave the census's current directory. */
+static void
+census_pop(void)
+{
+	struct cframe *c = g.cen;
+
+	closedir(c->ds);
+	g.fdopen--;
+	g.cen = c->up;
+	free(c);
+}
+
+/* One entry of the census.  Gives up quietly on any error or no fds. */
+static void
+census_step(void)
+{
+	struct cframe *c = g.cen, *sub;
+	struct dirent *de;
+	struct stat st;
+	int fd;
+
+	de = readdir(c->ds);
+	if (de == NULL) {
+		census_pop();
+		g.cen_done = g.cen == NULL;
+		return;
+	}
+	if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+	    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+		return;
+	if (de->d_type != DT_DIR) {
+		if (fstatat(dirfd(c->ds), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return;
+		if (!S_ISDIR(st.st_mode)) {
+			g.cen_files++;
+			if (S_ISREG(st.st_mode))
+				g.cen_bytes += st.st_size / (st.st_nlink ? st.st_nlink : 1);
+			return;
+		}
+	}
+	fd = openat(dirfd(c->ds), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	sub = xmalloc(sizeof *sub);
+	sub->ds = fdopendir(fd);
+	if (sub->ds == NULL || g.fdopen >= g.fdlimit) {
+		free(sub);
+		close(fd);
+		while (g.cen)           /* no room: totals stay provisional */
+			census_pop();
+		return;
+	}
+	g.fdopen++;
+	sub->up = c;
+	g.cen = sub;
+}
+
 /* -- dispatcher (parent side) -- */
 
 /* Put a job on the queue, at the back, or at the front for a retry. */
@@ -1968,7 +2055,7 @@ progress_show(int force)
 	static uint64_t lastf, lastb;
 	static int64_t lastt;
 	uint64_t tf, tb, done = g.copied + g.failed + g.skipped, bdone;
-	int final, width = 80;
+	int final, width = 80, n;
 	int64_t t = now_ms();
 	double pct, dt, eta = -1;
 	char line[256], b1[32], b2[32], b3[32], b4[32];
@@ -1987,6 +2074,8 @@ progress_show(int force)
 	if (lastt && dt > 0.05) {
 		double a = dt / (3.0 + dt);     /* ~3 s smoothing */
 
+		if (frate == 0 && brate == 0)
+			a = 1;                  /* first sample: no history to smooth */
 		frate += a * ((done - lastf) / dt - frate);
 		brate += a * ((bdone - lastb) / dt - brate);
 	}
@@ -2015,8 +2104,10 @@ progress_show(int force)
 			width = ws.ws_col;
 		if (width - 1 < (int)sizeof line)
 			line[width - 1] = '\0';
-		fprintf(stderr, "\r%s\033[K", line);
-		g.line_shown = 1;
+		/* pad over the last line: no escape codes, dumb terminals too */
+		n = strlen(line);
+		fprintf(stderr, "\r%s%*s", line, g.line_shown > n ? g.line_shown - n : 0, "");
+		g.line_shown = n;
 	} else
 		fprintf(stderr, "pcopy: %s\n", line);
 	fflush(stderr);
@@ -2027,7 +2118,7 @@ static void
 progress_clear(void)
 {
 	if (g.line_shown) {
-		fputs("\r\033[K", stderr);
+		fprintf(stderr, "\r%*s\r", g.line_shown, "");
 		g.line_shown = 0;
 	}
 }
@@ -2147,6 +2238,14 @@ run(void)
 				break;
 			}
 		busy = walk_may();
+		if (!busy && g.walking && g.cen && !g.stop) {
+			for (i = 0; i < 64 && g.cen; i++)
+				census_step();
+			busy = g.cen != NULL;
+		}
+		if (!g.walking)
+			while (g.cen)
+				census_pop();
 		dispatch();
 		if (g.stop)
 			while (g.qhead)
@@ -2412,7 +2511,10 @@ parse_args(int argc, char **argv)
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf("pcopy %s\n", VERSION); exit(0);
 		case ':':
-			die("option '%s' needs an argument (try 'pcopy --help')", argv[optind - 1]);
+			for (c = 0; lo[c].name && lo[c].val != optopt; c++)
+				;
+			die("option '-%c' (--%s) needs an argument (try 'pcopy --help')",
+			    optopt, lo[c].name ? lo[c].name : "?");
 		default:
 			if (optopt)
 				die("unknown option '-%c' (try 'pcopy --help')", optopt);
@@ -2552,6 +2654,8 @@ main(int argc, char **argv)
 	g.dstfd = top->dfd;
 	g.top = top->ds ? top : NULL;
 	g.walking = g.top != NULL;
+	if (g.walking && g.progress)
+		census_start(top->sfd);
 	if (!g.walking)
 		dir_put(top);   /* single file: its job holds the reference */
 	g.tmpmode = tmp_probe(g.dstfd);
