@@ -96,6 +96,7 @@
 #include <sys/wait.h>
 #include <sys/xattr.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -179,6 +180,7 @@ enum {
 	R_CHANGED,              /* copied, but the size changed while copying */
 	R_SKIP,                 /* -u: destination already up to date */
 	R_NOXATTR,              /* copied, but DEST refused xattrs */
+	R_BADCOPY,              /* --verify: the copy differs from the source */
 };
 
 struct dir {                    /* a directory being copied (parent only) */
@@ -237,6 +239,7 @@ enum { HL_PENDING = 1, HL_DONE, HL_FAILED };
 struct cframe {                 /* a directory the census is reading (parent only) */
 	struct cframe *up;
 	DIR *ds;
+	char *rel;              /* path below SOURCE */
 };
 
 enum { TMP_EMPTY = 1, TMP_PROC, TMP_NAMED };    /* how files get their name */
@@ -246,6 +249,17 @@ static struct {
 	unsigned jobs;          /* -j */
 	int quiet, verbose;     /* -q, -v */
 	int progress;           /* 1: terminal line, 2: plain lines, 0: none */
+	int update;             /* -u: skip files already up to date */
+	int verify;             /* --verify: compare before naming */
+	int fsync;              /* --fsync: sync files and directories */
+	int dryrun;             /* -n: change nothing, say what would happen */
+	int onefs;              /* -x: stay on SOURCE's file system */
+	char **excl;            /* --exclude patterns */
+	unsigned nexcl;
+	unsigned shard_k, shard_n;      /* --shard K/N, 0/0: all */
+	FILE *list;             /* --files-from stream, NULL: walk the tree */
+	int listsep;            /* '\n', or '\0' with -0 */
+	dev_t topdev;           /* SOURCE's device, for -x */
 	/* set up by main, read by all */
 	const char *src, *dst;  /* as given (for messages) */
 	int tmpmode;            /* TMP_*: how workers name new files */
@@ -270,7 +284,7 @@ static struct {
 	int noxattr_warned;
 	/* the ledger */
 	uint64_t found, copied, failed, skipped, dropped;
-	uint64_t ndirs, bytes_found, bytes_done;
+	uint64_t ndirs, bytes_found, bytes_done, bytes_skipped;
 	int status;             /* exit status so far */
 	/* progress */
 	int64_t t0;             /* ms at start */
@@ -786,14 +800,15 @@ tmp_create(int dirfd, mode_t mode)
 	int fd;
 
 	if (g.tmpmode != TMP_NAMED) {
-		fd = openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+		fd = openat(dirfd, ".", O_TMPFILE | (g.verify ? O_RDWR : O_WRONLY) | O_CLOEXEC, mode);
 		if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
 			return fd;
 	}
 	for (;;) {
 		snprintf(w.tmpname, sizeof w.tmpname, TMP_PREFIX "%ld.%u",
 		    (long)getpid(), w.tmpseq++);
-		fd = openat(dirfd, w.tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		fd = openat(dirfd, w.tmpname, (g.verify ? O_RDWR : O_WRONLY) | O_CREAT | O_EXCL |
+		    O_NOFOLLOW | O_CLOEXEC, mode);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 	}
@@ -878,6 +893,34 @@ tmp_commit(int fd, int dirfd, const char *name)
 }
 
 /*
+ * --verify: read back source and copy from the start and compare.  (The
+ * copy is read through the page cache: this proves what was written, not
+ * the medium.)  Returns 0 if equal, -1 if they differ, or an errno from
+ * reading the source.
+ */
+static int
+verify(int in, int out)
+{
+	char *a = w.buf, *b = w.buf + BUF_SIZE / 2;
+	off_t off = 0;
+	ssize_t n, m;
+
+	for (;;) {
+		n = pread(in, a, BUF_SIZE / 2, off);
+		if (n < 0)
+			return errno;
+		m = pread(out, b, BUF_SIZE / 2, off);
+		if (m < 0)
+			return -1;
+		if (n != m || memcmp(a, b, n) != 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		off += n;
+	}
+}
+
+/*
  * Copy one regular file.  Returns 0 on success; otherwise fills *r with
  * what failed.  A file that changed size while being read is still copied
  * as read, and reported (R_CHANGED).
@@ -889,7 +932,14 @@ copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 	int in, out, werr = 0, note = 0;
 	int64_t n;
 	mode_t cmode = e->mode & 0777;
+	struct stat ds;
 
+	if (g.update && fstatat(dfd, dname, &ds, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(ds.st_mode) && (uint64_t)ds.st_size == e->size &&
+	    ds.st_mtim.tv_sec == e->mtime && (uint64_t)ds.st_mtim.tv_nsec == e->mtime_ns) {
+		r->what = R_SKIP;
+		return 1;
+	}
 	in = openat(sfd, sname, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	if (in < 0) {
 		r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
@@ -917,6 +967,14 @@ copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 		note = R_CHANGED;
 		r->val = n;
 	}
+	if (g.verify && (r->err = verify(in, out)) != 0) {
+		r->what = r->err < 0 ? R_BADCOPY : R_FAIL_SRC;
+		r->err = r->err < 0 ? 0 : r->err;
+		tmp_discard();
+		close(in);
+		close(out);
+		return -1;
+	}
 	r->what = R_FAIL_DST;
 	if (meta_owner_mode(out, -1, NULL, e, always_chown, cmode) < 0)
 		goto fail;
@@ -924,7 +982,8 @@ copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 		w.noxattr_dst = 1;
 		note = note ? note : R_NOXATTR;
 	}
-	if (meta_times(out, -1, NULL, e) < 0 || tmp_commit(out, dfd, dname) < 0)
+	if (meta_times(out, -1, NULL, e) < 0 || (g.fsync && fsync(out) < 0) ||
+	    tmp_commit(out, dfd, dname) < 0)
 		goto fail;
 	close(in);
 	if (close(out) < 0) {
@@ -1213,12 +1272,16 @@ dir_finish(struct dir *d)
 	struct ent e;
 
 	ent_fill(&e, &d->st);
-	if (!d->nometa && !g.stop) {
+	if (g.shard_n)          /* other shards may still write here: -u fixes */
+		e.mode |= S_IRWXU;
+	if (!d->nometa && !g.stop && !g.dryrun) {
 		if (meta_owner_mode(d->dfd, -1, NULL, &e, d->jflags & JF_SGID, -1) < 0)
 			warn_entry(1, 1, d, NULL, errno);
 		if (d->sfd >= 0 && xattr_copy(d->sfd, d->dfd) < 0 && !g.noxattr_warned++)
 			warn_path(0, g.dst, "extended attributes not supported; not copied");
 		if (meta_times(d->dfd, -1, NULL, &e) < 0)
+			warn_entry(1, 1, d, NULL, errno);
+		if (g.fsync && fsync(d->dfd) < 0)
 			warn_entry(1, 1, d, NULL, errno);
 	}
 	if (d->sfd >= 0) {
@@ -1274,32 +1337,43 @@ tmp_sweep(int dfd)
 
 /*
  * Create (or open, when merging) the destination directory `name` in up,
- * open the source one, and return a new struct dir, or NULL after naming
- * the failure.  The copy is created 0700 so it can be filled whatever its
- * final mode; that mode comes in dir_finish.
+ * open the source one, and return a new struct dir holding one reference
+ * for the caller, or NULL after naming the failure.  The copy is created
+ * 0700 so it can be filled whatever its final mode, which comes in
+ * dir_finish.  With `read` the walk will read it (d->ds); without, it is
+ * only a mount point (-x) or a parent of listed paths (--files-from).
  */
 static struct dir *
-dir_enter(struct dir *up, const char *name, const struct stat *st)
+dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 {
 	struct dir *d;
 	struct stat dst;
-	int sfd, dfd, made, dsfd;
+	int sfd, dfd = -1, made = 0, dsfd;
 
-	made = mkdirat(up->dfd, name, 0700) == 0;
-	if (!made && errno != EEXIST) {
-		warn_entry(1, 1, up, name, errno);
-		return NULL;
+	if (!g.dryrun) {
+		made = mkdirat(up->dfd, name, 0700) == 0;
+		if (!made && errno != EEXIST) {
+			warn_entry(1, 1, up, name, errno);
+			g.found++;
+			g.failed++;
+			return NULL;
+		}
 	}
-	dfd = openat(up->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0) {
-		char *p = dst_path(up, name);
+	if (up->dfd >= 0) {
+		dfd = openat(up->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0 && !(g.dryrun && errno == ENOENT)) {
+			char *p = dst_path(up, name);
 
-		warn_path(1, p, errno == ENOTDIR || errno == ELOOP ?
-		    "cannot overwrite non-directory with directory" : "%s", strerror(errno));
-		free(p);
-		return NULL;
+			warn_path(1, p, "%s", errno == ENOTDIR || errno == ELOOP ?
+			    "cannot overwrite non-directory with directory" : strerror(errno));
+			free(p);
+			g.found++;
+			g.failed++;
+			return NULL;
+		}
+		if (dfd >= 0)
+			g.fdopen++;
 	}
-	g.fdopen++;
 	d = xmalloc(sizeof *d);
 	memset(d, 0, sizeof *d);
 	d->up = up;
@@ -1310,15 +1384,17 @@ dir_enter(struct dir *up, const char *name, const struct stat *st)
 	d->pending = 1;
 	up->pending++;
 	g.ndirs++;
-	if (g.verbose)
+	if (g.dryrun && dfd < 0)
+		printf("create %s/\n", d->rel);
+	else if (g.verbose && !g.dryrun)
 		printf("%s\n", d->rel);
-	if (!made) {
+	if (!made && dfd >= 0 && !g.dryrun) {
 		if (fstat(dfd, &dst) == 0 && (dst.st_mode & S_ISGID))
 			d->jflags |= JF_SGID;
 		tmp_sweep(dfd);
 	}
 	sfd = openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (sfd < 0 || (dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL) {
+	if (sfd < 0 || (read && ((dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL))) {
 		/* unreadable: it stays an empty directory with its metadata */
 		warn_entry(1, 0, up, name, errno);
 		g.failed++;
@@ -1492,6 +1568,17 @@ hl_link(struct hl *h, struct dir *d, const char *name)
 		g.failed++;
 		return 0;
 	}
+	if (g.update) {
+		struct stat a, b;
+
+		if (fstatat(fd, fname, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    fstatat(d->dfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+			close(fd);
+			g.skipped++;
+			return 0;
+		}
+	}
 	r = linkat(fd, fname, d->dfd, name, 0);
 	if (r < 0 && errno == EEXIST) {         /* merging: replace atomically */
 		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.link", (long)getpid());
@@ -1612,57 +1699,259 @@ hl_entry(struct dir *d, const char *name, const struct stat *st)
 	return 0;
 }
 
+/* 64-bit FNV-1a: a hash that is the same on every machine and run. */
+static uint64_t
+fnv1a(const void *p, size_t n, uint64_t h)
+{
+	const unsigned char *c = p;
+
+	while (n-- > 0)
+		h = (h ^ *c++) * 0x100000001b3ULL;
+	return h;
+}
+
 /*
- * One step of the walk: read one entry of the current directory and
- * queue, link or enter it.  At the end of a directory, flush its batch
- * and go back up.  Returns 0 when the walk is finished.
+ * Filters shared by the walk and the census: --exclude on the name (or
+ * the path below SOURCE when the pattern has a '/'), and --shard on
+ * non-directories: a stable hash of the path, or of the inode number for
+ * hard-linked files so a whole group falls in one shard.
+ */
+static int
+wanted(const char *rel, const char *name, const struct stat *st)
+{
+	char *path = NULL;
+	unsigned i;
+	int out = 0;
+	uint64_t h;
+
+	for (i = 0; i < g.nexcl && !out; i++) {
+		const char *pat = g.excl[i];
+
+		if (strchr(pat, '/') == NULL) {
+			out = fnmatch(pat, name, FNM_PERIOD) == 0;
+			continue;
+		}
+		if (path == NULL)
+			path = path_join(rel, name, NULL);
+		out = fnmatch(pat + (pat[0] == '/'), path, FNM_PATHNAME | FNM_PERIOD) == 0;
+	}
+	free(path);
+	if (out || g.shard_n == 0 || S_ISDIR(st->st_mode))
+		return !out;
+	if (st->st_nlink > 1) {
+		uint64_t ino = st->st_ino;
+
+		h = fnv1a(&ino, sizeof ino, 0xcbf29ce484222325ULL);
+	} else {
+		h = fnv1a(rel, strlen(rel), 0xcbf29ce484222325ULL);
+		h = fnv1a("/", 1, h);
+		h = fnv1a(name, strlen(name), h);
+	}
+	return h % g.shard_n == g.shard_k - 1;
+}
+
+/* -n: say what would happen to a non-directory; change nothing. */
+static void
+dry_entry(struct dir *d, const char *name, const struct stat *st)
+{
+	struct stat ds;
+	const char *what = "create";
+	char *p = path_join(d->rel, name, NULL);
+
+	g.found++;
+	if (d->dfd >= 0 && fstatat(d->dfd, name, &ds, AT_SYMLINK_NOFOLLOW) == 0) {
+		what = "replace";
+		if (g.update && S_ISREG(st->st_mode) && S_ISREG(ds.st_mode) &&
+		    ds.st_size == st->st_size && ds.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+		    ds.st_mtim.tv_nsec == st->st_mtim.tv_nsec)
+			what = "skip";
+	}
+	printf("%s %s\n", what, p);
+	free(p);
+	if (what[0] == 's') {
+		g.skipped++;
+	} else {
+		g.copied++;
+		g.bytes_done += S_ISREG(st->st_mode) ? st->st_size : 0;
+	}
+}
+
+/*
+ * One entry found by the walk (or listed by --files-from) in d: enter a
+ * directory, or queue, link or (with -n) describe anything else.
+ */
+static void
+walk_entry(struct dir *d, const char *name, const struct stat *st)
+{
+	struct dir *sub;
+
+	if (!wanted(d->rel, name, st))
+		return;
+	if (S_ISDIR(st->st_mode)) {
+		int read = !g.onefs || st->st_dev == g.topdev;
+
+		sub = dir_enter(d, name, st, read);
+		if (sub && read)
+			g.top = sub;
+		else if (sub)
+			dir_put(sub);   /* -x: a mount point stays an empty directory */
+		return;
+	}
+	if (g.dryrun)
+		dry_entry(d, name, st);
+	else if (st->st_nlink <= 1 || hl_entry(d, name, st))
+		batch_add(d, name, NULL, st, st->st_nlink > 1 ? ENT_HLFIRST : 0);
+}
+
+/* fstatat for the walk; names a failure and counts it.  Returns 0 or -1. */
+static int
+walk_stat(struct dir *d, const char *name, struct stat *st)
+{
+	char *p;
+
+	if (fstatat(d->sfd, name, st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	p = src_path(d, name);
+	if (errno == ENOENT)
+		warn_path(1, p, "vanished before it could be copied");
+	else
+		warn_path(1, p, "%s", strerror(errno));
+	free(p);
+	g.found++;
+	g.failed++;
+	return -1;
+}
+
+/* Leave the directory the walk is in: it has nothing more to queue. */
+static void
+walk_pop(void)
+{
+	struct dir *d = g.top;
+
+	batch_flush(d);
+	if (d->ds) {
+		closedir(d->ds);
+		d->ds = NULL;
+	}
+	g.top = d->up;  /* depth first: the parent is still being read */
+	dir_put(d);
+}
+
+/*
+ * --files-from: read the next listed path and make the walk's chain of
+ * directories its parents (leaving those it does not share, entering the
+ * new ones), then hand its last component to walk_entry.  A listed
+ * directory is then walked whole.  Returns 0 at the end of the list.
+ */
+static int
+list_step(void)
+{
+	static char *line;
+	static size_t cap;
+	char *p, *par, *last, *comp;
+	struct stat st;
+	struct dir *d;
+	ssize_t n;
+	size_t k;
+
+	n = getdelim(&line, &cap, g.listsep, g.list);
+	if (n < 0) {
+		while (g.top)
+			walk_pop();
+		free(line);
+		line = NULL;
+		return 0;
+	}
+	if (n > 0 && line[n - 1] == g.listsep)
+		line[--n] = '\0';
+	while (n > 1 && line[n - 1] == '/')
+		line[--n] = '\0';
+	for (p = line; p[0] == '.' && p[1] == '/';)
+		for (p += 2; *p == '/'; p++)
+			;
+	if (*p == '\0' || strcmp(p, ".") == 0)
+		return 1;
+	if (*p == '/' || strcmp(p, "..") == 0 || strncmp(p, "../", 3) == 0 ||
+	    strstr(p, "/../") || (n >= 3 && strcmp(line + n - 3, "/..") == 0) ||
+	    strstr(p, "//") || strstr(p, "/./")) {
+		warn_path(1, p, "listed path is not a plain path below SOURCE");
+		g.found++;
+		g.failed++;
+		return 1;
+	}
+	last = strrchr(p, '/');
+	if (last) {
+		*last++ = '\0';
+		par = p;
+	} else {
+		last = p;
+		par = "";
+	}
+	/* leave the directories that are not parents of this path */
+	for (;;) {
+		k = strlen(g.top->rel);
+		if (k == 0 || (strncmp(g.top->rel, par, k) == 0 && (par[k] == '/' || par[k] == '\0')))
+			break;
+		walk_pop();
+	}
+	/* enter the missing ones, one component at a time */
+	while (strcmp(g.top->rel, par) != 0) {
+		k = strlen(g.top->rel);
+		comp = strdup(par + k + (k > 0));
+		if (comp == NULL)
+			die("out of memory");
+		if (strchr(comp, '/'))
+			*strchr(comp, '/') = '\0';
+		d = NULL;
+		if (walk_stat(g.top, comp, &st) == 0) {
+			if (S_ISDIR(st.st_mode))
+				d = dir_enter(g.top, comp, &st, 0);
+			else {
+				warn_entry(1, 0, g.top, comp, ENOTDIR);
+				g.found++;
+				g.failed++;
+			}
+		}
+		free(comp);
+		if (d == NULL)
+			return 1;
+		g.top = d;
+	}
+	if (walk_stat(g.top, last, &st) == 0)
+		walk_entry(g.top, last, &st);
+	return 1;
+}
+
+/*
+ * One step of the walk: read one entry of the current directory and give
+ * it to walk_entry.  At the end of a directory, flush its batch and go
+ * back up.  Returns 0 when the walk is finished.
  */
 static int
 walk_step(void)
 {
-	struct dir *d = g.top, *sub;
+	struct dir *d = g.top;
 	struct dirent *de;
 	struct stat st;
 	const char *name;
 
 	if (d == NULL)
 		return 0;
+	if (d->ds == NULL)
+		return list_step();
 	errno = 0;
 	de = readdir(d->ds);
 	if (de == NULL) {
 		if (errno)
 			warn_entry(1, 0, d, NULL, errno);
-		batch_flush(d);
-		closedir(d->ds);
-		d->ds = NULL;
-		g.top = d->up;  /* depth first: the parent is still being read */
-		dir_put(d);
+		walk_pop();
 		return g.top != NULL;
 	}
 	name = de->d_name;
 	if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
 		return 1;
-	if (fstatat(d->sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		char *p = src_path(d, name);
-
-		if (errno == ENOENT)
-			warn_path(1, p, "vanished before it could be copied");
-		else
-			warn_path(1, p, "%s", strerror(errno));
-		free(p);
-		g.found++;
-		g.failed++;
-		return 1;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		sub = dir_enter(d, name, &st);
-		if (sub)
-			g.top = sub;
-		return 1;
-	}
-	if (st.st_nlink > 1 && !hl_entry(d, name, &st))
-		return 1;
-	batch_add(d, name, NULL, &st, st.st_nlink > 1 ? ENT_HLFIRST : 0);
+	if (walk_stat(d, name, &st) == 0)
+		walk_entry(d, name, &st);
 	return 1;
 }
 
@@ -1685,6 +1974,7 @@ census_start(int sfd)
 	g.cen = xmalloc(sizeof *g.cen);
 	g.cen->up = NULL;
 	g.cen->ds = ds;
+	g.cen->rel = strdup("");
 	g.fdopen++;
 }
 
@@ -1697,6 +1987,7 @@ census_pop(void)
 	closedir(c->ds);
 	g.fdopen--;
 	g.cen = c->up;
+	free(c->rel);
 	free(c);
 }
 
@@ -1718,16 +2009,17 @@ census_step(void)
 	if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
 	    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
 		return;
-	if (de->d_type != DT_DIR) {
-		if (fstatat(dirfd(c->ds), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			return;
-		if (!S_ISDIR(st.st_mode)) {
-			g.cen_files++;
-			if (S_ISREG(st.st_mode))
-				g.cen_bytes += st.st_size / (st.st_nlink ? st.st_nlink : 1);
-			return;
-		}
+	if (fstatat(dirfd(c->ds), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !wanted(c->rel, de->d_name, &st))
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		g.cen_files++;
+		if (S_ISREG(st.st_mode))
+			g.cen_bytes += st.st_size / (st.st_nlink ? st.st_nlink : 1);
+		return;
 	}
+	if (g.onefs && st.st_dev != g.topdev)
+		return;
 	fd = openat(dirfd(c->ds), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -1742,6 +2034,7 @@ census_step(void)
 	}
 	g.fdopen++;
 	sub->up = c;
+	sub->rel = path_join(c->rel, de->d_name, NULL);
 	g.cen = sub;
 }
 
@@ -1872,16 +2165,17 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 	for (i = 0; i < j->nent; i++) {
 		struct ent *e = job_ent(j, i);
 		const struct rep *rp = k < m->count && r[k].idx == i ? &r[k++] : NULL;
-		int ok = rp == NULL || rp->what == R_CHANGED || rp->what == R_NOXATTR;
+		int ok = rp == NULL || rp->what == R_CHANGED || rp->what == R_NOXATTR ||
+		    rp->what == R_SKIP;
 
 		if (e->flags & ENT_DROP)
 			continue;
-		if (rp && rp->what == R_SKIP) {
-			g.skipped++;
-			continue;
-		}
 		if (rp) {
 			switch (rp->what) {
+			case R_SKIP:
+				g.skipped++;
+				g.bytes_skipped += S_ISREG(e->mode) ? e->size : 0;
+				break;
 			case R_VANISHED:
 				p = src_path(d, ent_name(e));
 				warn_path(1, p, "vanished before it could be copied");
@@ -1891,6 +2185,11 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 				p = src_path(d, ent_name(e));
 				warn_path(1, p, "changed size while being copied (%llu bytes, now %llu)",
 				    (unsigned long long)e->size, (unsigned long long)rp->val);
+				free(p);
+				break;
+			case R_BADCOPY:
+				p = src_path(d, ent_name(e));
+				warn_path(1, p, "verification failed: the copy differs from the source; not copied");
 				free(p);
 				break;
 			case R_NOXATTR:
@@ -1914,14 +2213,14 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 				warn_entry(1, 0, d, ent_name(e), rp->err);
 			}
 		}
-		if (ok) {
+		if (ok && !(rp && rp->what == R_SKIP)) {
 			g.copied++;
 			if (g.verbose) {
 				p = path_join(d->rel, ent_dname(e), NULL);
 				printf("%s\n", p);
 				free(p);
 			}
-		} else
+		} else if (!ok)
 			g.failed++;
 		if (e->flags & ENT_HLFIRST) {
 			int isnew;
@@ -2021,7 +2320,7 @@ progress_totals(uint64_t *files, uint64_t *bytes, int *final)
 static uint64_t
 progress_bytes(void)
 {
-	uint64_t b = g.bytes_done;
+	uint64_t b = g.bytes_done + g.bytes_skipped;
 	unsigned i;
 
 	for (i = 0; i < g.jobs; i++)
@@ -2423,13 +2722,30 @@ usage(FILE *f)
 "cp -aT SOURCE DEST).  DEST defaults to SOURCE-copy next to SOURCE; an\n"
 "existing DEST directory is merged into.  SOURCE may be a single file.\n"
 "\n"
-"  -j, --jobs N     worker processes (1-256; default: online CPUs, at least 2)\n"
-"  -q, --quiet      no progress line and no summary (errors are still printed)\n"
-"  -v, --verbose    print each copied entry (path below SOURCE) on stdout\n"
-"      --progress   show progress even when stderr is not a terminal\n"
-"                   (then as plain lines, about once a second)\n"
-"  -h, --help       show this help and exit\n"
-"  -V, --version    show the version and exit\n"
+"  -j, --jobs N          worker processes (1-256; default: online CPUs, at least 2)\n"
+"  -q, --quiet           no progress line and no summary (errors are still printed)\n"
+"  -v, --verbose         print each copied entry (path below SOURCE) on stdout\n"
+"      --progress        show progress even when stderr is not a terminal\n"
+"                        (then as plain lines, about once a second)\n"
+"  -u, --update          skip regular files whose copy has the same size and\n"
+"                        nanosecond mtime; they are not touched at all\n"
+"      --verify          read back each file and compare with the source\n"
+"                        before giving it its name\n"
+"      --fsync           sync each file before its rename, each directory at the end\n"
+"  -n, --dry-run         list what would be created, replaced or skipped;\n"
+"                        change nothing\n"
+"      --exclude GLOB    skip entries whose name matches GLOB, or whose path\n"
+"                        below SOURCE matches when GLOB has a '/' (repeatable)\n"
+"  -x, --one-file-system  do not descend into other file systems (mount points\n"
+"                        are copied as empty directories)\n"
+"      --files-from FILE  copy only the paths listed in FILE ('-': stdin), one\n"
+"                        per line, relative to SOURCE; directories whole\n"
+"  -0, --null            --files-from entries are NUL-separated\n"
+"      --shard K/N       copy only shard K of N of the files (stable hash of the\n"
+"                        path); N runs into one DEST, then one 'pcopy -u', equal\n"
+"                        one run\n"
+"  -h, --help            show this help and exit\n"
+"  -V, --version         show the version and exit\n"
 "\n"
 "Exit status: 0 all copied; 1 some entries failed (each named on stderr);\n"
 "2 usage or setup error (nothing copied); 128+N stopped by signal N.\n"
@@ -2450,6 +2766,24 @@ parse_jobs(const char *s)
 	if (*s == '\0' || *end != '\0' || errno || v < 1 || v > 256)
 		die("invalid number of jobs '%s' (1-256)", s);
 	return (unsigned)v;
+}
+
+/* --shard K/N: 1 <= K <= N <= 65536, or exit 2. */
+static void
+parse_shard(const char *s)
+{
+	char *end;
+	unsigned long k, n;
+
+	errno = 0;
+	k = strtoul(s, &end, 10);
+	if (end == s || *end != '/' || !isdigit((unsigned char)end[1]))
+		die("invalid --shard '%s' (want K/N)", s);
+	n = strtoul(end + 1, &end, 10);
+	if (*end || errno || n < 1 || n > 65536 || k < 1 || k > n)
+		die("invalid --shard '%s' (want K/N with 1 <= K <= N)", s);
+	g.shard_k = k;
+	g.shard_n = n;
 }
 
 /* No operands and a terminal: ask, like the program pcopy replaces. */
@@ -2493,21 +2827,46 @@ parse_args(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "progress", no_argument, NULL, 'P' },
+		{ "update", no_argument, NULL, 'u' },
+		{ "verify", no_argument, NULL, 'C' },
+		{ "fsync", no_argument, NULL, 'F' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "exclude", required_argument, NULL, 'E' },
+		{ "one-file-system", no_argument, NULL, 'x' },
+		{ "files-from", required_argument, NULL, 'L' },
+		{ "null", no_argument, NULL, '0' },
+		{ "shard", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int c, force = 0;
+	const char *list = NULL;
 
 	g.jobs = ncpu < 2 ? 2 : ncpu > 256 ? 256 : (unsigned)ncpu;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":j:qvhV", lo, NULL)) != -1) {
+	g.listsep = '\n';
+	while ((c = getopt_long(argc, argv, ":j:qvhVunx0", lo, NULL)) != -1) {
 		switch (c) {
 		case 'j': g.jobs = parse_jobs(optarg); break;
 		case 'q': g.quiet = 1; break;
 		case 'v': g.verbose = 1; break;
 		case 'P': force = 1; break;
+		case 'u': g.update = 1; break;
+		case 'C': g.verify = 1; break;
+		case 'F': g.fsync = 1; break;
+		case 'n': g.dryrun = 1; break;
+		case 'x': g.onefs = 1; break;
+		case '0': g.listsep = '\0'; break;
+		case 'L': list = optarg; break;
+		case 'S': parse_shard(optarg); break;
+		case 'E':
+			if (optarg[0] == '\0')
+				die("--exclude needs a pattern");
+			g.excl = xrealloc(g.excl, (g.nexcl + 1) * sizeof *g.excl);
+			g.excl[g.nexcl++] = optarg;
+			break;
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf("pcopy %s\n", VERSION); exit(0);
 		case ':':
@@ -2533,8 +2892,13 @@ parse_args(int argc, char **argv)
 	g.dst = argc == 2 ? argv[1] : default_dest(g.src);
 	if (g.dst[0] == '\0')
 		die("DEST is an empty string");
-	if (!g.quiet && (force || isatty(2)))
+	if (!g.quiet && !g.dryrun && (force || isatty(2)))
 		g.progress = isatty(2) ? 1 : 2;
+	if (list) {
+		g.list = strcmp(list, "-") == 0 ? stdin : fopen(list, "r");
+		if (g.list == NULL)
+			die("--files-from '%s': %s", list, strerror(errno));
+	}
 }
 
 /* Split path into a directory (malloc'd) and its last component. */
@@ -2584,22 +2948,31 @@ setup_top(const struct stat *st)
 	d->pending = 1;
 	if (S_ISDIR(st->st_mode)) {
 		check_nesting(st, g.dst);
-		if (mkdir(g.dst, 0700) < 0 && errno != EEXIST)
-			die("cannot create '%s': %s", g.dst, strerror(errno));
 		d->sfd = open(g.src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->sfd < 0)
 			die("'%s': %s", g.src, strerror(errno));
+		if (!g.dryrun && mkdir(g.dst, 0700) < 0 && errno != EEXIST)
+			die("cannot create '%s': %s", g.dst, strerror(errno));
 		d->dfd = open(g.dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (d->dfd < 0)
+		if (d->dfd < 0 && !(g.dryrun && errno == ENOENT))
 			die("'%s': %s", g.dst, errno == ENOTDIR ?
 			    "exists and is not a directory" : strerror(errno));
-		if (fstat(d->dfd, &dst) == 0 && (dst.st_mode & S_ISGID) && st->st_gid != dst.st_gid)
+		if (d->dfd < 0)
+			printf("create %s/\n", g.dst);
+		if (g.dryrun)
+			d->nometa = 1;
+		else if (fstat(d->dfd, &dst) == 0 && (dst.st_mode & S_ISGID) && st->st_gid != dst.st_gid)
 			d->jflags |= JF_SGID;
-		tmp_sweep(d->dfd);
+		if (!g.dryrun)
+			tmp_sweep(d->dfd);
+		if (g.list)
+			return d;       /* --files-from: list_step reads the list */
 		if ((dsfd = dup(d->sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL)
 			die("'%s': %s", g.src, strerror(errno));
 		return d;
 	}
+	if (g.list)
+		die("'%s': --files-from needs a directory SOURCE", g.src);
 	/* one file or symlink: DEST names the copy */
 	if (stat(g.dst, &dst) == 0 && dst.st_dev == st->st_dev && dst.st_ino == st->st_ino)
 		die("'%s' and '%s' are the same file", g.src, g.dst);
@@ -2616,8 +2989,12 @@ setup_top(const struct stat *st)
 	free(ddir);
 	free(d->rel);
 	d->rel = NULL;
-	batch_add(d, sbase, strcmp(sbase, dbase) ? dbase : NULL, st, 0);
-	batch_flush(d);
+	if (g.dryrun)
+		printf("%s %s\n", lstat(g.dst, &dst) == 0 ? "replace" : "create", g.dst);
+	else {
+		batch_add(d, sbase, strcmp(sbase, dbase) ? dbase : NULL, st, 0);
+		batch_flush(d);
+	}
 	return d;
 }
 
@@ -2650,18 +3027,22 @@ main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
 
+	g.topdev = st.st_dev;
 	top = setup_top(&st);
 	g.dstfd = top->dfd;
-	g.top = top->ds ? top : NULL;
-	g.walking = g.top != NULL;
-	if (g.walking && g.progress)
+	g.walking = S_ISDIR(st.st_mode);
+	g.top = g.walking ? top : NULL;
+	if (g.walking && g.progress && !g.list)
 		census_start(top->sfd);
 	if (!g.walking)
 		dir_put(top);   /* single file: its job holds the reference */
-	g.tmpmode = tmp_probe(g.dstfd);
+	if (g.dryrun)
+		g.jobs = 0;     /* -n: the parent alone, nothing is written */
+	else
+		g.tmpmode = tmp_probe(g.dstfd);
 
-	g.wk = xmalloc(g.jobs * sizeof *g.wk);
-	g.ws = mmap(NULL, g.jobs * sizeof *g.ws, PROT_READ | PROT_WRITE,
+	g.wk = xmalloc((g.jobs + 1) * sizeof *g.wk);
+	g.ws = mmap(NULL, (g.jobs + 1) * sizeof *g.ws, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (g.ws == MAP_FAILED)
 		die("mmap: %s", strerror(errno));
@@ -2687,6 +3068,6 @@ main(int argc, char **argv)
 	}
 	if (g.failed || g.dropped)
 		g.status = 1;
-	summary("");
+	summary(g.dryrun ? "dry run, would copy " : "");
 	return g.status;
 }
