@@ -562,12 +562,13 @@ ws_post(uint32_t idx, uint64_t bytes)
 }
 
 /*
- * Copy `len` bytes or up to end of file with read/write, from the current
- * offsets.  Returns bytes copied or -1 with errno; *werr is set when the
- * failing side was the destination.
+ * Copy `len` bytes, or up to end of file if len < 0, with read/write:
+ * from the current offsets, or with pread/pwrite at *pos (advanced) if
+ * pos is not NULL.  Returns bytes copied or -1 with errno; *werr is set
+ * when the failing side was the destination.
  */
 static int64_t
-copy_rw(int in, int out, int64_t len, int *werr)
+copy_rw(int in, int out, off_t *pos, int64_t len, int *werr)
 {
 	int64_t total = 0;
 	ssize_t n, m, off;
@@ -577,7 +578,7 @@ copy_rw(int in, int out, int64_t len, int *werr)
 
 		if (len >= 0 && (int64_t)want > len - total)
 			want = len - total;
-		n = read(in, w.buf, want);
+		n = pos ? pread(in, w.buf, want, *pos) : read(in, w.buf, want);
 		if (n < 0 && errno == EINTR && !got_sig)
 			continue;
 		if (n < 0)
@@ -585,7 +586,8 @@ copy_rw(int in, int out, int64_t len, int *werr)
 		if (n == 0)
 			break;
 		for (off = 0; off < n; off += m) {
-			m = write(out, w.buf + off, n - off);
+			m = pos ? pwrite(out, w.buf + off, n - off, *pos + off) :
+			    write(out, w.buf + off, n - off);
 			if (m < 0 && errno == EINTR && !got_sig)
 				m = 0;
 			else if (m < 0) {
@@ -594,6 +596,8 @@ copy_rw(int in, int out, int64_t len, int *werr)
 			}
 		}
 		total += n;
+		if (pos)
+			*pos += n;
 		w.ws->bytes += n;
 		if (got_sig) {
 			errno = EINTR;
@@ -604,14 +608,14 @@ copy_rw(int in, int out, int64_t len, int *werr)
 }
 
 /*
- * Copy from the current offset of `in` to the same offset of `out`,
- * `len` bytes (or to end of file if len < 0).  copy_file_range is the
- * fast path; anything it cannot do goes to read/write, including a
- * 0 return at the start of a non-empty file (procfs and the like).
- * Returns bytes copied or -1 with errno (*werr set: destination side).
+ * Copy like copy_rw, with copy_file_range as the fast path; anything it
+ * cannot do goes to read/write, including a 0 return at the start of a
+ * non-empty file (procfs and the like).  `hint` is the size the walk saw:
+ * a short return that reaches it is taken as end of file, which saves
+ * the extra call that would only return 0.
  */
 static int64_t
-copy_range(int in, int out, int64_t len, int *werr)
+copy_range(int in, int out, off_t *pos, int64_t len, uint64_t hint, int *werr)
 {
 	static int no_cfr;
 	int64_t total = 0;
@@ -619,18 +623,21 @@ copy_range(int in, int out, int64_t len, int *werr)
 
 	while (!no_cfr && (len < 0 || total < len)) {
 		size_t want = COPY_CHUNK;
+		off_t a = pos ? *pos : 0, b = a;
 
 		if (len >= 0 && (int64_t)want > len - total)
 			want = len - total;
-		n = copy_file_range(in, NULL, out, NULL, want, 0);
+		n = copy_file_range(in, pos ? &a : NULL, out, pos ? &b : NULL, want, 0);
 		if (n > 0) {
 			total += n;
+			if (pos)
+				*pos += n;
 			w.ws->bytes += n;
 			if (got_sig) {
 				errno = EINTR;
 				return -1;
 			}
-			if (len >= 0 && total >= len)
+			if ((len >= 0 && total >= len) || ((size_t)n < want && (uint64_t)total == hint))
 				return total;
 			continue;
 		}
@@ -648,7 +655,7 @@ copy_range(int in, int out, int64_t len, int *werr)
 			no_cfr = 1;
 		break;          /* 0 at the start, EXDEV, EINVAL, ...: fall back */
 	}
-	n = copy_rw(in, out, len < 0 ? -1 : len - total, werr);
+	n = copy_rw(in, out, pos, len < 0 ? -1 : len - total, werr);
 	return n < 0 ? -1 : total + n;
 }
 
@@ -673,7 +680,7 @@ copy_sparse(int in, int out, uint64_t size, int *werr)
 			return -1;
 		if (lseek(in, data, SEEK_SET) < 0 || lseek(out, data, SEEK_SET) < 0)
 			return -1;
-		n = copy_range(in, out, hole - data, werr);
+		n = copy_range(in, out, NULL, hole - data, 0, werr);
 		if (n < 0)
 			return -1;
 		total += n;
@@ -954,11 +961,11 @@ copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 		return -1;
 	}
 	if (e->size == 0)
-		n = copy_rw(in, out, -1, &werr);        /* procfs-like: size 0, data */
+		n = copy_rw(in, out, NULL, -1, &werr);  /* procfs-like: size 0, data */
 	else if (e->blocks * 512 < e->size)
 		n = copy_sparse(in, out, e->size, &werr);
 	else
-		n = copy_range(in, out, -1, &werr);
+		n = copy_range(in, out, NULL, -1, e->size, &werr);
 	if (n < 0) {
 		r->what = werr ? R_FAIL_DST : R_FAIL_SRC;
 		goto fail;
