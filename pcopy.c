@@ -124,6 +124,8 @@
 #define MSG_MAX (32 << 10)      /* largest message: far below the socket buffer (~200 KiB) */
 #define COPY_CHUNK (8 << 20)    /* bytes per copy call: bounds how long ^C waits */
 #define BUF_SIZE (128 << 10)    /* read/write fallback buffer */
+#define CHUNK_MIN (128 << 20)  /* files this big are split across workers ... */
+#define CHUNK_SIZE (64 << 20)  /* ... in chunks of this many bytes */
 #define MAX_DEATHS 3            /* a job that kills this many workers fails its entry */
 #define FD_RESERVE 64           /* descriptors kept free for workers and files */
 #define TICK_MS 100             /* progress refresh: 10 times a second at most */
@@ -154,6 +156,7 @@ struct ent {                    /* one entry of a job; name follows, NUL-ended *
 	int64_t atime, mtime;   /* seconds */
 	uint32_t atime_ns, mtime_ns;
 	uint32_t mode, uid, gid;
+	uint64_t off, len;      /* ENT_CHUNK: the byte range to copy */
 	uint16_t flags;         /* ENT_* */
 	uint16_t namelen;       /* source name length, without NUL */
 	uint16_t dnamelen;      /* destination name length, 0: same name */
@@ -163,6 +166,8 @@ struct ent {                    /* one entry of a job; name follows, NUL-ended *
 enum {
 	ENT_HLFIRST = 1,        /* first name of a hard link group: report to the table */
 	ENT_DROP = 2,           /* parent gave up on this entry: worker skips it */
+	ENT_CHUNK = 4,          /* copy [off, off+len) into the job's third fd */
+	ENT_FINISH = 8,         /* give the job's third fd its metadata and name */
 };
 
 struct rep {                    /* one report in a result */
@@ -181,6 +186,8 @@ enum {
 	R_SKIP,                 /* -u: destination already up to date */
 	R_NOXATTR,              /* copied, but DEST refused xattrs */
 	R_BADCOPY,              /* --verify: the copy differs from the source */
+	R_SHRUNK,               /* a chunked file ended early: not copied */
+	R_DROPPED,              /* (parent only) a chunk was never copied */
 };
 
 struct dir {                    /* a directory being copied (parent only) */
@@ -195,9 +202,19 @@ struct dir {                    /* a directory being copied (parent only) */
 	int nometa;             /* single-file mode: DEST's parent, leave alone */
 };
 
+struct big {                    /* a large file copied in chunks (parent only) */
+	int fd;                 /* its unnamed destination, sent with every job */
+	unsigned left;          /* chunk jobs not yet done */
+	uint32_t what;          /* first failure (R_*), 0 if none */
+	int32_t err;
+	struct job *finish;     /* the ENT_FINISH job, queued after the last chunk */
+};
+
 struct job {                    /* a message waiting for, or at, a worker (parent only) */
 	struct job *next;       /* queue link */
 	struct dir *dir;        /* holds one reference on it */
+	struct big *big;        /* chunk jobs: the file they belong to */
+	int xfd;                /* third descriptor to send, -1 if none */
 	char *buf;              /* struct msg + entries: sent as is, resent on retry */
 	size_t len, cap;
 	uint32_t id;
@@ -440,13 +457,13 @@ open_beneath(int dirfd, const char *rel)
 /* -- messages -- */
 
 /*
- * Send one message with up to two descriptors attached.  Both sides use
+ * Send one message with up to three descriptors attached.  Both sides use
  * it.  Returns 0, or -1 with errno (EPIPE: the peer is gone).
  */
 static int
 msg_send(int sock, const void *buf, size_t len, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	char cbuf[CMSG_SPACE(3 * sizeof(int))];
 	struct iovec iov = { (void *)buf, len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	struct cmsghdr *c;
@@ -469,26 +486,27 @@ msg_send(int sock, const void *buf, size_t len, const int *fds, int nfds)
 }
 
 /*
- * Receive one message into buf (cap bytes) and up to two descriptors into
- * fds (set to -1 when absent).  Returns its length, 0 at end of file, -1
+ * Receive one message into buf (cap bytes) and up to three descriptors
+ * into fds (set to -1 when absent).  Returns its length, 0 at end of file, -1
  * on error (EINTR is returned to the caller, which checks its flags).
  */
 static ssize_t
 msg_recv(int sock, void *buf, size_t cap, int *fds)
 {
-	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	char cbuf[CMSG_SPACE(3 * sizeof(int))];
 	struct iovec iov = { buf, cap };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 	    .msg_control = cbuf, .msg_controllen = sizeof cbuf };
 	struct cmsghdr *c;
 	ssize_t n;
 
-	fds[0] = fds[1] = -1;
+	fds[0] = fds[1] = fds[2] = -1;
 	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	if (n <= 0)
 		return n;
 	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len - CMSG_LEN(0) <= 3 * sizeof(int))
 			memcpy(fds, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0));
 	if (n < (ssize_t)sizeof(struct msg) || (mh.msg_flags & MSG_TRUNC)) {
 		errno = EPROTO;
@@ -1008,6 +1026,75 @@ fail:
 }
 
 /*
+ * One chunk of a large file: copy [off, off+len) of the source into the
+ * shared destination `out` at the same offset.  A source that ends early
+ * fails the whole file (R_SHRUNK): its tail would be zeros.
+ */
+static int
+copy_chunk(int sfd, int out, const struct ent *e, struct rep *r)
+{
+	int in, werr = 0;
+	off_t pos = e->off;
+	int64_t n;
+
+	in = openat(sfd, ent_name(e), O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (in < 0) {
+		r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
+		r->err = errno;
+		return -1;
+	}
+	n = copy_range(in, out, &pos, e->len, 0, &werr);
+	r->err = errno;
+	close(in);
+	if (n < 0) {
+		r->what = werr ? R_FAIL_DST : R_FAIL_SRC;
+		return -1;
+	}
+	if ((uint64_t)n != e->len) {
+		r->what = R_SHRUNK;
+		r->val = e->off + n;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The last step of a large file whose chunks are all copied: owner, mode,
+ * xattrs, times, name -- the same order as copy_reg.
+ */
+static int
+finish_big(int sfd, int dfd, int out, const struct ent *e, int always_chown, struct rep *r)
+{
+	int in;
+
+	in = openat(sfd, ent_name(e), O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (in < 0) {
+		r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
+		r->err = errno;
+		return -1;
+	}
+	r->what = R_FAIL_DST;
+	if (meta_owner_mode(out, -1, NULL, e, always_chown, e->mode & 0777) < 0)
+		goto fail;
+	if (!w.noxattr_dst && xattr_copy(in, out) < 0) {
+		w.noxattr_dst = 1;
+		r->what = R_NOXATTR;
+	}
+	if (meta_times(out, -1, NULL, e) < 0 || (g.fsync && fsync(out) < 0) ||
+	    tmp_commit(out, dfd, ent_dname(e)) < 0)
+		goto fail;
+	close(in);
+	if (r->what == R_NOXATTR)
+		return 1;
+	r->what = 0;
+	return 0;
+fail:
+	r->err = errno;
+	close(in);
+	return -1;
+}
+
+/*
  * Create a symlink, FIFO, socket or device at `name`; one that exists
  * already is replaced through a hidden name and rename.
  */
@@ -1078,7 +1165,7 @@ on_term(int sig)
  * one MSG_DONE with a report for every entry that was not simply copied.
  */
 static void
-wk_job(struct msg *m, int sfd, int dfd)
+wk_job(struct msg *m, int sfd, int dfd, int xfd)
 {
 	struct {
 		struct msg h;
@@ -1101,7 +1188,11 @@ wk_job(struct msg *m, int sfd, int dfd)
 		if (e->flags & ENT_DROP)
 			continue;
 		memset(r, 0, sizeof *r);
-		if (S_ISREG(e->mode))
+		if (e->flags & ENT_CHUNK)
+			rc = copy_chunk(sfd, xfd, e, r);
+		else if (e->flags & ENT_FINISH)
+			rc = finish_big(sfd, dfd, xfd, e, always_chown, r);
+		else if (S_ISREG(e->mode))
 			rc = copy_reg(sfd, dfd, e, always_chown, r);
 		else
 			rc = copy_node(sfd, dfd, e, always_chown, r);
@@ -1134,7 +1225,7 @@ wk_main(int sock, struct wstat *ws)
 {
 	static uint64_t msgbuf[MSG_MAX / 8];
 	struct sigaction sa = { .sa_handler = on_term };
-	int fds[2];
+	int fds[3];
 	ssize_t n;
 
 	w.sock = sock;
@@ -1157,9 +1248,11 @@ wk_main(int sock, struct wstat *ws)
 			continue;
 		if (n <= 0)
 			_exit(n == 0 ? 0 : 1);
-		wk_job((struct msg *)msgbuf, fds[0], fds[1]);
+		wk_job((struct msg *)msgbuf, fds[0], fds[1], fds[2]);
 		close(fds[0]);
 		close(fds[1]);
+		if (fds[2] >= 0)
+			close(fds[2]);
 	}
 }
 
@@ -1427,6 +1520,7 @@ job_new(struct dir *d)
 	j->buf = xmalloc(j->cap);
 	j->len = sizeof *m;
 	j->dir = d;
+	j->xfd = -1;
 	d->pending++;
 	m = (struct msg *)j->buf;
 	memset(m, 0, sizeof *m);
@@ -1440,6 +1534,10 @@ job_free(struct job *j)
 {
 	struct dir *d = j->dir;
 
+	if (j->xfd >= 0 && j->big == NULL) {
+		close(j->xfd);          /* the finish job owns a big file's fd */
+		g.fdopen--;
+	}
 	free(j->buf);
 	free(j);
 	dir_put(d);
@@ -1457,23 +1555,99 @@ batch_flush(struct dir *d)
 	job_queue(j, 0);
 }
 
+/* Append an entry record (already filled but for its names) to job j. */
+static void
+job_append(struct job *j, struct ent *e, const char *name, const char *dname)
+{
+	size_t need;
+
+	e->namelen = strlen(name);
+	e->dnamelen = dname ? strlen(dname) : 0;
+	need = ent_size(e);
+	if (j->len + need > j->cap) {
+		j->cap = j->len + need > 2 * j->cap ? j->len + need : 2 * j->cap;
+		j->buf = xrealloc(j->buf, j->cap);
+	}
+	memset(j->buf + j->len, 0, need);
+	memcpy(j->buf + j->len, e, sizeof *e);
+	memcpy(j->buf + j->len + sizeof *e, name, e->namelen);
+	if (dname)
+		memcpy(j->buf + j->len + sizeof *e + e->namelen + 1, dname, e->dnamelen);
+	j->len += need;
+	j->nent++;
+	j->bytes += S_ISREG(e->mode) && !(e->flags & ENT_FINISH) ? (e->flags & ENT_CHUNK ? e->len : e->size) : 0;
+}
+
+/*
+ * A large file: create its unnamed destination here, sized up front, and
+ * queue one job per CHUNK_SIZE bytes, which idle workers take in
+ * parallel.  The ENT_FINISH job waits in b->finish for the last chunk.
+ * Returns 0, or -1 to copy it the ordinary way.
+ */
+static int
+big_add(struct dir *d, const char *name, const struct stat *st, int flags)
+{
+	struct big *b;
+	struct ent e;
+	struct job *j;
+	uint64_t off;
+	int fd;
+
+	fd = openat(d->dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, st->st_mode & 0777);
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, st->st_size) < 0) {
+		close(fd);
+		return -1;
+	}
+	g.fdopen++;
+	b = xmalloc(sizeof *b);
+	memset(b, 0, sizeof *b);
+	b->fd = fd;
+	ent_fill(&e, st);
+	e.flags = flags | ENT_FINISH;
+	b->finish = job_new(d);
+	b->finish->xfd = fd;
+	job_append(b->finish, &e, name, NULL);
+	for (off = 0; off < (uint64_t)st->st_size; off += CHUNK_SIZE) {
+		ent_fill(&e, st);
+		e.flags = ENT_CHUNK;
+		e.off = off;
+		e.len = st->st_size - off < CHUNK_SIZE ? st->st_size - off : CHUNK_SIZE;
+		j = job_new(d);
+		j->big = b;
+		j->xfd = fd;
+		job_append(j, &e, name, NULL);
+		job_queue(j, 0);
+		b->left++;
+	}
+	g.found++;
+	g.bytes_found += st->st_size;
+	return 0;
+}
+
 /*
  * Add an entry to d's batch, flushing first when it would overflow.
- * dname, if not NULL, is a different destination name.
+ * dname, if not NULL, is a different destination name.  Large files go
+ * to big_add instead.
  */
 static void
 batch_add(struct dir *d, const char *name, const char *dname,
     const struct stat *st, int flags)
 {
-	size_t nl = strlen(name), dl = dname ? strlen(dname) : 0;
 	struct ent e;
 	struct job *j;
 	size_t need;
 
+	if (S_ISREG(st->st_mode) && st->st_size >= CHUNK_MIN && g.jobs > 1 &&
+	    dname == NULL && g.tmpmode != TMP_NAMED && !g.verify && !g.update &&
+	    (uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size &&
+	    big_add(d, name, st, flags) == 0)
+		return;
 	ent_fill(&e, st);
 	e.flags = flags;
-	e.namelen = nl;
-	e.dnamelen = dl;
+	e.namelen = strlen(name);
+	e.dnamelen = dname ? strlen(dname) : 0;
 	need = ent_size(&e);
 	j = d->batch;
 	if (j && (j->nent >= BATCH_FILES || j->len + need > MSG_MAX ||
@@ -1481,19 +1655,7 @@ batch_add(struct dir *d, const char *name, const char *dname,
 		batch_flush(d);
 	if (d->batch == NULL)
 		d->batch = job_new(d);
-	j = d->batch;
-	if (j->len + need > j->cap) {
-		j->cap = j->len + need > 2 * j->cap ? j->len + need : 2 * j->cap;
-		j->buf = xrealloc(j->buf, j->cap);
-	}
-	memset(j->buf + j->len, 0, need);
-	memcpy(j->buf + j->len, &e, sizeof e);
-	memcpy(j->buf + j->len + sizeof e, name, nl);
-	if (dl)
-		memcpy(j->buf + j->len + sizeof e + nl + 1, dname, dl);
-	j->len += need;
-	j->nent++;
-	j->bytes += S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
+	job_append(d->batch, &e, name, dname);
 	g.found++;
 	if (S_ISREG(st->st_mode) && !(flags & ENT_DROP))
 		g.bytes_found += st->st_size;
@@ -2101,12 +2263,22 @@ job_ent(struct job *j, uint32_t i)
 	return (struct ent *)p;
 }
 
+static void big_done(struct job *j, const struct msg *m, const struct rep *r);
+
 /* Count a job's entries as dropped (destination full or interrupted). */
 static void
 job_drop(struct job *j)
 {
 	uint32_t i;
 
+	if (j->big) {           /* a chunk: the file is dropped after the last */
+		struct msg m;
+
+		memset(&m, 0, sizeof m);
+		j->big->what = R_DROPPED;
+		big_done(j, &m, NULL);
+		return;
+	}
 	for (i = 0; i < j->nent; i++)
 		if (!(job_ent(j, i)->flags & ENT_DROP))
 			g.dropped++;
@@ -2133,9 +2305,9 @@ dispatch(void)
 			return;
 		j = job_pop();
 		{
-			int fds[2] = { j->dir->sfd, j->dir->dfd };
+			int fds[3] = { j->dir->sfd, j->dir->dfd, j->xfd };
 
-			if (msg_send(g.wk[best].fd, j->buf, j->len, fds, 2) < 0) {
+			if (msg_send(g.wk[best].fd, j->buf, j->len, fds, j->xfd >= 0 ? 3 : 2) < 0) {
 				job_queue(j, 1);        /* the worker is gone: EOF comes */
 				g.wk[best].broken = 1;
 				continue;
@@ -2157,6 +2329,43 @@ dest_full(int err)
 	g.walking = 0;
 }
 
+static void job_done(struct job *j, const struct msg *m, const struct rep *r);
+static void job_drop(struct job *j);
+
+/*
+ * A chunk of a large file is done.  After the last one, queue the finish
+ * job -- or, if a chunk failed, account for the file as failed (through
+ * job_done, with the chunk's report) and let its unnamed copy vanish.
+ */
+static void
+big_done(struct job *j, const struct msg *m, const struct rep *r)
+{
+	struct big *b = j->big;
+	struct msg fm;
+	struct rep fr;
+
+	if (m->count > 0 && b->what == 0) {
+		b->what = r[0].what;
+		b->err = r[0].err;
+	}
+	job_free(j);
+	if (--b->left > 0)
+		return;
+	if (b->what == 0) {
+		job_queue(b->finish, 0);
+	} else if (b->what == R_DROPPED) {
+		job_drop(b->finish);
+	} else {
+		memset(&fm, 0, sizeof fm);
+		memset(&fr, 0, sizeof fr);
+		fm.count = 1;
+		fr.what = b->what;
+		fr.err = b->err;
+		job_done(b->finish, &fm, &fr);
+	}
+	free(b);
+}
+
 /*
  * A worker finished job j: account for every entry, print what failed,
  * settle hard links, and free the job.
@@ -2169,6 +2378,10 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 	char *p;
 
 	g.bytes_done += m->bytes;
+	if (j->big) {
+		big_done(j, m, r);
+		return;
+	}
 	for (i = 0; i < j->nent; i++) {
 		struct ent *e = job_ent(j, i);
 		const struct rep *rp = k < m->count && r[k].idx == i ? &r[k++] : NULL;
@@ -2192,6 +2405,11 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 				p = src_path(d, ent_name(e));
 				warn_path(1, p, "changed size while being copied (%llu bytes, now %llu)",
 				    (unsigned long long)e->size, (unsigned long long)rp->val);
+				free(p);
+				break;
+			case R_SHRUNK:
+				p = src_path(d, ent_name(e));
+				warn_path(1, p, "shrank while being copied; not copied");
 				free(p);
 				break;
 			case R_BADCOPY:
@@ -2250,7 +2468,7 @@ wk_input(unsigned i)
 	static uint64_t buf[(sizeof(struct msg) + (BATCH_FILES + 1) * sizeof(struct rep)) / 8 + 1];
 	struct worker *k = &g.wk[i];
 	struct msg *m = (struct msg *)buf;
-	int fds[2], st;
+	int fds[3], st;
 	ssize_t n;
 	unsigned f;
 
@@ -2605,7 +2823,7 @@ shutdown_workers(void)
 		for (;;) {
 			struct pollfd pf = { g.wk[i].fd, POLLIN, 0 };
 			uint64_t buf[512];
-			int fds[2];
+			int fds[3];
 			ssize_t n;
 
 			if (got_sig < 0 && sig >= 0) {  /* a second signal: now */
@@ -3020,6 +3238,7 @@ main(int argc, char **argv)
 		die("'%s': not a directory, regular file or symlink", g.src);
 	g.euid = geteuid();
 	g.egid = getegid();
+	umask(0);               /* modes are set exactly; dirs start 0700 */
 	g.t0 = now_ms();
 	signal(SIGPIPE, SIG_IGN);
 	fd_budget();
