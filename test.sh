@@ -1,0 +1,1349 @@
+#!/bin/sh
+# test.sh - test suite for pcopy
+# SPDX-License-Identifier: MIT
+#
+# Usage: ./test.sh [PATH-TO-PCOPY [CASE]...]
+#
+# Every case is a shell function named t_*.  The runner gives each case a
+# fresh empty directory, runs it in a subshell with `set -e', and prints
+# `ok NAME', `FAIL NAME' followed by the case's output, or `skip NAME
+# (reason)' when the case exits 77 (an optional tool, root or a filesystem
+# feature is missing).  The last line is `N passed, N failed' (`, N skipped'
+# follows when something was skipped); the exit status is 0 iff nothing
+# failed.  Name cases after the binary to run only those.
+#
+# Cases check the copy with same_tree, which compares two trees entry by
+# entry: path, type, mode, owner, mtime to the nanosecond, size, content,
+# symlink target, device numbers, hard-link grouping and xattrs.  Every
+# pcopy run is wrapped in `timeout', so a hang is a failure, not a stall.
+#
+# Needs GNU findutils, coreutils, sed and diff.  Optional: getfattr/setfattr
+# (attr), setfacl/getfacl (acl), setcap (libcap2-bin), script (util-linux),
+# setpriv (util-linux, to drop root), perl (to make a socket), readelf or
+# file.  Cases needing a missing tool, or root, are skipped.  Run as root to
+# cover devices, owners, trusted.* and security.capability.
+
+LC_ALL=C
+TZ=UTC
+export LC_ALL TZ
+umask 022
+nl='
+'
+tab=$(printf '\t')
+
+# find -execdir refuses to run with a relative directory in PATH.
+PATH=$(printf '%s\n' "$PATH" | tr ':' '\n' | grep '^/' | paste -sd: -)
+export PATH
+
+PCOPY=${1:-./pcopy}
+[ $# -gt 0 ] && shift
+case $PCOPY in
+/*) ;;
+*) PCOPY=$(pwd)/$PCOPY ;;
+esac
+if [ ! -x "$PCOPY" ] || [ -d "$PCOPY" ]; then
+	echo "test.sh: $PCOPY: not an executable file" >&2
+	exit 2
+fi
+for tool in find sed sort awk od cksum timeout stat cmp diff paste cut \
+    truncate dd mkfifo; do
+	command -v "$tool" >/dev/null 2>&1 && continue
+	echo "test.sh: required tool '$tool' not found" >&2
+	exit 2
+done
+if ! find / -maxdepth 0 -printf '' 2>/dev/null; then
+	echo "test.sh: GNU find (with -printf) is required" >&2
+	exit 2
+fi
+
+# All work happens in one temp dir; shared memory keeps the suite fast.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+	base=/dev/shm
+else
+	base=${TMPDIR:-/tmp}
+fi
+T=$(mktemp -d "$base/pcopy-test.XXXXXX") || exit 2
+
+cleanup()
+{
+	[ -n "$T" ] && [ -d "$T" ] || return 0
+	chmod -R u+rwx "$T" 2>/dev/null  # cases leave 0000 and 0555 dirs
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# -- helpers --
+
+fail()
+{
+	printf '%s\n' "$*"
+	exit 1
+}
+
+# skip REASON: end the current case as skipped.
+skip()
+{
+	printf '%s\n' "$*" >"$SKIPMSG"
+	exit 77
+}
+
+have()
+{
+	command -v "$1" >/dev/null 2>&1
+}
+
+is_root()
+{
+	[ "$(id -u)" -eq 0 ]
+}
+
+# pc ARG...: run pcopy with a timeout and no stdin; stdout goes to pc.out,
+# stderr to pc.err, the exit status to $rc.  PC_TIMEOUT overrides 60 s.
+pc()
+{
+	rc=0
+	timeout -k 5 "${PC_TIMEOUT:-60}" "$PCOPY" "$@" </dev/null \
+	    >pc.out 2>pc.err || rc=$?
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		echo "pcopy $* hung: killed after ${PC_TIMEOUT:-60} s"
+	fi
+	return 0
+}
+
+# pc_ok ARG...: run pcopy, which must exit 0.
+pc_ok()
+{
+	pc "$@"
+	[ "$rc" -eq 0 ] && return 0
+	echo "pcopy $* exited $rc, stderr:"
+	head -n 20 pc.err | sed 's/^/  /'
+	return 1
+}
+
+# esc0: NUL-terminated items on stdin -> one item a line on stdout, with
+# backslash, newline and tab escaped so any file name fits on one line.
+esc0()
+{
+	sed -z 's/\\/\\\\/g; s/\n/\\n/g; s/\t/\\t/g' | tr '\0' '\n'
+}
+
+# manifest TREE OUT: write OUT, one sorted line per entry of TREE (TREE
+# itself is "."), and OUT.raw (path, metadata, target) for the blocks
+# check.  Normally files are summed and xattrs read in big batches by path
+# relative to TREE; when TREE is a file or holds a path too long for
+# open(2), they are read one directory at a time with -execdir and keyed
+# by inode, which works at any depth but costs a few forks per directory.
+manifest()
+{
+	m_dir=$1 m_out=$2
+	case $m_dir in -*) m_dir=./$m_dir ;; esac
+	if ! find "$m_dir" -printf '%P\0%y %m %U %G %T@ %s %i %b\0%l\0' \
+	    >"$m_out.raw0" 2>"$m_out.err"; then
+		echo "same_tree: find failed on $m_dir:"
+		cat "$m_out.err"
+		return 1
+	fi
+	esc0 <"$m_out.raw0" | paste - - - | sort >"$m_out.raw"
+	m_fast=
+	if [ -z "${ST_SLOW:-}" ] && [ -d "$m_dir" ] &&
+	    awk -F "\t" "length(\$1) > 3000 { exit 1 }" "$m_out.raw"; then
+		m_fast=1
+	fi
+
+	# Checksums (CRC and size: fast, and enough to catch a copying
+	# error), as "p:PATH<tab>SUM" or "i:INODE<tab>SUM" lines.
+	m_st=0
+	if [ -n "$m_fast" ]; then
+		(cd "$m_dir" && find . -type f -print0 |
+		    xargs -0 -r cksum -z --) >"$m_out.sum0" 2>"$m_out.err" ||
+		    m_st=$?
+		esc0 <"$m_out.sum0" | awk 'match($0, /^[0-9]+ [0-9]+ \.\//) {
+			s = substr($0, 1, RLENGTH - 3)
+			sub(/ /, ":", s)
+			print "p:" substr($0, RLENGTH + 1) "\t" s
+		}' >"$m_out.sum"
+	else
+		find "$m_dir" -type f -execdir sh -c '
+		    stat -c %i -- "$@" >"$0.i" && cksum -z -- "$@" >"$0.z" ||
+			exit 1
+		    cut -z -d " " -f 1,2 <"$0.z" | tr "\0 " "\n:" >"$0.m"
+		    [ "$(wc -l <"$0.i")" -eq "$(wc -l <"$0.m")" ] || exit 1
+		    paste "$0.i" "$0.m" | sed "s/^/i:/"' "$m_out.x" {} + \
+		    >"$m_out.sum" 2>"$m_out.err" || m_st=$?
+	fi
+	if [ "$m_st" -ne 0 ] || [ -s "$m_out.err" ]; then
+		echo "same_tree: cannot checksum the files of $m_dir:"
+		head -n 10 "$m_out.err"
+		return 1
+	fi
+	if ! find "$m_dir" \( -type b -o -type c \) \
+	    -execdir stat -c '%i %t:%T' -- {} + >"$m_out.dev" 2>"$m_out.err"
+	then
+		echo "same_tree: cannot stat the devices of $m_dir:"
+		cat "$m_out.err"
+		return 1
+	fi
+	awk -F '\t' -v dirs="$m_out.dirs" '
+	FILENAME == ARGV[1] { sum[$1] = $2; next }
+	FILENAME == ARGV[2] { split($0, a, " "); dev[a[1]] = a[2]; next }
+	{
+		path = $1 == "" ? "." : $1
+		split($2, m, " ")	# type mode uid gid mtime size ino blocks
+		ino = m[7]
+		line = path "\t" m[1] " " m[2] " " m[3]":"m[4] " " m[5]
+		if (m[1] == "f") {
+			s = ("p:" path) in sum ? sum["p:" path] : \
+			    ("i:" ino) in sum ? sum["i:" ino] : "?"
+			line = line " size=" m[6] " sum=" s
+		}
+		if (m[1] == "l")
+			line = line " -> " $3
+		if (m[1] == "b" || m[1] == "c")
+			line = line " dev=" (ino in dev ? dev[ino] : "?")
+		if (m[1] == "d")
+			print ino "\t" path >dirs
+		else if (ino in first)
+			line = line " hardlink=" first[ino]
+		else
+			first[ino] = path
+		print line
+	}' "$m_out.sum" "$m_out.dev" "$m_out.raw" >"$m_out"
+	have getfattr || return 0
+
+	# xattrs: getfattr prints a "# file: NAME" line before each file's
+	# attributes.  NAME is relative to TREE after "#REL"; after "#DIR
+	# INODE" it is relative to that directory.
+	{
+		echo '#TOP'
+		getfattr -h -d -m - -e hex --absolute-names -- "$m_dir"
+		if [ -n "$m_fast" ]; then
+			echo '#REL'
+			(cd "$m_dir" && find . -mindepth 1 -print0 |
+			    xargs -0 -r getfattr -h -d -m - -e hex --)
+		else
+			find "$m_dir" -mindepth 1 -execdir sh -c \
+			    'stat -c "#DIR %i" . &&
+			     getfattr -h -d -m - -e hex -- "$@"' sh {} +
+		fi
+	} >"$m_out.xa" 2>"$m_out.err" || :
+	if [ -s "$m_out.err" ]; then
+		echo "same_tree: getfattr failed on $m_dir:"
+		head -n 10 "$m_out.err"
+		return 1
+	fi
+	: >>"$m_out.dirs"
+	awk -F '\t' '
+	FILENAME == ARGV[1] { dpath[$1] = $2; next }
+	$0 == "#TOP" { top = 1; next }
+	$0 == "#REL" { top = 0; dir = "."; next }
+	/^#DIR / {
+		top = 0; d = substr($0, 6)
+		dir = d in dpath ? dpath[d] : "?" d
+		next
+	}
+	/^# file: / {
+		n = substr($0, 9)
+		if (top)
+			key = "."
+		else {
+			sub(/^\.\//, "", n)
+			key = dir == "." ? n : dir "/" n
+		}
+		next
+	}
+	$0 == "" { next }
+	{ print key "\txattr " $0 }' "$m_out.dirs" "$m_out.xa" | sort >>"$m_out"
+}
+
+# same_tree [-b] SRC DST: succeed iff the trees agree entry by entry (the
+# names of SRC and DST themselves aside), else print the differences.  With
+# -b, also fail if a regular file in DST allocates much more than in SRC
+# (more than 1 MiB + 1/16 beyond it): sparse files must stay sparse.
+same_tree()
+{
+	st_blocks=0
+	if [ "$1" = -b ]; then
+		st_blocks=1
+		shift
+	fi
+	st_w=$(mktemp -d "$T/same_tree.XXXXXX") || return 1
+	manifest "$1" "$st_w/a" || return 1
+	manifest "$2" "$st_w/b" || return 1
+	if ! cmp -s "$st_w/a" "$st_w/b"; then
+		echo "same_tree: '$1' and '$2' differ (< first, > second):"
+		diff "$st_w/a" "$st_w/b" | grep '^[<>]' | head -n 40 | awk '
+		length($0) > 300 {
+			$0 = substr($0, 1, 80) " ... " substr($0, length($0) - 200)
+		}
+		{ print }'
+		return 1
+	fi
+	if [ "$st_blocks" -eq 1 ] && ! awk -F '\t' '
+	FILENAME == ARGV[1] { split($2, m, " "); b[$1] = m[8]; next }
+	{
+		split($2, m, " ")
+		if (m[1] != "f" || m[8] <= b[$1] + 2048 + b[$1] / 16)
+			next
+		printf "same_tree: %s allocates %d KiB, the source %d KiB\n", \
+		    $1, m[8] / 2, b[$1] / 2
+		bad = 1
+	}
+	END { exit bad }' "$st_w/a.raw" "$st_w/b.raw"; then
+		return 1
+	fi
+	rm -rf "$st_w"
+}
+
+# no_temp_files DIR: fail if pcopy left a temporary file under DIR.
+no_temp_files()
+{
+	ntf=$(find "$1" -name '.pcopy-tmp*' -print 2>&1 | head -n 5)
+	[ -z "$ntf" ] && return 0
+	echo "temporary files left under $1:"
+	printf '%s\n' "$ntf"
+	return 1
+}
+
+# has_cr FILE: true if FILE holds a carriage return not ending a line.
+has_cr()
+{
+	sed 's/\r$//' "$1" | grep -q "$(printf '\r')"
+}
+
+# mk_files DIR NDIRS NFILES: NDIRS subdirectories of NFILES small files each.
+mk_files()
+{
+	mkdir -p "$1"
+	mf_d=0
+	while [ "$mf_d" -lt "$2" ]; do
+		mkdir "$1/d$mf_d"
+		mf_i=0
+		while [ "$mf_i" -lt "$3" ]; do
+			echo "dir $mf_d file $mf_i" >"$1/d$mf_d/f$mf_i"
+			mf_i=$((mf_i + 1))
+		done
+		mf_d=$((mf_d + 1))
+	done
+}
+
+# mk_big_tree DIR: a tree that takes a noticeable time to copy (4,000 small
+# files and 256 MiB of data), for the progress and signal cases.
+mk_big_tree()
+{
+	mk_files "$1" 40 100
+	mkdir "$1/big"
+	for n in 1 2 3 4; do
+		head -c 67108864 /dev/zero >"$1/big/zero$n"
+	done
+}
+
+# long_name N CHAR: a name of N copies of CHAR.
+long_name()
+{
+	printf "%0${1}d" 0 | tr 0 "$2"
+}
+
+# -- the harness checks itself --
+
+# restore_dir_times COPY: give every directory of COPY the mtime of its
+# counterpart in ./base, undoing what a mutation did to them.
+restore_dir_times()
+{
+	find base -type d -print0 | xargs -0 sh -c '
+	for d; do
+		c=$0${d#base}
+		[ -d "$c" ] && touch -r "$d" "$c"
+	done
+	exit 0' "$1"
+}
+
+# mutate DESCRIPTION COMMAND [keep]: copy ./base, run COMMAND in the copy,
+# restore its directories' mtimes (unless "keep"), and check that same_tree
+# notices the difference, both ways round, in its batch mode and in its
+# directory-at-a-time mode (ST_SLOW, used for very long paths).
+mutate()
+{
+	mu_n=$((mu_n + 1))
+	cp -a base "m$mu_n"
+	(cd "m$mu_n" && eval "$2") || fail "could not apply mutation: $1"
+	[ "${3:-}" = keep ] || restore_dir_times "m$mu_n"
+	for mu_slow in "" 1; do
+		if ST_SLOW=$mu_slow same_tree base "m$mu_n" >m.log 2>&1 ||
+		    ST_SLOW=$mu_slow same_tree "m$mu_n" base >m.log 2>&1; then
+			echo "same_tree${mu_slow:+ (ST_SLOW)} missed: $1"
+			missed=$((missed + 1))
+		fi
+	done
+	rm -rf "m$mu_n"
+}
+
+t_compare_detects()
+{
+	mkdir -p base/d base/e
+	printf 'hello world\n' >base/f
+	echo g >base/g
+	echo h >base/d/h
+	ln -s f base/l
+	echo same >base/h1
+	ln base/h1 base/h2
+	cp -p base/h1 base/h3
+	odd=$(printf 'odd\nname\\x\t\377')
+	echo odd >"base/$odd"
+	echo nl >"base/$(printf 'nl\nx')"
+	mkfifo base/p
+	touch -d '2001-02-03 04:05:06.123456789' base/f base/g base/h1 base/h3
+	touch -h -d '2002-02-03 04:05:06.5' base/l
+	devs=0
+	if is_root && mknod base/null c 1 3 2>/dev/null; then
+		devs=1
+	fi
+	xa=0
+	if have setfattr && have getfattr &&
+	    setfattr -n user.k -v v1 base/g 2>/dev/null; then
+		xa=1
+	fi
+
+	cp -a base same
+	for ST_SLOW in "" 1; do
+		same_tree base same && same_tree same base ||
+		    fail "same_tree${ST_SLOW:+ (ST_SLOW)} rejects an identical copy"
+	done
+	ST_SLOW=
+
+	mu_n=0 missed=0
+	mutate "one content byte" \
+	    'printf X | dd of=f bs=1 seek=3 conv=notrunc status=none &&
+	     touch -r ../base/f f'
+	mutate "size" 'truncate -s 5 f && touch -r ../base/f f'
+	mutate "mode 0644 -> 0600" 'chmod 0600 g'
+	mutate "set-uid bit" 'chmod 4644 g'
+	mutate "sticky bit on a dir" 'chmod 1755 d'
+	mutate "top dir mode" 'chmod 0700 .'
+	mutate "mtime off by 1 ns" "touch -d '2001-02-03 04:05:06.123456788' f"
+	mutate "dir mtime" "touch -d '2001-02-03 04:05:06' d" keep
+	mutate "top dir mtime" "touch -d '2001-02-03 04:05:06' ." keep
+	mutate "symlink mtime" "touch -h -d '2002-02-03 04:05:06.4' l"
+	mutate "symlink target" 'rm l && ln -s g l && touch -h -r ../base/l l'
+	mutate "hard link broken" 'rm h2 && cp -p h1 h2'
+	mutate "hard link added" 'rm h3 && ln h1 h3'
+	mutate "missing file" 'rm d/h'
+	mutate "extra file" 'echo x >d/extra'
+	mutate "missing empty dir" 'rmdir e'
+	mutate "FIFO became a file" 'rm p && : >p && touch -r ../base/p p'
+	mutate "odd name changed" \
+	    'mv -- "$odd" "$(printf "odd\nname\\\\x\t\376")"'
+	mutate "newline in a name became backslash-n" \
+	    'mv -- "$(printf "nl\nx")" "nl\\nx"'
+	if [ "$xa" -eq 1 ]; then
+		mutate "xattr value" 'setfattr -n user.k -v v2 g'
+		mutate "xattr missing" 'setfattr -x user.k g'
+		mutate "xattr added to a dir" 'setfattr -n user.n -v 1 d'
+	fi
+	if is_root; then
+		mutate "owner" 'chown 1 g'
+		mutate "group of a symlink" 'chown -h :1 l'
+	fi
+	if [ "$devs" -eq 1 ]; then
+		mutate "device number" \
+		    'rm null && mknod null c 1 5 && touch -r ../base/null null'
+	fi
+
+	# -b: same content, but one file is a hole and the other is written.
+	mkdir s1 s2
+	truncate -s 8M s1/f
+	head -c 8388608 /dev/zero >s2/f
+	touch -r s1/f s2/f
+	touch -r s1 s2
+	same_tree s1 s2 || fail "same_tree without -b must ignore allocation"
+	if [ "$(stat -c %b s1/f)" -eq 0 ]; then
+		same_tree -b s2 s1 >/dev/null ||
+		    fail "same_tree -b rejects a sparser copy"
+		if same_tree -b s1 s2 >/dev/null; then
+			echo "same_tree -b missed a filled-in hole"
+			missed=$((missed + 1))
+		fi
+	fi
+	[ "$missed" -eq 0 ]
+}
+
+# -- content --
+
+t_binary_bytes()
+{
+	mkdir src
+	i=0
+	while [ $i -lt 256 ]; do
+		printf "\\$(printf %03o $i)"
+		i=$((i + 1))
+	done >src/allbytes
+	od -An -v -tu1 src/allbytes | tr -s ' ' '\n' | sed '/^$/d' >got
+	seq 0 255 >want
+	cmp -s got want || fail "could not build the 256-byte file"
+	for i in 1 2 3 4 5 6 7 8 9 10 11 12; do   # 1 MiB of all bytes
+		cat src/allbytes src/allbytes >src/x && mv src/x src/allbytes
+	done
+	head -c 3145745 /dev/urandom >src/random
+	head -c 1048573 /dev/zero | tr '\0' '\377' >src/ff
+	head -c 4099 /dev/zero >src/zeros
+	pc_ok src dst
+	same_tree src dst
+	cmp src/random dst/random
+}
+
+t_sizes()
+{
+	mkdir src
+	for n in 0 1 4095 4096 4097 65535 65536 65537 131071 131072 131073 \
+	    1048575 1048576 1048577 5242883; do
+		head -c $n /dev/urandom >src/s$n
+	done
+	pc_ok src dst
+	same_tree src dst
+	for n in 0 4097 131073 5242883; do
+		[ "$(stat -c %s dst/s$n)" -eq $n ] || fail "dst/s$n has a wrong size"
+	done
+}
+
+t_nested()
+{
+	mkdir src
+	p=src i=1
+	while [ $i -le 10 ]; do
+		p=$p/d$i
+		mkdir "$p" "$p/empty$i"
+		echo "level $i" >"$p/f"
+		i=$((i + 1))
+	done
+	mkdir -p src/e1/e2/e3 src/empty
+	chmod 0700 src/d1/d2
+	# dir mtimes are set after their contents exist: the copy must too.
+	find src -depth -type d -exec touch -d '2010-01-01 00:00:00.5' {} +
+	pc_ok src dst
+	same_tree src dst
+	[ -d dst/d1/d2/d3/d4/d5/d6/d7/d8/d9/d10/empty10 ] ||
+	    fail "the deepest empty dir is missing"
+}
+
+t_many_small()
+{
+	mk_files src 50 100
+	for j in 1 2 8; do
+		pc_ok -j $j src dst$j
+		same_tree src dst$j
+	done
+	same_tree dst1 dst2
+	same_tree dst2 dst8
+	[ "$(find dst8 -type f | wc -l)" -eq 5000 ] || fail "dst8: not 5000 files"
+}
+
+t_big_dir()
+{
+	mkdir src
+	i=0
+	while [ $i -lt 20000 ]; do
+		echo $i >src/f$i
+		i=$((i + 1))
+	done
+	pc_ok src dst
+	same_tree src dst
+	[ "$(find dst -type f | wc -l)" -eq 20000 ] || fail "dst: not 20000 files"
+}
+
+# -- names and paths --
+
+t_odd_names()
+{
+	s="src with space"
+	mkdir "$s"
+	n255=$(long_name 255 x)
+	for n in "a space" "tab${tab}name" "new${nl}line" "${nl}" 'back\slash' \
+	    '\\' "-leading-dash" "--help" "-j" "$(printf '\377\376')" \
+	    "$(printf 'caf\303\251')" "trailing " " leading" '*?[glob]' \
+	    'a=b' '$HOME' "'quote\"" "$n255" "$(printf '\001\033[1m')"; do
+		printf '%s\n' "$n" >"$s/$n"
+	done
+	d="$s/dir${nl}with${tab}odd \\ name$(printf '\377')"
+	mkdir "$d"
+	echo inner >"$d/-f"
+	ln -s -- "-leading-dash" "$s/link${nl}odd"
+	ln -s "$(printf 'target\nwith\377')" "$s/odd-target"
+	[ "$(find "$s" -mindepth 1 | wc -l)" -ge 22 ] || fail "could not build"
+	pc_ok "$s" "dst with space"
+	same_tree "$s" "dst with space"
+	cmp "$s/$n255" "dst with space/$n255"
+}
+
+t_long_path()
+{
+	n=$(long_name 200 d)
+	top=$(pwd)
+	mkdir src
+	cd -P src
+	i=0
+	while [ $i -lt 26 ]; do        # 26 * 201 bytes: beyond PATH_MAX
+		mkdir "$n"
+		cd -P "$n"
+		[ $i -eq 12 ] && echo middle >mid
+		i=$((i + 1))
+	done
+	head -c 100000 /dev/urandom >bottom
+	cd "$top"
+	len=$(find src -printf '%P\n' | awk 'length($0) > m { m = length($0) }
+	    END { print m }')
+	[ "$len" -gt 5000 ] || fail "tree not deep enough ($len bytes)"
+	pc_ok src dst
+	same_tree src dst
+	for t in src dst; do
+		(
+			cd -P $t
+			i=0
+			while [ $i -lt 26 ]; do
+				cd -P "$n"
+				i=$((i + 1))
+			done
+			cat bottom
+		) >$t.bottom || fail "cannot walk down $t"
+	done
+	cmp src.bottom dst.bottom
+	[ "$(wc -c <dst.bottom)" -eq 100000 ] || fail "bottom file truncated"
+}
+
+# -- symlinks, modes, owners, times --
+
+t_symlinks()
+{
+	mkdir -p src/sub
+	echo hi >src/file
+	echo inner >src/sub/inner
+	ln -s file src/rel
+	ln -s ../file src/sub/up
+	ln -s "$(pwd)/src/file" src/abs
+	ln -s missing src/dangling
+	ln -s /nonexistent/nowhere src/dangling_abs
+	ln -s sub src/dirlink
+	ln -s "$(pwd)/src/sub" src/dirlink_abs
+	ln -s loop_b src/loop_a
+	ln -s loop_a src/loop_b
+	ln -s self src/self
+	ln -s .. src/sub/parent
+	ln -s "$(long_name 1000 y)" src/longtarget
+	pc_ok src dst
+	same_tree src dst
+	for l in rel abs dangling dangling_abs dirlink dirlink_abs loop_a \
+	    loop_b self sub/up sub/parent longtarget; do
+		[ -L "dst/$l" ] || fail "dst/$l is not a symlink"
+	done
+	[ "$(readlink dst/abs)" = "$(pwd)/src/file" ] ||
+	    fail "absolute target changed: $(readlink dst/abs)"
+}
+
+t_modes()
+{
+	mkdir src
+	for m in 0400 0444 0600 0640 0644 0700 0755 0777 4755 2755 6755 1755 \
+	    0604; do
+		echo "mode $m" >src/f$m
+		chmod $m src/f$m
+	done
+	mkdir src/sticky src/setgid src/ro src/d0700 src/d0711 src/d0777
+	chmod 1777 src/sticky
+	chmod 2755 src/setgid
+	echo a >src/ro/f
+	mkdir src/ro/sub
+	chmod 0555 src/ro/sub src/ro
+	chmod 0700 src/d0700
+	chmod 0711 src/d0711
+	chmod 0777 src/d0777
+	if is_root; then        # root reads what nobody else could
+		echo zero >src/f0000
+		chmod 0000 src/f0000
+		for m in 0060 0007 0070; do
+			echo "mode $m" >src/f$m
+			chmod $m src/f$m
+		done
+		mkdir src/locked src/locked_empty
+		echo secret >src/locked/f
+		chmod 0000 src/locked src/locked_empty
+		# set-uid/gid survive only if the mode is set after chown
+		echo owned >src/owned
+		chown 1234:5678 src/owned
+		echo suid >src/suid_owned
+		chown 1234:5678 src/suid_owned
+		chmod 6755 src/suid_owned
+		mkdir src/owned_dir
+		chown 4321:8765 src/owned_dir
+		chmod 2775 src/owned_dir
+		ln -s owned src/owned_link
+		chown -h 1111:2222 src/owned_link
+	fi
+	# modes come from the source, never from the umask
+	(umask 077 && pc_ok src dst)
+	same_tree src dst
+	[ "$(stat -c %a dst/f4755)" = 4755 ] || fail "dst/f4755 lost set-uid"
+	[ "$(stat -c %a dst/sticky)" = 1777 ] || fail "dst/sticky lost its mode"
+	if is_root; then
+		[ "$(stat -c %a:%u:%g dst/suid_owned)" = 6755:1234:5678 ] ||
+		    fail "dst/suid_owned: $(stat -c %a:%u:%g dst/suid_owned)"
+	fi
+}
+
+t_mtimes()
+{
+	mkdir -p src/nsdir src/old/deeper src/future
+	echo a >src/ns
+	echo b >src/nsdir/pre1970
+	echo c >src/old/deeper/f
+	echo d >src/future/f
+	echo e >src/y2038
+	echo f >src/epoch
+	ln -s ns src/link_ns
+	ln -s missing src/link_old
+	ln -s ns src/future/link_future
+	touch -d '2001-02-03 04:05:06.123456789' src/ns
+	touch -d '1969-07-20 20:17:40.000000001' src/nsdir/pre1970
+	touch -d '1950-01-01 00:00:00.999999999' src/old/deeper/f
+	touch -d '2100-01-01 00:00:00.5' src/future/f
+	touch -d '2038-01-19 03:14:08.000000007' src/y2038
+	touch -d '1970-01-01 00:00:00' src/epoch
+	touch -h -d '1999-12-31 23:59:59.999999999' src/link_ns
+	touch -h -d '1960-06-06 06:06:06.6' src/link_old
+	touch -h -d '2222-02-22 22:22:22.222222222' src/future/link_future
+	touch -d '1955-05-05 05:05:05.05' src/old/deeper
+	touch -d '1965-01-01 00:00:00.000000123' src/old
+	touch -d '2099-09-09 09:09:09.999' src/future
+	touch -d '2011-11-11 11:11:11.111111111' src/nsdir
+	touch -d '2005-05-05 05:05:05.555555555' src
+	[ "$(stat -c %Y src/old)" -lt 0 ] ||
+	    skip "filesystem keeps no times before 1970"
+	pc_ok src dst
+	same_tree src dst
+	[ "$(stat -c %.9Y dst/ns)" = 981173106.123456789 ] ||
+	    fail "dst/ns mtime $(stat -c %.9Y dst/ns)"
+}
+
+t_hardlinks()
+{
+	mkdir -p src/a src/b src/c
+	head -c 70000 /dev/urandom >src/a/x
+	ln src/a/x src/a/y
+	ln src/a/x src/b/z                   # group 1: three names, two dirs
+	echo two >src/b/p
+	ln src/b/p src/c/q                   # group 2
+	echo two >src/c/r                    # same content, own inode
+	echo out >src/partial
+	ln src/partial outside               # a link outside SOURCE
+	for j in 1 8; do
+		pc_ok -j $j src dst$j
+		same_tree src dst$j
+		i=$(stat -c %i dst$j/a/x)
+		[ "$(stat -c %i dst$j/a/y)" = "$i" ] &&
+		    [ "$(stat -c %i dst$j/b/z)" = "$i" ] || fail "-j $j: group 1 split"
+		[ "$(stat -c %h dst$j/a/x)" -eq 3 ] || fail "-j $j: group 1 link count"
+		[ "$(stat -c %i dst$j/b/p)" = "$(stat -c %i dst$j/c/q)" ] ||
+		    fail "-j $j: group 2 split"
+		[ "$(stat -c %i dst$j/b/p)" != "$i" ] || fail "-j $j: groups merged"
+		[ "$(stat -c %h dst$j/partial)" -eq 1 ] || fail "-j $j: partial"
+	done
+}
+
+# Hard links to things other than non-empty regular files.
+t_hardlinks_special()
+{
+	mkdir -p src/d
+	: >src/empty1
+	ln src/empty1 src/d/empty2
+	: >src/empty_alone
+	ln -s target src/sym1
+	ln src/sym1 src/d/sym2               # GNU ln links the symlink itself
+	mkfifo src/fifo1
+	ln src/fifo1 src/d/fifo2
+	[ "$(stat -c %h src/d/sym2)" -eq 2 ] || skip "cannot hard-link a symlink here"
+	for j in 1 8; do
+		pc_ok -j $j src dst$j
+		same_tree src dst$j
+	done
+}
+
+# -- special files --
+
+t_special_files()
+{
+	mkdir -p src/sub
+	echo a >src/f
+	mkfifo src/fifo src/sub/fifo2
+	chmod 0640 src/fifo
+	touch -d '2003-03-03 03:03:03.3' src/fifo
+	devs=0
+	if is_root && mknod src/null c 1 3 2>/dev/null; then
+		devs=1
+		mknod src/loop b 7 0
+		chmod 0600 src/loop
+		chown 12:34 src/null
+		touch -d '2004-04-04 04:04:04.4' src/null
+	fi
+	PC_TIMEOUT=30 pc_ok src dst        # opening a FIFO would hang here
+	same_tree src dst
+	[ -p dst/fifo ] || fail "dst/fifo is not a FIFO"
+	if [ "$devs" -eq 1 ]; then
+		[ -c dst/null ] && [ "$(stat -c %t:%T dst/null)" = 1:3 ] ||
+		    fail "dst/null is not char device 1,3"
+	fi
+}
+
+# A socket is either skipped (with or without a message) or recreated; the
+# rest of the tree must be copied either way.
+t_socket()
+{
+	have perl || skip "perl missing: no way to make a socket"
+	mkdir -p src/s src/other
+	echo a >src/other/f
+	perl -MSocket -e 'socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die "$!";
+	    bind($s, pack_sockaddr_un($ARGV[0])) or die "$!"' src/s/sock ||
+	    skip "cannot create a socket"
+	[ -S src/s/sock ] || skip "cannot create a socket"
+	PC_TIMEOUT=30 pc src dst
+	case $rc in
+	0) ;;
+	1) grep -q sock pc.err || fail "exit 1 without naming the socket" ;;
+	*) fail "exit $rc" ;;
+	esac
+	[ ! -e dst/s/sock ] || [ -S dst/s/sock ] || fail "dst/s/sock is not a socket"
+	same_tree src/other dst/other
+}
+
+# -- destination rules --
+
+t_default_dest()
+{
+	mkdir -p work/tree/sub work/slash work/multi work/rel work/abs
+	echo x >work/tree/sub/f
+	echo y >work/slash/g
+	echo z >work/multi/h
+	echo w >work/rel/i
+	echo v >work/abs/j
+	echo note >work/notes.txt
+	chmod 0640 work/notes.txt
+	touch -d '2001-01-01 01:01:01.1' work/notes.txt work/tree
+	pc_ok work/tree
+	same_tree work/tree work/tree-copy
+	pc_ok work/slash/
+	same_tree work/slash work/slash-copy
+	pc_ok work/multi//
+	same_tree work/multi work/multi-copy
+	pc_ok work/notes.txt
+	[ -f work/notes.txt-copy ] || fail "work/notes.txt-copy is not a file"
+	same_tree work/notes.txt work/notes.txt-copy
+	(cd work && pc_ok rel)
+	same_tree work/rel work/rel-copy
+	pc_ok "$(pwd)/work/abs"
+	same_tree work/abs work/abs-copy
+	for x in tree-copy slash-copy notes.txt-copy work/slash/-copy \
+	    work/slash/slash-copy; do
+		[ ! -e "$x" ] || fail "unexpected $x"
+	done
+}
+
+t_single_file()
+{
+	mkdir src
+	head -c 200000 /dev/urandom >src/data
+	chmod 0604 src/data
+	touch -d '1999-09-09 09:09:09.090909090' src/data
+	if have setfattr; then
+		setfattr -n user.note -v hi src/data 2>/dev/null || :
+	fi
+	pc_ok src/data out
+	same_tree src/data out
+	echo "old content, longer than nothing" >existing
+	pc_ok src/data existing
+	same_tree src/data existing
+}
+
+t_merge()
+{
+	mkdir -p src/sub dst/sub
+	echo new >src/same
+	echo "new inner" >src/sub/same2
+	echo added >src/added
+	echo keep >dst/keep
+	echo "old content that is longer than the new one" >dst/same
+	chmod 0600 dst/same
+	echo "old inner, longer" >dst/sub/same2
+	echo keep2 >dst/sub/keep2
+	pc_ok src dst
+	[ "$(cat dst/keep)" = keep ] || fail "dst/keep changed or lost"
+	[ "$(cat dst/sub/keep2)" = keep2 ] || fail "dst/sub/keep2 changed or lost"
+	cmp src/same dst/same
+	cmp src/sub/same2 dst/sub/same2
+	# without the extra files (and with the mtimes their removal
+	# changed put back) DEST must be exactly SOURCE
+	rm dst/keep dst/sub/keep2
+	touch -r src/sub dst/sub
+	touch -r src dst
+	same_tree src dst
+}
+
+# A same-name entry in DEST is replaced, never written through: a symlink
+# in DEST must not redirect the copy to a file outside DEST.
+t_merge_no_follow()
+{
+	mkdir -p src dst
+	echo new >src/f
+	echo victim >victim
+	ln -s ../victim dst/f
+	pc_ok src dst
+	[ "$(cat victim)" = victim ] || fail "copy wrote through dst/f into victim"
+	[ -f dst/f ] && [ ! -L dst/f ] || fail "dst/f is still a symlink"
+	same_tree src dst
+}
+
+t_dest_inside()
+{
+	mkdir -p src/sub
+	echo a >src/sub/f
+	ln -s src alias
+	cp -a src snap
+	for d in src/sub/new src/new src src/ src/. ./src/../src \
+	    src/sub/../new2 alias alias/new; do
+		PC_TIMEOUT=20 pc src "$d"
+		[ "$rc" -eq 2 ] || fail "pcopy src $d: exit $rc, want 2"
+		[ -s pc.err ] || fail "pcopy src $d: no message"
+	done
+	same_tree snap src      # nothing created, not even briefly
+	# a sibling whose name merely starts with SOURCE's is not inside it
+	pc_ok src src2
+	same_tree src src2
+	pc_ok src/sub src/sub2
+	same_tree src/sub src/sub2
+}
+
+# usage_err WANT ARG...: pcopy ARG... must exit 2 with one line on stderr
+# that starts with "pcopy" and contains WANT (an ERE, case-insensitive),
+# print nothing on stdout and create no dstX.
+usage_err()
+{
+	ue_want=$1
+	shift
+	PC_TIMEOUT=20 pc "$@"
+	ue_bad=
+	[ "$rc" -eq 2 ] || ue_bad="exit $rc, want 2"
+	[ "$(wc -l <pc.err)" -eq 1 ] ||
+	    ue_bad="$ue_bad; $(wc -l <pc.err) lines on stderr, want 1"
+	head -n 1 pc.err | grep -q '^pcopy' ||
+	    ue_bad="$ue_bad; stderr does not start with 'pcopy'"
+	grep -Eqi -- "$ue_want" pc.err || ue_bad="$ue_bad; no /$ue_want/ on stderr"
+	[ ! -s pc.out ] || ue_bad="$ue_bad; output on stdout"
+	[ ! -e dstX ] || { ue_bad="$ue_bad; dstX created"; rm -rf dstX; }
+	[ -z "$ue_bad" ] && return 0
+	echo "pcopy $*: ${ue_bad#; }"
+	sed 's/^/  stderr: /' pc.err | head -n 5
+	bad=1
+}
+
+t_usage_errors()
+{
+	mkdir src
+	echo a >src/f
+	mkfifo fifo
+	bad=0
+	usage_err 'usage|source|operand|missing'
+	usage_err nonexistent nonexistent dstX
+	usage_err bogus --bogus src dstX
+	usage_err "-y|'y'" -y src dstX
+	for j in 0 -3 257 99999 abc 4x ''; do
+		usage_err "job|-j|'j'" -j "$j" src dstX
+		usage_err "job|-j|'j'" --jobs="$j" src dstX
+	done
+	usage_err "job|-j|'j'" src dstX -j
+	usage_err extra src dstX extra
+	usage_err fifo fifo dstX
+	usage_err fifo fifo
+	[ ! -e fifo-copy ] || fail "fifo-copy created"
+	[ "$bad" -eq 0 ]
+}
+
+t_jobs_forms()
+{
+	mk_files src 4 20
+	n=0
+	for opt in --jobs=4 "--jobs 4" -j4 "-j 4" "-j 1" "-j 256" "-q -j 3"; do
+		n=$((n + 1))
+		pc_ok $opt src dst$n
+		same_tree src dst$n
+	done
+}
+
+# -- output --
+
+t_help_version()
+{
+	for o in -h --help; do
+		pc_ok $o
+		grep -qi usage pc.out || fail "$o: no usage on stdout"
+		grep -q -- --jobs pc.out || fail "$o: --jobs not described"
+	done
+	for o in -V --version; do
+		pc_ok $o
+		grep -q '[0-9]' pc.out || fail "$o: no version number on stdout"
+	done
+}
+
+t_quiet()
+{
+	mk_files src 4 3
+	pc_ok -q src dst
+	[ ! -s pc.out ] || fail "-q: output on stdout: $(head -n 3 pc.out)"
+	[ ! -s pc.err ] || fail "-q: output on stderr: $(head -n 3 pc.err)"
+	same_tree src dst
+	pc_ok --quiet src dst2
+	[ ! -s pc.out ] && [ ! -s pc.err ] || fail "--quiet printed something"
+	same_tree src dst2
+}
+
+t_summary()
+{
+	mk_files src 5 13         # 65 files, 5 dirs (6 with SOURCE)
+	head -c 100000 /dev/urandom >src/d0/big
+	pc_ok src dst
+	same_tree src dst
+	[ ! -s pc.out ] || fail "output on stdout: $(head -n 3 pc.out)"
+	[ "$(wc -l <pc.err)" -eq 1 ] || fail "want one summary line, got:
+$(cat pc.err)"
+	grep -q '^pcopy: ' pc.err || fail "summary lacks 'pcopy: ': $(cat pc.err)"
+	! has_cr pc.err || fail "carriage return on a stderr that is no terminal"
+	! grep -q "$(printf '\033')" pc.err ||
+	    fail "escape sequence on a stderr that is no terminal"
+	grep -Eq '(^|[^0-9.])66([^0-9.]|$)' pc.err ||
+	    fail "summary does not count 66 files: $(cat pc.err)"
+	grep -qi file pc.err && grep -qi dir pc.err ||
+	    fail "summary does not name files and dirs: $(cat pc.err)"
+}
+
+t_progress_tty()
+{
+	have script || skip "script (util-linux) missing"
+	case $PCOPY in *"'"*) skip "pcopy path contains a quote" ;; esac
+	mk_big_tree src
+	rc=0
+	timeout -k 5 120 script -qec "'$PCOPY' src dst" /dev/null \
+	    </dev/null >tty.out 2>&1 || rc=$?
+	[ "$rc" -eq 0 ] ||
+	    fail "pcopy under script exited $rc: $(head -c 500 tty.out)"
+	same_tree src dst
+	has_cr tty.out || fail "no carriage return on the terminal:
+$(head -c 300 tty.out | od -c | head -n 10)"
+	# one line per \r or \n, terminal escapes (like ESC[K) removed
+	tr '\r' '\n' <tty.out | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' >tty.lines
+	grep -Eq '[0-9]+\.[0-9][0-9]%' tty.lines || fail "no NN.NN% figure:
+$(head -n 5 tty.lines)"
+	grep -Eq '[0-9]+/[0-9]+' tty.lines || fail "no N/M count:
+$(head -n 5 tty.lines)"
+	grep -q '^pcopy: ' tty.lines || fail "no summary line"
+}
+
+t_progress_flag()
+{
+	mk_big_tree src
+	pc_ok --progress src dst
+	same_tree src dst
+	! has_cr pc.err || fail "--progress to a file wrote a carriage return"
+	! grep -q "$(printf '\033')" pc.err ||
+	    fail "--progress to a file wrote an escape sequence"
+	grep -Eq '[0-9]+\.[0-9][0-9]%' pc.err || fail "no NN.NN% line:
+$(head -n 5 pc.err)"
+	[ "$(wc -l <pc.err)" -ge 2 ] || fail "want progress and summary lines"
+	tail -n 1 pc.err | grep -q '^pcopy: ' || fail "last line is no summary"
+}
+
+t_verbose()
+{
+	mkdir -p src/sub/deep src/emptydir src/sub2
+	echo a >src/a
+	echo b >src/sub/b
+	echo c >src/sub/deep/c
+	ln -s a src/link
+	printf '%s\n' a emptydir link sub sub/b sub/deep sub/deep/c sub2 >want
+	for o in -v --verbose; do
+		pc_ok $o src dst$o
+		same_tree src dst$o
+		# SOURCE itself may or may not get a line of its own
+		grep -v -x -F -e . -e "" pc.out | sort >got
+		cmp -s want got || fail "$o: stdout is not one line per entry:
+$(diff want got)"
+	done
+}
+
+t_static()
+{
+	mkdir src
+	echo a >src/f
+	rc=0
+	timeout -k 5 60 env -i "$PCOPY" --version >out 2>err </dev/null || rc=$?
+	[ "$rc" -eq 0 ] || fail "env -i pcopy --version: exit $rc: $(cat err)"
+	[ -s out ] || fail "env -i pcopy --version printed nothing"
+	rc=0
+	timeout -k 5 60 env -i "$PCOPY" -q src dst >out 2>err </dev/null ||
+	    rc=$?
+	[ "$rc" -eq 0 ] || fail "env -i pcopy src dst: exit $rc: $(cat err)"
+	same_tree src dst
+	if have readelf; then
+		readelf -l "$PCOPY" >ph 2>&1 || fail "not an ELF file: $(head -n 2 ph)"
+		! grep -q INTERP ph || fail "has an INTERP header: dynamically linked"
+	fi
+	if have file; then
+		file -L "$PCOPY" | grep -Eq 'statically linked|static-pie' ||
+		    fail "file: $(file -L "$PCOPY")"
+	fi
+	have readelf || have file || skip "neither readelf nor file present"
+}
+
+# -- sparse files, xattrs, ACLs --
+
+t_sparse()
+{
+	mkdir src
+	truncate -s 5G src/hole
+	[ "$(stat -c %b src/hole)" -le 8 ] || skip "filesystem does not keep holes"
+	truncate -s 64M src/ext3
+	for seek in 0 480 1008; do      # 1 MiB at 0, 30 MiB and 63 MiB
+		dd if=/dev/urandom of=src/ext3 bs=64K count=16 seek=$seek \
+		    conv=notrunc iflag=fullblock status=none
+	done
+	truncate -s 10M src/tailhole
+	dd if=/dev/urandom of=src/tailhole bs=64K count=16 conv=notrunc \
+	    iflag=fullblock status=none
+	t0=$(date +%s)
+	PC_TIMEOUT=100 pc_ok src dst
+	t1=$(date +%s)
+	[ $((t1 - t0)) -le 30 ] || fail "5 GiB hole took $((t1 - t0)) s"
+	same_tree -b src dst
+	[ "$(stat -c %b dst/hole)" -le 64 ] ||
+	    fail "dst/hole allocates $(stat -c %b dst/hole) blocks"
+}
+
+t_xattrs()
+{
+	have setfattr && have getfattr || skip "setfattr/getfattr missing (attr)"
+	mkdir -p src/d
+	echo a >src/f
+	echo b >src/d/g
+	ln -s f src/l
+	setfattr -n user.probe -v 1 src/f 2>/dev/null ||
+	    skip "filesystem refuses user.* xattrs"
+	setfattr -n user.text -v hello src/f
+	setfattr -n user.bin -v 0x00ff00fe01 src/f
+	setfattr -n user.empty src/f
+	setfattr -n user.big -v "$(long_name 3000 v)" src/f
+	setfattr -n user.dir -v dirval src/d
+	setfattr -n user.top -v topval src
+	i=0
+	while [ $i -lt 20 ]; do
+		setfattr -n user.many$i -v $i src/d/g
+		i=$((i + 1))
+	done
+	touch -d '2002-02-02 02:02:02.2' src/f src/d
+	pc_ok src dst
+	same_tree src dst
+	[ "$(getfattr --only-values -n user.text dst/f)" = hello ] ||
+	    fail "dst/f lost user.text"
+	[ "$(getfattr --only-values -n user.top dst)" = topval ] ||
+	    fail "dst lost user.top"
+}
+
+t_xattrs_root()
+{
+	is_root || skip "needs root"
+	have setfattr && have getfattr || skip "setfattr/getfattr missing (attr)"
+	mkdir -p src/d
+	echo a >src/f
+	printf '#!/bin/sh\n' >src/cap
+	chmod 0755 src/cap
+	setfattr -n trusted.t -v tval src/f 2>/dev/null ||
+	    skip "filesystem refuses trusted.* xattrs"
+	setfattr -n trusted.d -v dval src/d
+	# set last: chown and writing both clear security.capability
+	if have setcap; then
+		setcap cap_net_raw+ep src/cap
+	else
+		setfattr -n security.capability \
+		    -v 0x0100000200200000000000000000000000000000 src/cap
+	fi
+	pc_ok src dst
+	same_tree src dst
+	getfattr -n security.capability dst/cap >/dev/null 2>&1 ||
+	    fail "dst/cap lost security.capability"
+}
+
+t_acl()
+{
+	have setfacl && have getfacl || skip "setfacl/getfacl missing (acl)"
+	mkdir -p src/d
+	echo a >src/f
+	echo b >src/g
+	setfacl -m u:65534:r src/f 2>/dev/null || skip "filesystem refuses ACLs"
+	setfacl -m g:65534:rw,m:rw src/g
+	setfacl -m d:u:65534:rx src/d
+	setfacl -m u:65534:rwx src/d
+	pc_ok src dst
+	same_tree src dst
+	for x in f g d; do
+		getfacl -cp "src/$x" >a 2>&1
+		getfacl -cp "dst/$x" >b 2>&1
+		cmp -s a b || fail "ACL of $x differs: $(diff a b)"
+	done
+}
+
+# -- failures and signals --
+
+# Entries that cannot be read are reported as `pcopy: 'PATH': reason', the
+# rest is copied, and the exit status is 1.  Root runs pcopy as nobody.
+t_partial_failure()
+{
+	runas=
+	if is_root; then
+		have setpriv || skip "setpriv missing: cannot drop root"
+		setpriv --reuid=65534 --regid=65534 --clear-groups -- true ||
+		    skip "setpriv cannot switch to uid 65534"
+		runas="setpriv --reuid=65534 --regid=65534 --clear-groups --"
+		chmod 0711 "$T"
+		chmod 0777 .
+	fi
+	if ! $runas test -x "$PCOPY"; then
+		skip "uid 65534 cannot run $PCOPY"
+	fi
+	mkdir -p src/sub src/locked
+	echo ok1 >src/ok1
+	echo ok2 >src/sub/ok2
+	echo secret >src/secret
+	echo hidden >src/locked/f
+	chmod 0000 src/secret src/locked
+	for q in "" -q; do
+		rc=0
+		timeout -k 5 60 $runas "$PCOPY" $q src dst$q </dev/null \
+		    >pc.out 2>pc.err || rc=$?
+		[ "$rc" -eq 1 ] || fail "pcopy $q: exit $rc, want 1: $(cat pc.err)"
+		grep -Eq "^pcopy: '[^']*secret': ." pc.err ||
+		    fail "pcopy $q: src/secret not reported: $(cat pc.err)"
+		grep -Eq "^pcopy: '[^']*locked[^']*': ." pc.err ||
+		    fail "pcopy $q: src/locked not reported: $(cat pc.err)"
+		cmp src/ok1 dst$q/ok1
+		cmp src/sub/ok2 dst$q/sub/ok2
+		chmod -R u+rwx dst$q    # dst/locked may be 0000, like src/locked
+		no_temp_files dst$q
+	done
+}
+
+# SIGTERM mid-copy: exit 128+15, no temporary files, no stray workers,
+# and running again completes the copy.
+t_signal()
+{
+	mk_big_tree src
+	mkdir src/more
+	for n in 1 2 3 4; do
+		head -c 67108864 /dev/zero >src/more/z$n
+	done
+	"$PCOPY" -q src dst </dev/null >pc.out 2>pc.err &
+	pid=$!
+	i=0
+	while [ ! -e dst ] && [ $i -lt 500 ]; do
+		i=$((i + 1))
+		sleep 0.01
+	done
+	kill -TERM $pid 2>/dev/null || :
+	i=0             # wait up to 30 s for it to end (a zombie has ended)
+	while [ $i -lt 3000 ]; do
+		s=$(ps -o stat= -p $pid || :)
+		case $s in '' | Z*) break ;; esac
+		i=$((i + 1))
+		sleep 0.01
+	done
+	if [ $i -ge 3000 ]; then
+		kill -KILL $pid 2>/dev/null || :
+		echo "pcopy still running 30 s after SIGTERM"
+	fi
+	rc=0
+	wait $pid || rc=$?
+	if [ "$rc" -eq 0 ]; then
+		same_tree src dst
+		no_temp_files dst
+		skip "copy finished before the signal"
+	fi
+	[ "$rc" -eq 143 ] || fail "exit $rc after SIGTERM, want 143: $(cat pc.err)"
+	sleep 0.5
+	stray=$(ps -eo pid=,args= | grep -F -- "$PCOPY -q src dst" |
+	    grep -v grep || :)
+	[ -z "$stray" ] || fail "processes left after SIGTERM:
+$stray"
+	no_temp_files dst
+	pc_ok -q src dst
+	same_tree src dst
+}
+
+# -- runner --
+
+ALL="t_compare_detects t_binary_bytes t_sizes t_nested t_many_small t_big_dir
+t_odd_names t_long_path t_symlinks t_modes t_mtimes t_hardlinks
+t_hardlinks_special t_special_files t_socket t_default_dest t_single_file
+t_merge t_merge_no_follow t_dest_inside t_usage_errors t_jobs_forms
+t_help_version t_quiet t_summary t_progress_tty t_progress_flag t_verbose
+t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal"
+
+passed=0 failed=0 skipped=0
+
+# run NAME: run case NAME in a subshell in its own fresh directory.
+run()
+{
+	dir=$T/$1
+	log=$T/$1.log
+	SKIPMSG=$T/$1.skip
+	mkdir "$dir"
+	(
+		set -e
+		cd "$dir"
+		"$1"
+	) >"$log" 2>&1 </dev/null
+	st=$?
+	chmod -R u+rwx "$dir" 2>/dev/null
+	if [ "$st" -eq 0 ] && ! no_temp_files "$dir" >>"$log" 2>&1; then
+		st=1
+	fi
+	case $st in
+	0)
+		passed=$((passed + 1))
+		echo "ok $1"
+		;;
+	77)
+		skipped=$((skipped + 1))
+		echo "skip $1 ($(cat "$SKIPMSG" 2>/dev/null))"
+		;;
+	*)
+		failed=$((failed + 1))
+		echo "FAIL $1"
+		[ "$st" -eq 1 ] || echo "(exit status $st)" >>"$log"
+		sed 's/^/    /' "$log"
+		;;
+	esac
+	rm -rf "$dir" "$log" "$SKIPMSG"
+}
+
+[ $# -gt 0 ] && ALL=$*
+for c in $ALL; do
+	case $c in
+	t_*) ;;
+	*) echo "test.sh: $c: not a case name" >&2; exit 2 ;;
+	esac
+	if ! command -v "$c" >/dev/null 2>&1; then
+		echo "test.sh: $c: no such case" >&2
+		exit 2
+	fi
+	run "$c"
+done
+
+if [ "$skipped" -gt 0 ]; then
+	echo "$passed passed, $failed failed, $skipped skipped"
+else
+	echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
