@@ -2689,6 +2689,20 @@ on_signal(int sig)
 	errno = e;
 }
 
+/*
+ * Catch sig unless it was ignored when we started: a background job of a
+ * non-interactive shell, or nohup, means to ignore ^C or the hang-up.
+ */
+static void
+catch_signal(int sig, struct sigaction *sa)
+{
+	struct sigaction old;
+
+	if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+		return;
+	sigaction(sig, sa, NULL);
+}
+
 /* SIGUSR1: one line per worker: pid, state, file, seconds on it. */
 static void
 status_dump(void)
@@ -3248,9 +3262,9 @@ main(int argc, char **argv)
 	fcntl(g.sigpipe[1], F_SETFL, O_NONBLOCK);
 	fcntl(g.sigpipe[0], F_SETFD, FD_CLOEXEC);
 	fcntl(g.sigpipe[1], F_SETFD, FD_CLOEXEC);
-	sigaction(SIGINT, &sa, NULL);
+	catch_signal(SIGINT, &sa);
+	catch_signal(SIGHUP, &sa);
 	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
 
 	g.topdev = st.st_dev;
