@@ -901,7 +901,7 @@ tmp_commit(int fd, int dirfd, const char *name)
 			r = linkat(fd, "", dirfd, name, AT_EMPTY_PATH);
 		else
 			r = linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW);
-		if (r == 0 || errno != EEXIST || name == hide)
+		if (r == 0 || errno != EEXIST)
 			break;
 		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
 		if (g.tmpmode == TMP_EMPTY)
@@ -2657,10 +2657,13 @@ summary(const char *how)
 	progress_clear();
 	if (g.quiet)
 		return;
-	fprintf(stderr, "pcopy: %s%llu files, %llu dirs, %s in %.2f s (%s/s)",
-	    how, (unsigned long long)g.copied, (unsigned long long)g.ndirs,
-	    fmt_bytes(b1, sizeof b1, g.bytes_done), secs,
-	    fmt_bytes(b2, sizeof b2, secs > 0 ? g.bytes_done / secs : 0));
+	fprintf(stderr, "pcopy: %s%llu files, %llu dirs, %s", how,
+	    (unsigned long long)g.copied, (unsigned long long)g.ndirs,
+	    fmt_bytes(b1, sizeof b1, g.bytes_done));
+	if (!g.dryrun)
+		fprintf(stderr, " in %.2f s (%s/s)%s", secs,
+		    fmt_bytes(b2, sizeof b2, secs > 0 ? g.bytes_done / secs : 0),
+		    g.fsync ? ", synced" : "");
 	if (g.skipped)
 		fprintf(stderr, ", %llu skipped", (unsigned long long)g.skipped);
 	if (g.failed)
@@ -3308,6 +3311,6 @@ main(int argc, char **argv)
 	}
 	if (g.failed || g.dropped)
 		g.status = 1;
-	summary(g.dryrun ? "dry run, would copy " : "");
+	summary(g.dryrun ? "dry run: would copy " : "");
 	return g.status;
 }
