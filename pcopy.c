@@ -23,9 +23,14 @@
  * entry or report count, errno, bytes) and a payload.
  *   MSG_JOB   parent -> worker, with fds {source dir, dest dir}:
  *             `count` entries (struct ent + name), all in that directory:
- *             regular files, symlinks, FIFOs, sockets and devices.  Small
- *             files are batched (BATCH_FILES, BATCH_BYTES) so that pipe
- *             round-trips do not dominate on trees of many small files.
+ *             regular files, symlinks, FIFOs, sockets and devices, with
+ *             what the walk's fstatat saw (size, mode, owner, times), so
+ *             the worker never stats the source again.  Small files are
+ *             batched (BATCH_FILES, BATCH_BYTES) so that round-trips do not
+ *             dominate on trees of many small files.  Two kinds of entry
+ *             carry a third fd, the unnamed copy of a large file:
+ *             ENT_CHUNK (copy bytes [off, off+len) into it) and ENT_FINISH
+ *             (give it its metadata and name).
  *   MSG_DONE  worker -> parent: the job is finished; `count` reports
  *             (struct rep) name the entries that failed, were skipped or
  *             deserve a warning; every other entry was copied.
@@ -49,6 +54,12 @@
  * second read-only walk that counts files and bytes so the progress line
  * has a real total long before the main walk ends.
  *
+ * Filters.  --exclude, -x and --shard decide in the walk (and the census)
+ * what is entered or queued; --files-from replaces reading the top
+ * directory by reading the list, entering parent directories as needed;
+ * -n prints what the walk finds instead of queueing it, and starts no
+ * workers.  -u, --verify and --fsync act in the workers, per file.
+ *
  * Hard links.  Entries with st_nlink > 1 go through a (dev, ino) table in
  * the parent.  The first name is copied; later names wait until that copy
  * is reported done and are then link()ed by the parent.  EMLINK: the name
@@ -62,13 +73,23 @@
  * be linked (no /proc, no capability) the file is written under a hidden
  * name ".pcopy-tmp.<pid>.<n>" held with flock() and renamed into place.  A
  * later run into the same directory removes such files when no flock holds
- * them.  So a name in DEST is always a complete file.
+ * them.  So a name in DEST is always a complete file.  A file of CHUNK_MIN
+ * bytes or more is split: the parent creates its unnamed copy, sized up
+ * front, queues one ENT_CHUNK job per CHUNK_SIZE bytes -- idle workers take
+ * them in parallel -- and after the last one an ENT_FINISH job.
+ *
+ * Failures.  A worker that dies (end of file on its channel) is reaped and
+ * named on stderr; the jobs it held go back to the front of the queue and a
+ * new worker takes its slot.  Jobs are idempotent, so redoing one is safe.
+ * The shared page tells which entry it was on; after MAX_DEATHS deaths on
+ * the same job that entry is dropped as failed.  ENOSPC or EDQUOT stops
+ * dispatching: one message, the queue is dropped, in-flight jobs finish.
  *
  * How a run ends.  When the walk is done and every directory complete, the
  * parent shuts the job side of every channel; workers read end of file and
  * _exit(0); the parent reads end of file on each result side and reaps each
  * pid.  It then checks the ledger: entries found = copied + failed +
- * skipped.  SIGINT, SIGTERM, SIGHUP (workers ignore SIGINT and SIGHUP, so a
+ * skipped + dropped.  SIGINT, SIGTERM, SIGHUP (workers ignore SIGINT and SIGHUP, so a
  * ^C in a terminal reaches only the parent's logic): the parent stops the
  * walk, sends SIGTERM to every worker (each abandons its file, which being
  * unnamed simply vanishes), reaps them all, prints the summary and exits

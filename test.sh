@@ -18,10 +18,17 @@
 # pcopy run is wrapped in `timeout', so a hang is a failure, not a stall.
 #
 # Needs GNU findutils, coreutils, sed and diff.  Optional: getfattr/setfattr
-# (attr), setfacl/getfacl (acl), setcap (libcap2-bin), script (util-linux),
-# setpriv (util-linux, to drop root), perl (to make a socket), readelf or
-# file.  Cases needing a missing tool, or root, are skipped.  Run as root to
-# cover devices, owners, trusted.* and security.capability.
+# (attr), setfacl/getfacl (acl), setcap (libcap2-bin), script, setpriv and
+# flock (util-linux), perl (sockets, signals at their defaults, rewriting a
+# file under a copy), ps and pgrep (procps), strace, readelf or file.  Cases
+# needing a missing tool, or root, are skipped.  Run as root to cover
+# devices, owners, trusted.* and security.capability, a full file system
+# and mount points.
+#
+# PCOPY_WRAP, if set, is a command every pcopy run goes through, e.g.
+# PCOPY_WRAP="valgrind -q --error-exitcode=99 --trace-children=yes" (see
+# `make valgrind').  Timeouts are then ten times longer, and the cases that
+# depend on timing or on the binary itself skip.
 
 LC_ALL=C
 TZ=UTC
@@ -45,8 +52,19 @@ if [ ! -x "$PCOPY" ] || [ -d "$PCOPY" ]; then
 	echo "test.sh: $PCOPY: not an executable file" >&2
 	exit 2
 fi
+PCOPY_WRAP=${PCOPY_WRAP:-}
+tmul=1                  # timeouts are multiplied by this
+if [ -n "$PCOPY_WRAP" ]; then
+	tmul=10
+	# shellcheck disable=SC2086 # its first word
+	pw_cmd=$(printf '%s\n' $PCOPY_WRAP | head -n 1)
+	if ! command -v "$pw_cmd" >/dev/null 2>&1; then
+		echo "test.sh: PCOPY_WRAP: '$pw_cmd' not found" >&2
+		exit 2
+	fi
+fi
 for tool in find sed sort awk od cksum timeout stat cmp diff paste cut \
-    truncate dd mkfifo; do
+    truncate dd mkfifo split head tail; do
 	command -v "$tool" >/dev/null 2>&1 && continue
 	echo "test.sh: required tool '$tool' not found" >&2
 	exit 2
@@ -99,17 +117,34 @@ is_root()
 	[ "$(id -u)" -eq 0 ]
 }
 
-# pc ARG...: run pcopy with a timeout and no stdin; stdout goes to pc.out,
-# stderr to pc.err, the exit status to $rc.  PC_TIMEOUT overrides 60 s.
+# pc ARG...: run pcopy (through $PCOPY_WRAP) with a timeout and no stdin;
+# stdout goes to pc.out, stderr to pc.err, the exit status to $rc.
+# PC_TIMEOUT overrides 60 s.
 pc()
 {
 	rc=0
-	timeout -k 5 "${PC_TIMEOUT:-60}" "$PCOPY" "$@" </dev/null \
+	pc_t=$((${PC_TIMEOUT:-60} * tmul))
+	# shellcheck disable=SC2086 # PCOPY_WRAP is a command and its arguments
+	timeout -k 5 "$pc_t" $PCOPY_WRAP "$PCOPY" "$@" </dev/null \
 	    >pc.out 2>pc.err || rc=$?
 	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-		echo "pcopy $* hung: killed after ${PC_TIMEOUT:-60} s"
+		echo "pcopy $* hung: killed after $pc_t s"
 	fi
 	return 0
+}
+
+# no_wrap: skip the case if pcopy runs under PCOPY_WRAP.
+no_wrap()
+{
+	[ -z "$PCOPY_WRAP" ] || skip "timing-sensitive or about the binary: not under PCOPY_WRAP"
+}
+
+# at_exit COMMAND: run COMMAND (which must not fail) when the case ends,
+# however it ends.
+at_exit()
+{
+	exit_cmds="${exit_cmds:-}$1$nl"
+	trap 'set +e; eval "$exit_cmds"' EXIT
 }
 
 # pc_ok ARG...: run pcopy, which must exit 0.
@@ -343,6 +378,214 @@ mk_big_tree()
 long_name()
 {
 	printf "%0${1}d" 0 | tr 0 "$2"
+}
+
+# mk_split DIR NDIRS NFILES SIZE: NDIRS directories d0... of NFILES random
+# files of SIZE bytes each (split(1) makes thousands in a blink).
+mk_split()
+{
+	mkdir -p "$1"
+	ms_d=0
+	while [ "$ms_d" -lt "$2" ]; do
+		mkdir "$1/d$ms_d"
+		head -c $(($3 * $4)) /dev/urandom | split -b "$4" -a 4 - "$1/d$ms_d/f"
+		ms_d=$((ms_d + 1))
+	done
+}
+
+# mk_mid_tree DIR: a tree pcopy takes a few tenths of a second to copy
+# (20,000 small files and 256 MiB), for signals that must land mid-copy.
+mk_mid_tree()
+{
+	mk_split "$1" 20 1000 100
+	mkdir "$1/big"
+	for n in 1 2 3 4; do
+		head -c 67108864 /dev/zero >"$1/big/zero$n"
+	done
+}
+
+# dir_times_from SRC COPY: give every directory of COPY the mtime of its
+# counterpart in SRC (after entries were removed from COPY).
+dir_times_from()
+{
+	(cd "$2" && find . -type d -print0) | xargs -0 sh -c '
+	src=$0 copy=$1
+	shift
+	for d; do
+		touch -r "$src/$d" "$copy/$d" || exit 1
+	done' "$1" "$2"
+}
+
+# files_match SRC DST: every regular file in DST is complete: content, size,
+# mode and mtime are those of the file at the same path in SRC.
+files_match()
+{
+	fm=$(pwd)/fm
+	(cd "$2" && find . -type f -print0) >"$fm.list"
+	[ -s "$fm.list" ] || return 0
+	for fm_x in a b; do
+		[ $fm_x = a ] && fm_t=$1 || fm_t=$2
+		(cd "$fm_t" && xargs -0 stat -c '%n %s %a %.9Y' -- <"$fm.list" &&
+		    xargs -0 cksum -- <"$fm.list") >"$fm.$fm_x" 2>&1 || :
+	done
+	if ! cmp -s "$fm.a" "$fm.b"; then
+		echo "files in $2 that are not complete copies of those in $1:"
+		diff "$fm.a" "$fm.b" | grep '^[<>]' | head -n 20
+		return 1
+	fi
+	rm -f "$fm.list" "$fm.a" "$fm.b"
+}
+
+# -- processes --
+#
+# Cases that signal pcopy start it with pc_bg.  Its processes are found by
+# an environment variable only they carry, so neither the wrappers around
+# it (timeout, PCOPY_WRAP) nor other runs are mistaken for it.
+
+# alive PID: PID has not ended.  A zombie has ended: orphans go to a PID 1
+# that may be slow to reap them.
+alive()
+{
+	al_s=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	case $al_s in
+	'' | Z*) return 1 ;;
+	esac
+	return 0
+}
+
+# pc_bg ARG...: start pcopy ARG... in the background with a timeout, stdout
+# to pc.out, stderr to pc.err, SIGINT and SIGHUP at their defaults (as from
+# an interactive shell: a script's background job has SIGINT ignored, and
+# pcopy keeps it so).  Sets pid (pcopy's process), bg (the timeout around
+# it: see pc_wait) and tag: the processes of this run, workers included,
+# and no others, have PCOPY_TEST_TAG=$tag in their environment.  When the
+# case ends, whatever is left of them is killed.
+pc_bg()
+{
+	have perl || skip "perl missing: cannot start pcopy with SIGINT at its default"
+	have ps && have pgrep || skip "ps or pgrep missing (procps)"
+	bg_n=$((${bg_n:-0} + 1))
+	tag=pcopy-test.$$.${PWD##*/}.$bg_n.
+	at_exit "kill_tagged $tag"
+	# shellcheck disable=SC2086 # PCOPY_WRAP is a command and its arguments
+	timeout -k 5 $((${PC_TIMEOUT:-60} * tmul)) env "PCOPY_TEST_TAG=$tag" \
+	    perl -e '$SIG{INT} = $SIG{HUP} = "DEFAULT";
+		exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\n"' -- \
+	    $PCOPY_WRAP "$PCOPY" "$@" </dev/null >pc.out 2>pc.err &
+	bg=$!
+	pid=
+	i=0
+	while [ $i -lt 1000 ]; do
+		pid=$(pgrep -P "$bg") || :
+		[ -z "$pid" ] && alive "$bg" || break
+		sleep 0.01
+		i=$((i + 1))
+	done
+	if [ -z "$pid" ]; then
+		pc_wait
+		fail "pcopy $* did not start or ended at once (exit $rc): $(head -n 5 pc.err)"
+	fi
+}
+
+# pc_wait: wait for the pcopy of pc_bg to end; its exit status goes to $rc.
+pc_wait()
+{
+	rc=0
+	wait "$bg" || rc=$?
+	[ "$rc" -ne 124 ] || echo "pcopy hung: killed by timeout"
+	return 0
+}
+
+# tagged TAG: one "PID ARGS" line per live process of the pc_bg run TAG.
+tagged()
+{
+	grep -l -a -F -e "PCOPY_TEST_TAG=$1" /proc/[0-9]*/environ 2>/dev/null |
+	while IFS=/ read -r tg_x tg_y tg_p tg_z; do
+		alive "$tg_p" || continue
+		printf '%s %s\n' "$tg_p" \
+		    "$(tr '\0' ' ' <"/proc/$tg_p/cmdline" 2>/dev/null)"
+	done
+	return 0
+}
+
+# kill_tagged TAG: SIGKILL what is left of the pc_bg run TAG.
+kill_tagged()
+{
+	tagged "$1" | while read -r kt_p kt_x; do
+		kill -KILL "$kt_p" 2>/dev/null
+	done
+	return 0
+}
+
+# no_procs_left SECONDS: succeed once no process of the last pc_bg run is
+# alive; fail if some still are after SECONDS (times tmul).
+no_procs_left()
+{
+	npl_i=0
+	while [ -n "$(tagged "$tag")" ]; do
+		npl_i=$((npl_i + 1))
+		if [ "$npl_i" -gt $(($1 * tmul * 20)) ]; then
+			echo "pcopy processes alive $1 s after the end:"
+			tagged "$tag"
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# wait_files DIR N: wait until DIR holds N regular files, or pcopy ended.
+wait_files()
+{
+	wf_i=0
+	while [ $wf_i -lt $((1000 * tmul)) ] && alive "$pid"; do
+		[ "$(find "$1" -type f 2>/dev/null | head -n "$2" | wc -l)" -lt "$2" ] ||
+		    return 0
+		sleep 0.01
+		wf_i=$((wf_i + 1))
+	done
+	return 0
+}
+
+# stop_mid_copy DEST TOTAL: once pcopy has named a file in DEST, stop it
+# (SIGSTOP) and set mid to 1 if DEST then holds fewer than TOTAL files: a
+# signal sent now lands mid-copy whatever pcopy's speed.  Its workers go
+# on with the jobs they have.  The caller signals it and sends SIGCONT.
+stop_mid_copy()
+{
+	wait_files "$1" 1
+	mid=0
+	kill -STOP "$pid" 2>/dev/null || return 0
+	at_exit "kill -CONT $pid 2>/dev/null"
+	alive "$pid" || return 0
+	[ "$(find "$1" -type f | wc -l)" -ge "$2" ] || mid=1
+}
+
+# has_open PID PREFIX: process PID has a file open whose path starts with
+# PREFIX (an absolute, physical path).
+has_open()
+{
+	ls -l "/proc/$1/fd" 2>/dev/null | grep -qF -- " -> $2"
+}
+
+# stop_worker_on PREFIX: find a worker of the pc_bg run that has a file
+# under PREFIX open, stop it (SIGSTOP) and print its pid; print nothing if
+# none is found while pcopy runs.  The caller sends SIGCONT.
+stop_worker_on()
+{
+	swo_i=0
+	while [ $swo_i -lt $((2000 * tmul)) ] && alive "$pid"; do
+		for swo_w in $(pgrep -P "$pid"); do
+			has_open "$swo_w" "$1" || continue
+			kill -STOP "$swo_w" 2>/dev/null || continue
+			if has_open "$swo_w" "$1"; then
+				echo "$swo_w"
+				return 0
+			fi
+			kill -CONT "$swo_w" 2>/dev/null || :
+		done
+		swo_i=$((swo_i + 1))
+	done
+	return 0
 }
 
 # -- the harness checks itself --
@@ -1027,7 +1270,8 @@ t_progress_tty()
 	case $PCOPY in *"'"*) skip "pcopy path contains a quote" ;; esac
 	mk_big_tree src
 	rc=0
-	timeout -k 5 120 script -qec "'$PCOPY' src dst" /dev/null \
+	timeout -k 5 $((120 * tmul)) \
+	    script -qec "$PCOPY_WRAP '$PCOPY' src dst" /dev/null \
 	    </dev/null >tty.out 2>&1 || rc=$?
 	[ "$rc" -eq 0 ] ||
 	    fail "pcopy under script exited $rc: $(head -c 500 tty.out)"
@@ -1077,6 +1321,7 @@ $(diff want got)"
 
 t_static()
 {
+	no_wrap
 	mkdir src
 	echo a >src/f
 	rc=0
@@ -1221,8 +1466,9 @@ t_partial_failure()
 	chmod 0000 src/secret src/locked
 	for q in "" -q; do
 		rc=0
-		timeout -k 5 60 $runas "$PCOPY" $q src dst$q </dev/null \
-		    >pc.out 2>pc.err || rc=$?
+		# shellcheck disable=SC2086 # commands and their arguments
+		timeout -k 5 $((60 * tmul)) $runas $PCOPY_WRAP "$PCOPY" $q \
+		    src dst$q </dev/null >pc.out 2>pc.err || rc=$?
 		[ "$rc" -eq 1 ] || fail "pcopy $q: exit $rc, want 1: $(cat pc.err)"
 		grep -Eq "^pcopy: '[^']*secret': ." pc.err ||
 		    fail "pcopy $q: src/secret not reported: $(cat pc.err)"
@@ -1235,50 +1481,710 @@ t_partial_failure()
 	done
 }
 
-# SIGTERM mid-copy: exit 128+15, no temporary files, no stray workers,
-# and running again completes the copy.
+# interrupt SIG STATUS: SIG while `pcopy src dst' is copying: exit STATUS
+# with a summary, no process left, no temporary file left, every file in
+# dst complete (a partial file never has a final name), and `pcopy -u'
+# then completes the copy.
+interrupt()
+{
+	mk_mid_tree src
+	total=$(find src -type f | wc -l)
+	pc_bg src dst
+	stop_mid_copy dst "$total"
+	kill -"$1" "$pid" 2>/dev/null || :
+	kill -CONT "$pid" 2>/dev/null || :
+	pc_wait
+	if [ "$rc" -eq 0 ] && [ "$mid" -eq 0 ]; then
+		same_tree src dst
+		skip "the copy finished before SIG$1"
+	fi
+	[ "$rc" -eq "$2" ] ||
+	    fail "exit $rc after SIG$1 mid-copy, want $2: $(head -n 5 pc.err)"
+	grep -Eq '^pcopy: .*[0-9]+ files' pc.err ||
+	    fail "no summary after SIG$1: $(head -n 5 pc.err)"
+	no_procs_left 2
+	no_temp_files dst
+	files_match src dst
+	pc_ok -q -u src dst
+	same_tree src dst
+}
+
 t_signal()
 {
-	mk_big_tree src
-	mkdir src/more
-	for n in 1 2 3 4; do
-		head -c 67108864 /dev/zero >src/more/z$n
-	done
-	"$PCOPY" -q src dst </dev/null >pc.out 2>pc.err &
-	pid=$!
-	i=0
-	while [ ! -e dst ] && [ $i -lt 500 ]; do
-		i=$((i + 1))
-		sleep 0.01
-	done
-	kill -TERM $pid 2>/dev/null || :
-	i=0             # wait up to 30 s for it to end (a zombie has ended)
-	while [ $i -lt 3000 ]; do
-		s=$(ps -o stat= -p $pid || :)
-		case $s in '' | Z*) break ;; esac
-		i=$((i + 1))
-		sleep 0.01
-	done
-	if [ $i -ge 3000 ]; then
-		kill -KILL $pid 2>/dev/null || :
-		echo "pcopy still running 30 s after SIGTERM"
+	interrupt TERM 143
+}
+
+t_sigint()
+{
+	interrupt INT 130
+}
+
+t_sighup()
+{
+	interrupt HUP 129
+}
+
+# SIGKILL to a worker mid-copy: the parent names it, replaces it, retries
+# its jobs, and the copy completes.
+t_worker_killed()
+{
+	mk_mid_tree src
+	total=$(find src -type f | wc -l)
+	pc_bg src dst
+	stop_mid_copy dst "$total"
+	if [ "$mid" -eq 0 ]; then
+		kill -CONT "$pid" 2>/dev/null || :
+		pc_wait
+		same_tree src dst
+		skip "the copy finished too soon"
 	fi
-	rc=0
-	wait $pid || rc=$?
+	w=$(pgrep -P "$pid" | head -n 1)
+	[ -n "$w" ] || fail "pcopy (pid $pid) has no worker"
+	kill -KILL "$w"
+	kill -CONT "$pid"
+	pc_wait
+	[ "$rc" -eq 0 ] ||
+	    fail "exit $rc after a worker was killed, want 0: $(head -n 5 pc.err)"
+	grep -Eq "^pcopy: worker [0-9]+ \\(pid $w\\) killed by signal 9\$" pc.err ||
+	    fail "no 'worker N (pid $w) killed by signal 9' line: $(head -n 5 pc.err)"
+	same_tree src dst
+	no_procs_left 2
+}
+
+# SIGKILL to the parent mid-copy: its workers end at once, and what they
+# leave in dst is complete files under final names.
+t_parent_killed()
+{
+	mk_mid_tree src
+	pc_bg -q src dst
+	wait_files dst 1
+	kill -KILL "$pid" 2>/dev/null || :
+	pc_wait
 	if [ "$rc" -eq 0 ]; then
 		same_tree src dst
-		no_temp_files dst
-		skip "copy finished before the signal"
+		skip "the copy finished before SIGKILL"
 	fi
-	[ "$rc" -eq 143 ] || fail "exit $rc after SIGTERM, want 143: $(cat pc.err)"
-	sleep 0.5
-	stray=$(ps -eo pid=,args= | grep -F -- "$PCOPY -q src dst" |
-	    grep -v grep || :)
-	[ -z "$stray" ] || fail "processes left after SIGTERM:
-$stray"
+	[ "$rc" -eq 137 ] || fail "exit $rc, want 137 (SIGKILL): $(head -n 5 pc.err)"
+	no_procs_left 2
 	no_temp_files dst
-	pc_ok -q src dst
+	files_match src dst
+}
+
+# enospc_case MOUNT-OPTIONS: copy a tree into a tmpfs too small for it:
+# exit 1, one message (not one per file) naming DEST, no partial file.
+enospc_case()
+{
+	is_root || skip "needs root to mount a tmpfs"
+	mkdir mnt
+	mnt=$(pwd -P)/mnt
+	mount -t tmpfs -o "$1" pcopy-test "$mnt" 2>/dev/null ||
+	    skip "cannot mount a tmpfs"
+	at_exit "umount -l '$mnt' 2>/dev/null"
+	pc -q src mnt/dst
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
+	if [ "$(wc -l <pc.err)" -ne 1 ] ||
+	    ! grep -q "^pcopy: 'mnt/dst': .*No space left on device" pc.err; then
+		fail "want one line naming 'mnt/dst' and ENOSPC, got $(wc -l <pc.err):
+$(head -n 5 pc.err)"
+	fi
+	no_temp_files mnt/dst
+	files_match src mnt/dst
+	[ -n "$(find mnt/dst -type f | head -n 1)" ] || fail "nothing was copied"
+}
+
+t_enospc()
+{
+	mk_split src/small 4 500 100    # 2,000 files, a 4 KiB page each
+	mk_split src/large 2 10 262144  # 5 MiB
+	mkdir src/links
+	for n in 1 2 3 4 5 6 7 8; do    # long targets take a page too
+		ln -s "$(long_name 300 t)$n" src/links/l$n
+	done
+	enospc_case size=4m
+}
+
+# The same with too few inodes: directories fail too.
+t_enospc_inodes()
+{
+	mk_split src 100 3 100          # 100 dirs, 300 files
+	enospc_case size=64m,nr_inodes=64
+}
+
+# A symlink in DEST where SOURCE has a directory is an error, never a way
+# out of DEST; a directory in DEST where SOURCE has a file is one too.
+t_symlink_dest_dir()
+{
+	mkdir -p src/sub/deeper src/other outside dst/notdir/keep
+	echo a >src/sub/f
+	echo b >src/sub/deeper/g
+	echo top >src/top
+	echo o >src/other/x
+	echo file >src/notdir
+	echo k >dst/notdir/keep/k
+	ln -s "$(pwd)/outside" dst/sub
+	pc -q src dst
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
+	grep -q "^pcopy: 'dst/sub': cannot overwrite non-directory with directory\$" \
+	    pc.err || fail "dst/sub not reported: $(head -n 5 pc.err)"
+	grep -q "^pcopy: 'dst/notdir': cannot overwrite directory with non-directory\$" \
+	    pc.err || fail "dst/notdir not reported: $(head -n 5 pc.err)"
+	[ "$(wc -l <pc.err)" -eq 2 ] || fail "want 2 lines on stderr:
+$(head -n 5 pc.err)"
+	[ -z "$(ls -A outside)" ] || fail "wrote through dst/sub: $(ls -A outside)"
+	[ -L dst/sub ] && [ "$(readlink dst/sub)" = "$(pwd)/outside" ] ||
+	    fail "dst/sub is no longer the symlink"
+	[ "$(cat dst/notdir/keep/k)" = k ] || fail "dst/notdir/keep/k changed"
+	cmp src/top dst/top
+	same_tree src/other dst/other
+}
+
+# Hidden names of a killed run are removed by the next run into the same
+# directory, unless a live process holds their lock.
+t_stale_temp()
+{
+	have flock || skip "flock (util-linux) missing"
+	mkdir -p src/sub dst/sub
+	echo a >src/f
+	echo b >src/sub/g
+	echo stale >dst/.pcopy-tmp.12345.0
+	echo stale >dst/sub/.pcopy-tmp.12345.0
+	: >dst/sub/.pcopy-tmp.12345.1
+	at_exit "touch '$(pwd)/release'"
+	(
+		exec 9>>dst/.pcopy-tmp.999.1
+		flock 9
+		: >locked
+		while [ ! -e release ]; do
+			sleep 0.05
+		done
+	) &
+	holder=$!
+	i=0
+	while [ ! -e locked ] && [ $i -lt 500 ]; do
+		sleep 0.01
+		i=$((i + 1))
+	done
+	[ -e locked ] || fail "could not lock dst/.pcopy-tmp.999.1"
+	pc_ok src dst
+	for f in dst/.pcopy-tmp.12345.0 dst/sub/.pcopy-tmp.12345.0 \
+	    dst/sub/.pcopy-tmp.12345.1; do
+		[ ! -e "$f" ] || fail "$f is still there"
+	done
+	[ -e dst/.pcopy-tmp.999.1 ] ||
+	    fail "dst/.pcopy-tmp.999.1 was removed while locked"
+	: >release
+	wait "$holder"
+	rm dst/.pcopy-tmp.999.1
+	touch -r src dst
 	same_tree src dst
+}
+
+# More usage errors: each exits 2 with one line and creates nothing (see
+# usage_err).  (-j '' and a FIFO SOURCE are also in t_usage_errors.)
+t_bad_args_more()
+{
+	mkdir src
+	echo a >src/f
+	mkfifo fifo
+	echo f >list
+	echo plain >plain
+	bad=0
+	usage_err "job|-j|'j'" -j '' src dstX
+	usage_err fifo fifo dstX
+	for s in 0/3 4/3 x 1/0 /3 3/ 1/3x -1/3 1//3''; do
+		usage_err "shard" --shard "$s" src dstX
+	done
+	usage_err "nonexistent" --files-from /nonexistent src dstX
+	usage_err "plain|directory" --files-from list plain dstX
+	usage_err "exclude|pattern" --exclude '' src dstX
+	usage_err "nonexistent" nonexistent dstX
+	usage_err 'usage|source|operand|missing' -j 2
+	[ "$bad" -eq 0 ]
+}
+
+# -- options --
+
+# -u skips files whose copy has the same size and mtime without touching
+# them; it also finishes an interrupted copy.
+t_update()
+{
+	mk_files src 3 5
+	echo "same size" >src/m_size
+	echo "same time" >src/m_time
+	pc_ok src dst
+	same_tree src dst
+	find dst -type f -printf '%P %i %C@\n' | sort >before
+	sleep 0.1       # a rewrite or a touch now changes the ctime
+	echo "now longer" >>src/m_size
+	touch -d '2002-02-02 02:02:02.2' src/m_time
+	pc_ok -u src dst
+	same_tree src dst
+	find dst -type f -printf '%P %i %C@\n' | sort >after
+	grep -v '^m_' before >want
+	grep -v '^m_' after >got
+	cmp -s want got || fail "-u touched up-to-date files:
+$(diff want got | head -n 10)"
+	for f in m_size m_time; do
+		[ "$(grep "^$f " before)" != "$(grep "^$f " after)" ] ||
+		    fail "-u did not copy the changed $f"
+	done
+	grep -Eq '^pcopy: 2 files, .*, 15 skipped' pc.err ||
+	    fail "want 2 files copied, 15 skipped: $(cat pc.err)"
+
+	# an interrupted copy, then -u: the same tree, and the files that
+	# were complete are left alone
+	mk_mid_tree src2
+	total=$(find src2 -type f | wc -l)
+	pc_bg -q src2 dst2
+	stop_mid_copy dst2 "$total"
+	kill -TERM "$pid" 2>/dev/null || :
+	kill -CONT "$pid" 2>/dev/null || :
+	pc_wait
+	if [ "$mid" -eq 1 ]; then
+		[ "$rc" -eq 143 ] || fail "exit $rc after SIGTERM, want 143"
+	fi
+	find dst2 -type f -printf '%P %i\n' | sort >done1
+	pc_ok -u src2 dst2
+	same_tree src2 dst2
+	find dst2 -type f -printf '%P %i\n' | sort | join - done1 |
+	    awk '$2 != $3' >moved
+	[ ! -s moved ] || fail "-u replaced files that were complete:
+$(head -n 5 moved)"
+	n=$(wc -l <done1)
+	grep -Eq ", $n skipped" pc.err ||
+	    fail "-u after SIGTERM: want $n skipped: $(cat pc.err)"
+}
+
+# verify_torn FILE: the counters the rewriter wrote at the head and tail
+# of FILE (a copy) show it changed while it was read: the tail is newer.
+verify_torn()
+{
+	vt_h=$(head -c 20 "$1" | tr -cd 0-9)
+	vt_t=$(tail -c 20 "$1" | tr -cd 0-9)
+	awk -v h="${vt_h:-0}" -v t="${vt_t:-0}" 'BEGIN { exit !(t + 0 > h + 0) }'
+}
+
+# rewriter FILE: in the background, write an increasing counter at the head
+# and then at the tail of FILE, about a thousand times a second, until
+# ./stop-rewriter exists (or 60 s have passed).
+rewriter()
+{
+	rm -f stop-rewriter
+	perl -e 'alarm 60; open(my $f, "+<", $ARGV[0]) or die "$ARGV[0]: $!";
+	    my $end = (-s $f) - 20;
+	    for (my $n = 1; !-e "stop-rewriter"; $n++) {
+		my $s = sprintf("%020d", $n);
+		sysseek($f, 0, 0); syswrite($f, $s);
+		sysseek($f, $end, 0); syswrite($f, $s);
+		select(undef, undef, undef, 0.0005);
+	    }' "$1" &
+	rw_pid=$!
+	at_exit "touch '$(pwd)/stop-rewriter'"
+	i=0
+	while [ -z "$(head -c 20 "$1" | tr -d '\0')" ] && [ $i -lt 500 ]; do
+		sleep 0.01
+		i=$((i + 1))
+	done
+}
+
+rewriter_stop()
+{
+	: >stop-rewriter
+	wait "$rw_pid" || :
+}
+
+# --verify: a clean copy passes; a file rewritten while it is copied is
+# named, not given its name in DEST, and the rest is copied.
+#
+# The rewriter puts the same counter at the head and the tail of a 200 MiB
+# file; pcopy reads the head first, so a copy whose tail counter is newer
+# than its head counter was torn by a rewrite, and --verify, which reads
+# the source again afterwards, must have seen the head change.  A run that
+# happened to see no rewrite is retried; if none of five is caught, a plain
+# copy under the same rewriter tells whether the rewrites reach pcopy at
+# all: if its copy is torn, --verify missed them (fail), else skip.
+t_verify()
+{
+	no_wrap
+	have perl || skip "perl missing"
+	mk_files src 3 10
+	pc_ok --verify src dst
+	same_tree src dst
+	head -c 209715200 /dev/zero >src/big
+	caught=0
+	for try in 1 2 3 4 5; do
+		rewriter src/big
+		pc --verify -j 1 src v$try
+		rewriter_stop
+		case $rc in
+		1)
+			grep -q "^pcopy: 'src/big': verification failed" pc.err ||
+			    fail "exit 1 without 'src/big': verification failed:
+$(head -n 5 pc.err)"
+			[ ! -e v$try/big ] || fail "v$try/big exists after failing"
+			no_temp_files v$try
+			rm src/big
+			touch -r src v$try
+			same_tree src v$try
+			caught=1
+			break
+			;;
+		0)
+			! verify_torn v$try/big ||
+			    fail "--verify passed v$try/big, which changed while copied"
+			;;
+		*)
+			fail "pcopy --verify: exit $rc: $(head -n 5 pc.err)"
+			;;
+		esac
+		rm -rf v$try
+	done
+	[ "$caught" -eq 0 ] || return 0
+	rewriter src/big
+	pc -j 1 src plain
+	rewriter_stop
+	! verify_torn plain/big ||
+	    fail "--verify never failed, yet a plain copy was torn by the rewrites"
+	skip "the rewrites never reached pcopy while it read src/big"
+}
+
+# --fsync: the copy is the same, and fsync is called for every file and
+# directory (checked with strace when it is there).
+t_fsync()
+{
+	mk_files src 5 10              # 50 files, 6 dirs
+	pc_ok --fsync src dst
+	same_tree src dst
+	have strace && [ -z "$PCOPY_WRAP" ] || return 0
+	for o in --fsync ""; do
+		rc=0
+		timeout -k 5 60 strace -f -c -o strace$o.out -e trace=fsync \
+		    "$PCOPY" -q $o src dst2$o </dev/null >/dev/null 2>strace.err ||
+		    rc=$?
+		if [ "$rc" -ne 0 ] && [ ! -e dst2$o ]; then
+			return 0        # strace cannot trace here
+		fi
+		[ "$rc" -eq 0 ] || fail "strace pcopy $o: exit $rc: $(head -n 5 strace.err)"
+		same_tree src dst2$o
+	done
+	n=$(awk '$NF == "fsync" { print $4 }' strace--fsync.out)
+	[ "${n:-0}" -ge 56 ] || fail "--fsync: ${n:-0} fsync calls for 50 files and 6 dirs"
+	n=$(awk '$NF == "fsync" { print $4 }' strace.out)
+	[ "${n:-0}" -eq 0 ] || fail "no --fsync, yet $n fsync calls"
+}
+
+# -n: print what would be created, replaced or skipped; change nothing.
+t_dry_run()
+{
+	mkdir -p src/a/b src/new
+	echo 1 >src/keep
+	echo 2 >src/changed
+	echo 3 >src/gone
+	echo 4 >src/a/b/deep
+	echo 5 >src/new/f
+	ln -s keep src/link
+	pc -n src dst
+	[ "$rc" -eq 0 ] || fail "-n into a new dst: exit $rc: $(head -n 5 pc.err)"
+	[ ! -e dst ] && [ ! -L dst ] || fail "-n created dst"
+	for p in keep changed gone a/b/deep new/f link; do
+		grep -qx "create $p" pc.out || fail "-n: no 'create $p':
+$(cat pc.out)"
+	done
+	for p in a a/b new; do
+		grep -Eqx "create $p/?" pc.out || fail "-n: no 'create $p':
+$(cat pc.out)"
+	done
+	grep -Evq '^(create|replace|skip) ' pc.out && fail "-n: odd lines:
+$(grep -Ev '^(create|replace|skip) ' pc.out)"
+
+	# a partial dst: one file up to date, one changed, one missing, one
+	# missing directory; and a hidden name that a real run would remove
+	cp -a src dst
+	rm -r dst/gone dst/new
+	echo "2, but changed" >dst/changed
+	echo stale >dst/.pcopy-tmp.1.1
+	find dst -printf '%P %y %m %U:%G %T@ %C@ %s %i %l\n' | sort >snap
+	for u in "" -u; do
+		pc -n $u src dst
+		[ "$rc" -eq 0 ] || fail "-n $u: exit $rc: $(head -n 5 pc.err)"
+		find dst -printf '%P %y %m %U:%G %T@ %C@ %s %i %l\n' | sort >now
+		cmp -s snap now || fail "-n $u changed dst:
+$(diff snap now | head -n 10)"
+		[ -z "$u" ] && want=replace || want=skip
+		for l in "$want keep" "$want a/b/deep" "replace changed" \
+		    "create gone" "create new/f" "replace link"; do
+			grep -qx "$l" pc.out || fail "-n $u: no '$l':
+$(cat pc.out)"
+		done
+		grep -Eqx 'create new/?' pc.out || fail "-n $u: no 'create new':
+$(cat pc.out)"
+	done
+	rm dst/.pcopy-tmp.1.1
+}
+
+# --exclude: a name anywhere, or a path below SOURCE; an excluded directory
+# is not even read (its atime stays).
+t_exclude()
+{
+	mkdir -p src/d/e src/a/b/in src/a/c/b src/x/a/b src/junk.o
+	for f in top.o keep.c d/mid.o d/keep.h d/e/deep.o d/e/keep.txt \
+	    a/b/f a/b/in/g a/c/b/h x/a/b/i junk.o/inside a/keep; do
+		echo "$f" >"src/$f"
+	done
+	touch -a -d '2000-01-01 00:00:00' src/a/b
+	pc_ok --exclude '*.o' --exclude 'a/b' src dst
+	cp -a src want
+	rm -r want/top.o want/d/mid.o want/d/e/deep.o want/junk.o want/a/b
+	dir_times_from src want
+	same_tree want dst
+	at=$(stat -c %X src/a/b)
+	pc_ok src dst2          # does reading src/a/b show in its atime?
+	same_tree src dst2
+	if [ "$(stat -c %X src/a/b)" != "$at" ]; then
+		[ "$at" = "$(date -d '2000-01-01 00:00:00' +%s)" ] ||
+		    fail "--exclude 'a/b' read src/a/b (its atime changed)"
+	fi
+	pc_ok --exclude 'zzz*' --exclude 'no/such' src dst3
+	same_tree src dst3
+}
+
+# -x: a mount point in SOURCE becomes an empty directory.
+t_one_fs()
+{
+	is_root || skip "needs root to mount a tmpfs"
+	mkdir -p src/mnt src/sub
+	echo a >src/sub/f
+	m=$(pwd -P)/src/mnt
+	mount -t tmpfs -o size=1m pcopy-test "$m" 2>/dev/null ||
+	    skip "cannot mount a tmpfs"
+	at_exit "umount -l '$m' 2>/dev/null"
+	mkdir src/mnt/deeper
+	echo other >src/mnt/file
+	echo deep >src/mnt/deeper/g
+	pc_ok -x src dst
+	[ -d dst/mnt ] || fail "-x: dst/mnt missing"
+	[ -z "$(ls -A dst/mnt)" ] || fail "-x: dst/mnt not empty: $(ls -A dst/mnt)"
+	same_tree src/sub dst/sub
+	pc_ok src dst2
+	same_tree src dst2
+	cmp src/mnt/deeper/g dst2/mnt/deeper/g
+}
+
+# --files-from: only the listed paths, their parents with the source's
+# metadata, listed directories whole; "./" prefixes are fine, paths that
+# leave SOURCE are refused.
+t_files_from()
+{
+	mkdir -p src/a/b src/x/y src/other
+	echo f >src/a/b/f
+	echo h >src/a/b/h
+	echo g >src/a/g
+	echo top >src/top
+	echo skip >src/skipped
+	echo xf >src/x/f
+	echo xy >src/x/y/z
+	echo o >src/other/o
+	nlname="new${nl}line"
+	echo nl >"src/other/$nlname"
+	chmod 0750 src/a
+	chmod 0700 src/a/b
+	touch -d '2001-01-01 01:01:01.1' src/a/b
+	touch -d '2002-02-02 02:02:02.2' src/a
+	touch -d '2003-03-03 03:03:03.3' src
+	# the expected result
+	cp -a src want
+	rm -r want/a/b/h want/a/g want/skipped want/other
+	dir_times_from src want
+
+	printf '%s\n' a/b/f x ./top >list
+	pc_ok --files-from list src dst
+	same_tree want dst
+	printf 'a/b/f\0x\0./top\0' >list0
+	pc_ok -0 --files-from list0 src dst0
+	same_tree want dst0
+	rc=0
+	timeout -k 5 $((60 * tmul)) $PCOPY_WRAP "$PCOPY" --files-from - src dsts \
+	    <list >pc.out 2>pc.err || rc=$?
+	[ "$rc" -eq 0 ] || fail "--files-from -: exit $rc: $(head -n 5 pc.err)"
+	same_tree want dsts
+
+	# a name with a newline, NUL-separated
+	mkdir -p want/other
+	cp -a "src/other/$nlname" want/other/
+	dir_times_from src want
+	printf 'a/b/f\0x\0./top\0other/%s\0' "$nlname" >list0
+	pc_ok --null --files-from list0 src dstn
+	same_tree want dstn
+
+	# paths out of SOURCE: refused (exit 1, named), the rest copied
+	for bad in ../outside /etc/passwd a/../../x a/b/../../top; do
+		printf '%s\n' "$bad" a/b/f >list
+		pc --files-from list src dstbad
+		[ "$rc" -eq 1 ] || fail "listed '$bad': exit $rc, want 1"
+		grep -qF "'$bad'" pc.err || fail "listed '$bad' not named: $(cat pc.err)"
+		cmp src/a/b/f dstbad/a/b/f
+		[ "$(find dstbad -type f | wc -l)" -eq 1 ] ||
+		    fail "listed '$bad': copied more than a/b/f"
+		rm -rf dstbad
+	done
+	[ ! -e outside ] || fail "wrote ./outside"
+}
+
+# --shard: three concurrent runs copy disjoint shares of the files (a hard
+# link group in one of them), then one `pcopy -u' copies nothing and the
+# result equals one plain run.
+t_shard()
+{
+	mk_split src 6 40 300
+	mkdir src/links src/ro
+	echo grouped >src/d0/g1
+	ln src/d0/g1 src/links/g2
+	ln src/d0/g1 src/d5/g3
+	echo in-ro >src/ro/f
+	chmod 0555 src/ro
+	touch -d '2004-04-04 04:04:04.4' src/d3 src/links
+	bgs=
+	for k in 1 2 3; do
+		# shellcheck disable=SC2086
+		timeout -k 5 $((60 * tmul)) $PCOPY_WRAP "$PCOPY" -q -v \
+		    --shard $k/3 src dst </dev/null >shard$k.out 2>shard$k.err &
+		bgs="$bgs $!"
+	done
+	k=0
+	for b in $bgs; do
+		k=$((k + 1))
+		rc=0
+		wait "$b" || rc=$?
+		[ "$rc" -eq 0 ] || fail "--shard $k/3: exit $rc: $(head -n 5 shard$k.err)"
+		[ ! -s shard$k.err ] || fail "--shard $k/3 said: $(head -n 5 shard$k.err)"
+	done
+	find src -type d -printf '%P\n' | sort >dirs
+	find src ! -type d -printf '%P\n' | sort >all
+	for k in 1 2 3; do
+		sort shard$k.out | comm -23 - dirs >files$k
+		[ -s files$k ] || fail "--shard $k/3 copied no file"
+	done
+	sort files1 files2 files3 | uniq -d >twice
+	[ ! -s twice ] || fail "copied by two shards: $(head -n 5 twice)"
+	sort files1 files2 files3 | cmp -s - all ||
+	    fail "the shards together did not copy every file once:
+$(sort files1 files2 files3 | diff - all | head -n 10)"
+	pc_ok -u src dst
+	grep -Eq "^pcopy: 0 files, .*, $(wc -l <all) skipped" pc.err ||
+	    fail "-u after the shards: want 0 files, $(wc -l <all) skipped: $(cat pc.err)"
+	same_tree src dst
+}
+
+# -- progress and big files under faults --
+
+# SIGUSR1 names the file each worker is copying; the copy goes on.
+t_sigusr1()
+{
+	mkdir -p src/big
+	for n in 1 2 3 4; do
+		head -c 104857600 /dev/zero >src/big/z$n
+	done
+	mk_split src/small 2 50 100
+	pc_bg -j 1 src dst
+	w=$(stop_worker_on "$(pwd -P)/src/big/")
+	if [ -z "$w" ]; then
+		pc_wait
+		same_tree src dst
+		skip "never saw the worker copying src/big"
+	fi
+	at_exit "kill -CONT $w 2>/dev/null"
+	kill -USR1 "$pid"
+	i=0
+	while ! grep -q "copying '" pc.err && [ $i -lt $((500 * tmul)) ]; do
+		sleep 0.01
+		i=$((i + 1))
+	done
+	kill -CONT "$w"
+	pc_wait
+	[ "$rc" -eq 0 ] || fail "exit $rc after SIGUSR1, want 0: $(head -n 5 pc.err)"
+	grep -Eq "^pcopy: worker 1 pid $w: copying 'src/big/z[1-4]'" pc.err ||
+	    fail "no 'worker 1 pid $w: copying 'src/big/...'' line:
+$(head -n 5 pc.err)"
+	same_tree src dst
+}
+
+# --progress to a file on a copy of several seconds: plain lines, about
+# one a second, whose percentage never goes down.
+t_progress_plain()
+{
+	no_wrap
+	mkdir -p src/big
+	for n in 0 1 2 3 4 5 6 7 8 9; do
+		head -c 67108864 /dev/zero >src/big/z$n
+	done
+	mk_split src/small 4 250 100
+	pc_bg -j 1 --progress src dst
+	for stall in 1 2; do    # stop the worker twice for 1.2 s
+		w=$(stop_worker_on "$(pwd -P)/src/big/")
+		[ -n "$w" ] || break
+		at_exit "kill -CONT $w 2>/dev/null"
+		sleep 1.2
+		kill -CONT "$w"
+		sleep 0.05
+	done
+	pc_wait
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(head -n 5 pc.err)"
+	same_tree src dst
+	! has_cr pc.err || fail "carriage return in --progress to a file"
+	! grep -q "$(printf '\033')" pc.err || fail "escape sequence in --progress"
+	grep -E '[0-9]+\.[0-9][0-9]%' pc.err >lines || :
+	[ "$(wc -l <lines)" -ge 2 ] || fail "want 2 or more progress lines:
+$(cat pc.err)"
+	grep -v '^pcopy: ' pc.err && fail "lines without 'pcopy: '"
+	grep -Eo '[0-9]+\.[0-9][0-9]%' lines | tr -d % | awk '
+	$1 + 0 < last { print "percentage went down: " last " -> " $1; bad = 1 }
+	{ last = $1 + 0 }
+	END { exit bad }'
+	tail -n 1 pc.err | grep -Eq '^pcopy: [0-9]+ files' ||
+	    fail "last line is no summary: $(tail -n 1 pc.err)"
+}
+
+# mk_chunky FILE: 300 MiB of random data: copied as five 64 MiB chunks.
+mk_chunky()
+{
+	head -c 314572800 /dev/urandom >"$1"
+	chmod 0640 "$1"
+	touch -d '2003-03-03 03:03:03.333333333' "$1"
+}
+
+# Large files are split into chunks copied by several workers.
+t_large_chunks()
+{
+	mkdir src
+	mk_chunky src/big
+	echo small >src/small
+	pc_ok -j 4 src dst4
+	same_tree src dst4
+	pc_ok -j 1 src dst1
+	same_tree src dst1
+}
+
+# A worker killed while it copies a chunk: the chunk is copied again.
+t_worker_killed_large()
+{
+	mkdir src
+	mk_chunky src/big
+	echo small >src/small
+	pc_bg -j 4 src dst
+	w=$(stop_worker_on "$(pwd -P)/src/big")
+	if [ -z "$w" ]; then
+		pc_wait
+		same_tree src dst
+		skip "never saw a worker copying src/big"
+	fi
+	kill -KILL "$w"
+	pc_wait
+	[ "$rc" -eq 0 ] ||
+	    fail "exit $rc after a worker was killed, want 0: $(head -n 5 pc.err)"
+	grep -Eq "^pcopy: worker [0-9]+ \\(pid $w\\) killed by signal 9\$" pc.err ||
+	    fail "no 'worker N (pid $w) killed by signal 9' line: $(head -n 5 pc.err)"
+	same_tree src dst
+	no_procs_left 2
 }
 
 # -- runner --
@@ -1288,7 +2194,11 @@ t_odd_names t_long_path t_symlinks t_modes t_mtimes t_hardlinks
 t_hardlinks_special t_special_files t_socket t_default_dest t_single_file
 t_merge t_merge_no_follow t_dest_inside t_usage_errors t_jobs_forms
 t_help_version t_quiet t_summary t_progress_tty t_progress_flag t_verbose
-t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal"
+t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
+t_sigint t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
+t_symlink_dest_dir t_stale_temp t_bad_args_more t_update t_verify t_fsync
+t_dry_run t_exclude t_one_fs t_files_from t_shard t_sigusr1 t_progress_plain
+t_large_chunks t_worker_killed_large"
 
 passed=0 failed=0 skipped=0
 
