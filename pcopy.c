@@ -209,6 +209,7 @@ enum {
 	R_BADCOPY,              /* --verify: the copy differs from the source */
 	R_SHRUNK,               /* a chunked file ended early: not copied */
 	R_DROPPED,              /* (parent only) a chunk was never copied */
+	R_KILLED,               /* (parent only) a chunk killed MAX_DEATHS workers */
 };
 
 struct dir {                    /* a directory being copied (parent only) */
@@ -2428,6 +2429,11 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 				    (unsigned long long)e->size, (unsigned long long)rp->val);
 				free(p);
 				break;
+			case R_KILLED:
+				p = src_path(d, ent_name(e));
+				warn_path(1, p, "worker killed %u times while copying it; giving up", MAX_DEATHS);
+				free(p);
+				break;
 			case R_SHRUNK:
 				p = src_path(d, ent_name(e));
 				warn_path(1, p, "shrank while being copied; not copied");
@@ -2523,7 +2529,12 @@ wk_input(unsigned i)
 		for (f = k->nfly; f-- > 0;) {
 			struct job *j = k->fly[f];
 
-			if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS) {
+			if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS && j->big) {
+				/* a chunk: the whole file fails after its last chunk */
+				j->big->what = R_KILLED;
+				job_ent(j, idx)->flags |= ENT_DROP;
+				j->deaths = 0;
+			} else if (j->id == cur && idx < j->nent && j->deaths >= MAX_DEATHS) {
 				struct ent *e = job_ent(j, idx);
 				char *p = src_path(j->dir, ent_name(e));
 

@@ -28,7 +28,10 @@
 # PCOPY_WRAP, if set, is a command every pcopy run goes through, e.g.
 # PCOPY_WRAP="valgrind -q --error-exitcode=99 --trace-children=yes" (see
 # `make valgrind').  Timeouts are then ten times longer, and the cases that
-# depend on timing or on the binary itself skip.
+# depend on the binary itself skip.  A line like valgrind's "==PID== ..."
+# on pcopy's stderr counts as an error (exit status 99): pcopy does not
+# pass on the exit status of its workers, so --error-exitcode alone misses
+# their errors.  (Hence valgrind's -q.)
 
 LC_ALL=C
 TZ=UTC
@@ -130,13 +133,24 @@ pc()
 	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 		echo "pcopy $* hung: killed after $pc_t s"
 	fi
-	return 0
+	wrap_check pc.err
 }
 
-# no_wrap: skip the case if pcopy runs under PCOPY_WRAP.
+# wrap_check FILE: under PCOPY_WRAP, if FILE (pcopy's stderr) holds lines
+# like valgrind's "==PID== ...", print them and set rc to 99.
+wrap_check()
+{
+	[ -n "$PCOPY_WRAP" ] || return 0
+	grep -q '^==[0-9][0-9]*==' "$1" 2>/dev/null || return 0
+	echo "PCOPY_WRAP reported errors:"
+	grep '^==[0-9][0-9]*==' "$1" | head -n 30
+	rc=99
+}
+
+# no_wrap REASON: skip the case, saying why, if pcopy runs under PCOPY_WRAP.
 no_wrap()
 {
-	[ -z "$PCOPY_WRAP" ] || skip "timing-sensitive or about the binary: not under PCOPY_WRAP"
+	[ -z "$PCOPY_WRAP" ] || skip "not under PCOPY_WRAP: $1"
 }
 
 # at_exit COMMAND: run COMMAND (which must not fail) when the case ends,
@@ -459,7 +473,8 @@ alive()
 # pcopy keeps it so).  Sets pid (pcopy's process), bg (the timeout around
 # it: see pc_wait) and tag: the processes of this run, workers included,
 # and no others, have PCOPY_TEST_TAG=$tag in their environment.  When the
-# case ends, whatever is left of them is killed.
+# case ends, whatever is left of them is killed.  PC_PREFIX, if set, is a
+# command to run pcopy with, one that ends in exec.
 pc_bg()
 {
 	have perl || skip "perl missing: cannot start pcopy with SIGINT at its default"
@@ -471,7 +486,7 @@ pc_bg()
 	timeout -k 5 $((${PC_TIMEOUT:-60} * tmul)) env "PCOPY_TEST_TAG=$tag" \
 	    perl -e '$SIG{INT} = $SIG{HUP} = "DEFAULT";
 		exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\n"' -- \
-	    $PCOPY_WRAP "$PCOPY" "$@" </dev/null >pc.out 2>pc.err &
+	    ${PC_PREFIX:-} $PCOPY_WRAP "$PCOPY" "$@" </dev/null >pc.out 2>pc.err &
 	bg=$!
 	pid=
 	i=0
@@ -493,7 +508,7 @@ pc_wait()
 	rc=0
 	wait "$bg" || rc=$?
 	[ "$rc" -ne 124 ] || echo "pcopy hung: killed by timeout"
-	return 0
+	wrap_check pc.err
 }
 
 # tagged TAG: one "PID ARGS" line per live process of the pc_bg run TAG.
@@ -546,13 +561,14 @@ wait_files()
 	return 0
 }
 
-# stop_mid_copy DEST TOTAL: once pcopy has named a file in DEST, stop it
-# (SIGSTOP) and set mid to 1 if DEST then holds fewer than TOTAL files: a
-# signal sent now lands mid-copy whatever pcopy's speed.  Its workers go
-# on with the jobs they have.  The caller signals it and sends SIGCONT.
+# stop_mid_copy DEST TOTAL [N]: once pcopy has named N files (default 1) in
+# DEST, stop it (SIGSTOP) and set mid to 1 if DEST then holds fewer than
+# TOTAL files: a signal sent now lands mid-copy whatever pcopy's speed.
+# Its workers go on with the jobs they have.  The caller signals it and
+# sends SIGCONT.
 stop_mid_copy()
 {
-	wait_files "$1" 1
+	wait_files "$1" "${3:-1}"
 	mid=0
 	kill -STOP "$pid" 2>/dev/null || return 0
 	at_exit "kill -CONT $pid 2>/dev/null"
@@ -1273,6 +1289,7 @@ t_progress_tty()
 	timeout -k 5 $((120 * tmul)) \
 	    script -qec "$PCOPY_WRAP '$PCOPY' src dst" /dev/null \
 	    </dev/null >tty.out 2>&1 || rc=$?
+	wrap_check tty.out
 	[ "$rc" -eq 0 ] ||
 	    fail "pcopy under script exited $rc: $(head -c 500 tty.out)"
 	same_tree src dst
@@ -1321,7 +1338,7 @@ $(diff want got)"
 
 t_static()
 {
-	no_wrap
+	no_wrap "checks the binary itself"
 	mkdir src
 	echo a >src/f
 	rc=0
@@ -1469,6 +1486,7 @@ t_partial_failure()
 		# shellcheck disable=SC2086 # commands and their arguments
 		timeout -k 5 $((60 * tmul)) $runas $PCOPY_WRAP "$PCOPY" $q \
 		    src dst$q </dev/null >pc.out 2>pc.err || rc=$?
+		wrap_check pc.err
 		[ "$rc" -eq 1 ] || fail "pcopy $q: exit $rc, want 1: $(cat pc.err)"
 		grep -Eq "^pcopy: '[^']*secret': ." pc.err ||
 		    fail "pcopy $q: src/secret not reported: $(cat pc.err)"
@@ -1490,7 +1508,7 @@ interrupt()
 	mk_mid_tree src
 	total=$(find src -type f | wc -l)
 	pc_bg src dst
-	stop_mid_copy dst "$total"
+	stop_mid_copy dst "$total" 500
 	kill -"$1" "$pid" 2>/dev/null || :
 	kill -CONT "$pid" 2>/dev/null || :
 	pc_wait
@@ -1551,23 +1569,33 @@ t_worker_killed()
 	no_procs_left 2
 }
 
-# SIGKILL to the parent mid-copy: its workers end at once, and what they
-# leave in dst is complete files under final names.
+# SIGKILL to the parent mid-copy, once while its workers are busy and once
+# while they wait for jobs: they end at once, and what they leave in dst
+# is complete files under final names.
 t_parent_killed()
 {
 	mk_mid_tree src
-	pc_bg -q src dst
-	wait_files dst 1
-	kill -KILL "$pid" 2>/dev/null || :
-	pc_wait
-	if [ "$rc" -eq 0 ]; then
-		same_tree src dst
-		skip "the copy finished before SIGKILL"
-	fi
-	[ "$rc" -eq 137 ] || fail "exit $rc, want 137 (SIGKILL): $(head -n 5 pc.err)"
-	no_procs_left 2
-	no_temp_files dst
-	files_match src dst
+	total=$(find src -type f | wc -l)
+	for how in busy idle; do
+		pc_bg -q src dst-$how
+		if [ $how = busy ]; then
+			wait_files dst-$how 1
+		else
+			stop_mid_copy dst-$how "$total" 100
+			sleep 0.2       # the workers finish their jobs
+		fi
+		kill -KILL "$pid" 2>/dev/null || :
+		pc_wait
+		if [ "$rc" -eq 0 ]; then
+			same_tree src dst-$how
+			skip "the copy finished before SIGKILL"
+		fi
+		[ "$rc" -eq 137 ] ||
+		    fail "exit $rc, want 137 (SIGKILL): $(head -n 5 pc.err)"
+		no_procs_left 2
+		no_temp_files dst-$how
+		files_match src dst-$how
+	done
 }
 
 # enospc_case MOUNT-OPTIONS: copy a tree into a tmpfs too small for it:
@@ -1679,6 +1707,95 @@ t_stale_temp()
 	same_tree src dst
 }
 
+# Two runs into one DEST at once, as when shards are re-run over a DEST
+# that holds the files already: replacing a file goes through a hidden
+# name, which the other run's clean-up of hidden names must leave alone
+# ("unless a live pcopy holds their lock").  The other run here copies
+# nothing, so it enters DEST, and cleans up, many times.
+t_concurrent_runs()
+{
+	mk_split tree 1 20000 100
+	mv tree/d0 src
+	pc_ok -q src dst
+	rm -f stop
+	at_exit "touch '$(pwd)/stop'"
+	(
+		n=0
+		while [ ! -e stop ] && [ $n -lt 500 ]; do
+			# shellcheck disable=SC2086
+			timeout -k 5 $((60 * tmul)) $PCOPY_WRAP "$PCOPY" -q \
+			    --files-from /dev/null src dst </dev/null >>other.out \
+			    2>>other.err || echo "exit $?" >>other.err
+			n=$((n + 1))
+		done
+	) &
+	other=$!
+	pc -q src dst
+	: >stop
+	wait "$other"
+	[ "$rc" -eq 0 ] ||
+	    fail "pcopy src dst while other runs enter dst: exit $rc: $(head -n 5 pc.err)"
+	[ ! -s other.err ] || fail "the other runs: $(head -n 5 other.err)"
+	same_tree src dst
+}
+
+# Without /proc and without CAP_DAC_READ_SEARCH (a FROM scratch container
+# run as a user), files are written under hidden names held with flock:
+# such a name is locked while its file is written, an interrupted run
+# leaves none, a stale one is removed by the next run, and the copy is the
+# same.
+t_named_temp()
+{
+	no_wrap "runs pcopy without /proc"
+	is_root || skip "needs root (a mount namespace without /proc)"
+	have unshare && have setpriv && have flock ||
+	    skip "unshare, setpriv or flock (util-linux) missing"
+	unshare -m sh -c 'mount -t tmpfs none /proc' 2>/dev/null ||
+	    skip "cannot hide /proc in a mount namespace"
+	setpriv --reuid=65534 --regid=65534 --clear-groups -- test -x "$PCOPY" ||
+	    skip "uid 65534 cannot run $PCOPY"
+	chmod 0711 "$T"
+	chmod 0777 .
+	cat >noproc <<'SH'
+#!/bin/sh
+mount -t tmpfs none /proc || exit 97
+exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
+SH
+	chmod 0755 noproc
+	mkdir -p src/big
+	for n in 1 2 3; do
+		head -c 67108864 /dev/zero >src/big/z$n
+	done
+	mk_files src/small 3 10
+	chown -R 65534:65534 src
+	PC_PREFIX="unshare -m $(pwd)/noproc"
+	pc_bg -j 1 src dst
+	w=$(stop_worker_on "$(pwd -P)/src/big/")
+	if [ -z "$w" ]; then
+		pc_wait
+		fail "never saw the worker copying src/big (exit $rc): $(head -n 5 pc.err)"
+	fi
+	at_exit "kill -CONT $w 2>/dev/null"
+	hidden=$(find dst -name '.pcopy-tmp.*' | head -n 1)
+	if [ -n "$hidden" ]; then
+		! flock -n "$hidden" true || fail "$hidden is not locked while written"
+	fi
+	kill -INT "$pid"
+	kill -CONT "$w"
+	pc_wait
+	[ "$rc" -eq 130 ] || fail "exit $rc after SIGINT, want 130: $(head -n 5 pc.err)"
+	no_procs_left 2
+	no_temp_files dst
+	files_match src dst
+	echo stale >dst/.pcopy-tmp.4242.0
+	pc_bg -q src dst
+	pc_wait
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(head -n 5 pc.err)"
+	same_tree src dst
+	[ -n "$hidden" ] || skip "no hidden name was used: this kernel lets a user" \
+	    "link an O_TMPFILE file without /proc (Linux 6.10 and later)"
+}
+
 # More usage errors: each exits 2 with one line and creates nothing (see
 # usage_err).  (-j '' and a FIFO SOURCE are also in t_usage_errors.)
 t_bad_args_more()
@@ -1736,7 +1853,7 @@ $(diff want got | head -n 10)"
 	mk_mid_tree src2
 	total=$(find src2 -type f | wc -l)
 	pc_bg -q src2 dst2
-	stop_mid_copy dst2 "$total"
+	stop_mid_copy dst2 "$total" 2000
 	kill -TERM "$pid" 2>/dev/null || :
 	kill -CONT "$pid" 2>/dev/null || :
 	pc_wait
@@ -1805,7 +1922,6 @@ rewriter_stop()
 # all: if its copy is torn, --verify missed them (fail), else skip.
 t_verify()
 {
-	no_wrap
 	have perl || skip "perl missing"
 	mk_files src 3 10
 	pc_ok --verify src dst
@@ -2005,6 +2121,7 @@ t_files_from()
 	rc=0
 	timeout -k 5 $((60 * tmul)) $PCOPY_WRAP "$PCOPY" --files-from - src dsts \
 	    <list >pc.out 2>pc.err || rc=$?
+	wrap_check pc.err
 	[ "$rc" -eq 0 ] || fail "--files-from -: exit $rc: $(head -n 5 pc.err)"
 	same_tree want dsts
 
@@ -2055,6 +2172,7 @@ t_shard()
 		k=$((k + 1))
 		rc=0
 		wait "$b" || rc=$?
+		wrap_check shard$k.err
 		[ "$rc" -eq 0 ] || fail "--shard $k/3: exit $rc: $(head -n 5 shard$k.err)"
 		[ ! -s shard$k.err ] || fail "--shard $k/3 said: $(head -n 5 shard$k.err)"
 	done
@@ -2112,7 +2230,6 @@ $(head -n 5 pc.err)"
 # one a second, whose percentage never goes down.
 t_progress_plain()
 {
-	no_wrap
 	mkdir -p src/big
 	for n in 0 1 2 3 4 5 6 7 8 9; do
 		head -c 67108864 /dev/zero >src/big/z$n
@@ -2196,9 +2313,9 @@ t_merge t_merge_no_follow t_dest_inside t_usage_errors t_jobs_forms
 t_help_version t_quiet t_summary t_progress_tty t_progress_flag t_verbose
 t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
 t_sigint t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
-t_symlink_dest_dir t_stale_temp t_bad_args_more t_update t_verify t_fsync
-t_dry_run t_exclude t_one_fs t_files_from t_shard t_sigusr1 t_progress_plain
-t_large_chunks t_worker_killed_large"
+t_symlink_dest_dir t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
+t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
+t_sigusr1 t_progress_plain t_large_chunks t_worker_killed_large"
 
 passed=0 failed=0 skipped=0
 
