@@ -229,6 +229,7 @@ struct big {                    /* a large file copied in chunks (parent only) *
 	unsigned left;          /* chunk jobs not yet done */
 	uint32_t what;          /* first failure (R_*), 0 if none */
 	int32_t err;
+	uint64_t bytes;         /* written by the chunks so far */
 	struct job *finish;     /* the ENT_FINISH job, queued after the last chunk */
 };
 
@@ -2370,9 +2371,12 @@ big_done(struct job *j, const struct msg *m, const struct rep *r)
 		b->what = r[0].what;
 		b->err = r[0].err;
 	}
+	b->bytes += m->bytes;
 	job_free(j);
 	if (--b->left > 0)
 		return;
+	if (b->what)
+		g.bytes_done -= b->bytes;       /* not copied after all */
 	if (b->what == 0) {
 		job_queue(b->finish, 0);
 	} else if (b->what == R_DROPPED) {
