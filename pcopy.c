@@ -845,6 +845,7 @@ meta_times(int fd, int dirfd, const char *name, const struct ent *e)
 static int
 tmp_create(int dirfd, mode_t mode)
 {
+	struct stat st;
 	int fd;
 
 	if (g.tmpmode != TMP_NAMED) {
@@ -865,7 +866,12 @@ tmp_create(int dirfd, mode_t mode)
 		return -1;
 	}
 	w.tmpdir = dirfd;
-	flock(fd, LOCK_EX | LOCK_NB);   /* tells a later run this one is alive */
+	/* the lock tells other runs' tmp_sweep the file is alive; one that
+	 * swept it in the instant before the lock leaves it unlinked: retry */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &st) < 0 || st.st_nlink == 0) {
+		close(fd);
+		return tmp_create(dirfd, mode);
+	}
 	return fd;
 }
 
@@ -926,6 +932,9 @@ tmp_commit(int fd, int dirfd, const char *name)
 			r = linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW);
 		if (r == 0 || errno != EEXIST)
 			break;
+		/* the name exists: replace it through a hidden name, locked
+		 * before it appears so that no other run's tmp_sweep takes it */
+		flock(fd, LOCK_EX | LOCK_NB);
 		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
 		if (g.tmpmode == TMP_EMPTY)
 			r = linkat(fd, "", dirfd, hide, AT_EMPTY_PATH);
@@ -1083,10 +1092,12 @@ copy_chunk(int sfd, int out, const struct ent *e, struct rep *r)
 
 /*
  * The last step of a large file whose chunks are all copied: owner, mode,
- * xattrs, times, name -- the same order as copy_reg.
+ * xattrs, times -- the same order as copy_reg.  The parent, which opened
+ * the file, then links it under its name: since Linux 6.10 an unprivileged
+ * linkat(AT_EMPTY_PATH) works only for the opener's own descriptor.
  */
 static int
-finish_big(int sfd, int dfd, int out, const struct ent *e, int always_chown, struct rep *r)
+finish_big(int sfd, int out, const struct ent *e, int always_chown, struct rep *r)
 {
 	int in;
 
@@ -1103,8 +1114,7 @@ finish_big(int sfd, int dfd, int out, const struct ent *e, int always_chown, str
 		w.noxattr_dst = 1;
 		r->what = R_NOXATTR;
 	}
-	if (meta_times(out, -1, NULL, e) < 0 || (g.fsync && fsync(out) < 0) ||
-	    tmp_commit(out, dfd, ent_dname(e)) < 0)
+	if (meta_times(out, -1, NULL, e) < 0 || (g.fsync && fsync(out) < 0))
 		goto fail;
 	close(in);
 	if (r->what == R_NOXATTR)
@@ -1214,7 +1224,7 @@ wk_job(struct msg *m, int sfd, int dfd, int xfd)
 		if (e->flags & ENT_CHUNK)
 			rc = copy_chunk(sfd, xfd, e, r);
 		else if (e->flags & ENT_FINISH)
-			rc = finish_big(sfd, dfd, xfd, e, always_chown, r);
+			rc = finish_big(sfd, xfd, e, always_chown, r);
 		else if (S_ISREG(e->mode))
 			rc = copy_reg(sfd, dfd, e, always_chown, r);
 		else
@@ -1360,6 +1370,8 @@ wk_signal(int sig)
 
 static void dir_put(struct dir *d);
 static void job_queue(struct job *j, int front);
+static void job_drop(struct job *j);
+static void dest_full(int err);
 
 /* Source and destination paths of an entry, for messages (malloc'd). */
 static char *
@@ -1437,6 +1449,7 @@ static void
 tmp_sweep(int dfd)
 {
 	struct dirent *de;
+	struct stat st;
 	DIR *ds;
 	int fd;
 
@@ -1451,7 +1464,8 @@ tmp_sweep(int dfd)
 		fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		/* only regular files carry the lock; the others are left */
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0)
 			unlinkat(dfd, de->d_name, 0);
 		close(fd);
 	}
@@ -1475,6 +1489,12 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 
 	if (!g.dryrun) {
 		made = mkdirat(up->dfd, name, 0700) == 0;
+		if (!made && (errno == ENOSPC || errno == EDQUOT)) {
+			dest_full(errno);
+			g.found++;
+			g.dropped++;
+			return NULL;
+		}
 		if (!made && errno != EEXIST) {
 			warn_entry(1, 1, up, name, errno);
 			g.found++;
@@ -1747,7 +1767,7 @@ hl_link(struct hl *h, struct dir *d, const char *name)
 	char *slash = strrchr(h->path, '/');
 	const char *fname = slash ? slash + 1 : h->path;
 	char hide[64];
-	int fd, r, e;
+	int fd, r, e, lk = -1;
 
 	if (slash) {
 		*slash = '\0';
@@ -1773,8 +1793,11 @@ hl_link(struct hl *h, struct dir *d, const char *name)
 	}
 	r = linkat(fd, fname, d->dfd, name, 0);
 	if (r < 0 && errno == EEXIST) {         /* merging: replace atomically */
-		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.link", (long)getpid());
-		unlinkat(d->dfd, hide, 0);
+		/* lock the inode before its hidden name appears (tmp_sweep) */
+		lk = openat(fd, fname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (lk >= 0)
+			flock(lk, LOCK_EX | LOCK_NB);
+		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
 		r = linkat(fd, fname, d->dfd, hide, 0);
 		if (r == 0) {
 			struct stat st;
@@ -1785,6 +1808,7 @@ hl_link(struct hl *h, struct dir *d, const char *name)
 				unlinkat(d->dfd, hide, 0);
 			errno = e;
 		}
+		close_keep(lk);
 	}
 	e = errno;
 	close(fd);
@@ -1795,6 +1819,11 @@ hl_link(struct hl *h, struct dir *d, const char *name)
 			printf("%s\n", p);
 			free(p);
 		}
+		return 0;
+	}
+	if (e == ENOSPC || e == EDQUOT) {
+		dest_full(e);
+		g.dropped++;
 		return 0;
 	}
 	if (e == EMLINK) {
@@ -1817,18 +1846,21 @@ hl_link(struct hl *h, struct dir *d, const char *name)
 }
 
 /*
- * The first name of group h was copied (ok) or failed.  Link, or in the
- * failure case promote, the names that waited for it.
+ * The first name of group h was copied (ok > 0), failed (0) or dropped
+ * because the copy is stopping (< 0).  Link, promote or drop the names
+ * that waited for it.
  */
 static void
 hl_settle(struct hl *h, int ok)
 {
 	struct waiter *wt, *next;
 
-	h->state = ok ? HL_DONE : HL_FAILED;
+	h->state = ok > 0 ? HL_DONE : HL_FAILED;
 	for (wt = h->wait, h->wait = NULL; wt; wt = next) {
 		next = wt->next;
-		if (h->state == HL_DONE) {
+		if (ok < 0) {
+			g.dropped++;    /* the copy stopped: these go with it */
+		} else if (h->state == HL_DONE) {
 			hl_link(h, wt->dir, wt->name);
 		} else {
 			/* the first copy failed: this name becomes the first */
@@ -2302,9 +2334,18 @@ job_drop(struct job *j)
 		big_done(j, &m, NULL);
 		return;
 	}
-	for (i = 0; i < j->nent; i++)
-		if (!(job_ent(j, i)->flags & ENT_DROP))
-			g.dropped++;
+	for (i = 0; i < j->nent; i++) {
+		struct ent *e = job_ent(j, i);
+
+		if (e->flags & ENT_DROP)
+			continue;
+		g.dropped++;
+		if (e->flags & ENT_HLFIRST) {
+			int isnew;
+
+			hl_settle(hl_lookup(e->dev, e->ino, &isnew), -1);
+		}
+	}
 	job_free(j);
 }
 
@@ -2353,7 +2394,6 @@ dest_full(int err)
 }
 
 static void job_done(struct job *j, const struct msg *m, const struct rep *r);
-static void job_drop(struct job *j);
 
 /*
  * A chunk of a large file is done.  After the last one, queue the finish
@@ -2416,6 +2456,13 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 
 		if (e->flags & ENT_DROP)
 			continue;
+		if (ok && (e->flags & ENT_FINISH) && tmp_commit(j->xfd, d->dfd, ent_dname(e)) < 0) {
+			if (errno == ENOSPC || errno == EDQUOT)
+				dest_full(errno);
+			else
+				warn_entry(1, 1, d, ent_dname(e), errno);
+			ok = 0;
+		}
 		if (rp) {
 			switch (rp->what) {
 			case R_SKIP:
@@ -2770,6 +2817,25 @@ status_dump(void)
 	}
 }
 
+/*
+ * The copy is stopping (destination full): drop the queue and the batches
+ * the walk was still filling, so that the ledger balances.
+ */
+static void
+walk_abandon(void)
+{
+	struct dir *d;
+
+	for (d = g.top; d; d = d->up) {
+		if (d->batch) {
+			job_queue(d->batch, 0);
+			d->batch = NULL;
+		}
+	}
+	while (g.qhead)
+		job_drop(job_pop());
+}
+
 /* Jobs sent to workers and not yet done. */
 static unsigned
 in_flight(void)
@@ -2825,8 +2891,7 @@ run(void)
 				census_pop();
 		dispatch();
 		if (g.stop)
-			while (g.qhead)
-				job_drop(job_pop());
+			walk_abandon();
 		if (!g.walking && g.qhead == NULL && in_flight() == 0)
 			break;
 		n = 0;
@@ -3340,7 +3405,7 @@ main(int argc, char **argv)
 		signal(sig, SIG_DFL);
 		return 128 + sig;
 	}
-	if (g.status == 0 && g.copied + g.failed + g.skipped + g.dropped != g.found) {
+	if (g.copied + g.failed + g.skipped + g.dropped != g.found) {
 		warn_path(1, g.src, "internal error: %llu entries found, %llu accounted for",
 		    (unsigned long long)g.found,
 		    (unsigned long long)(g.copied + g.failed + g.skipped + g.dropped));

@@ -18,12 +18,12 @@
 # pcopy run is wrapped in `timeout', so a hang is a failure, not a stall.
 #
 # Needs GNU findutils, coreutils, sed and diff.  Optional: getfattr/setfattr
-# (attr), setfacl/getfacl (acl), setcap (libcap2-bin), script, setpriv and
-# flock (util-linux), perl (sockets, signals at their defaults, rewriting a
-# file under a copy), ps and pgrep (procps), strace, readelf or file.  Cases
-# needing a missing tool, or root, are skipped.  Run as root to cover
-# devices, owners, trusted.* and security.capability, a full file system
-# and mount points.
+# (attr), setfacl/getfacl (acl), setcap (libcap2-bin), script, setpriv,
+# flock and unshare (util-linux), perl (sockets, signals at their defaults,
+# rewriting a file under a copy), ps and pgrep (procps), strace, readelf or
+# file.  Cases needing a missing tool, or root, are skipped.  Run as root to
+# cover devices, owners, trusted.* and security.capability, full file
+# systems and mount points.
 #
 # PCOPY_WRAP, if set, is a command every pcopy run goes through, e.g.
 # PCOPY_WRAP="valgrind -q --error-exitcode=99 --trace-children=yes" (see
@@ -92,7 +92,9 @@ cleanup()
 	rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'exit 129' HUP
 trap 'exit 130' INT
+trap 'exit 141' PIPE
 trap 'exit 143' TERM
 
 # -- helpers --
@@ -402,7 +404,8 @@ mk_split()
 	ms_d=0
 	while [ "$ms_d" -lt "$2" ]; do
 		mkdir "$1/d$ms_d"
-		head -c $(($3 * $4)) /dev/urandom | split -b "$4" -a 4 - "$1/d$ms_d/f"
+		head -c $(($3 * $4)) /dev/urandom |
+		    split -b "$4" -a 4 - "$1/d$ms_d/f"
 		ms_d=$((ms_d + 1))
 	done
 }
@@ -474,17 +477,18 @@ alive()
 # it: see pc_wait) and tag: the processes of this run, workers included,
 # and no others, have PCOPY_TEST_TAG=$tag in their environment.  When the
 # case ends, whatever is left of them is killed.  PC_PREFIX, if set, is a
-# command to run pcopy with, one that ends in exec.
+# command to run pcopy with, one that ends in exec.  pcopy runs niced, so
+# that on a busy machine the case sees what it is doing in time.
 pc_bg()
 {
-	have perl || skip "perl missing: cannot start pcopy with SIGINT at its default"
+	have perl || skip "perl missing: cannot reset SIGINT for pcopy"
 	have ps && have pgrep || skip "ps or pgrep missing (procps)"
 	bg_n=$((${bg_n:-0} + 1))
 	tag=pcopy-test.$$.${PWD##*/}.$bg_n.
 	at_exit "kill_tagged $tag"
 	# shellcheck disable=SC2086 # PCOPY_WRAP is a command and its arguments
 	timeout -k 5 $((${PC_TIMEOUT:-60} * tmul)) env "PCOPY_TEST_TAG=$tag" \
-	    perl -e '$SIG{INT} = $SIG{HUP} = "DEFAULT";
+	    nice -n 10 perl -e '$SIG{INT} = $SIG{HUP} = "DEFAULT";
 		exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\n"' -- \
 	    ${PC_PREFIX:-} $PCOPY_WRAP "$PCOPY" "$@" </dev/null >pc.out 2>pc.err &
 	bg=$!
@@ -498,7 +502,8 @@ pc_bg()
 	done
 	if [ -z "$pid" ]; then
 		pc_wait
-		fail "pcopy $* did not start or ended at once (exit $rc): $(head -n 5 pc.err)"
+		fail "pcopy $* did not start or ended at once (exit $rc):
+$(head -n 5 pc.err)"
 	fi
 }
 
@@ -515,7 +520,7 @@ pc_wait()
 tagged()
 {
 	grep -l -a -F -e "PCOPY_TEST_TAG=$1" /proc/[0-9]*/environ 2>/dev/null |
-	while IFS=/ read -r tg_x tg_y tg_p tg_z; do
+	while IFS=/ read -r _ _ tg_p _; do
 		alive "$tg_p" || continue
 		printf '%s %s\n' "$tg_p" \
 		    "$(tr '\0' ' ' <"/proc/$tg_p/cmdline" 2>/dev/null)"
@@ -526,7 +531,7 @@ tagged()
 # kill_tagged TAG: SIGKILL what is left of the pc_bg run TAG.
 kill_tagged()
 {
-	tagged "$1" | while read -r kt_p kt_x; do
+	tagged "$1" | while read -r kt_p _; do
 		kill -KILL "$kt_p" 2>/dev/null
 	done
 	return 0
@@ -553,8 +558,8 @@ wait_files()
 {
 	wf_i=0
 	while [ $wf_i -lt $((1000 * tmul)) ] && alive "$pid"; do
-		[ "$(find "$1" -type f 2>/dev/null | head -n "$2" | wc -l)" -lt "$2" ] ||
-		    return 0
+		wf_n=$(find "$1" -type f 2>/dev/null | head -n "$2" | wc -l)
+		[ "$wf_n" -lt "$2" ] || return 0
 		sleep 0.01
 		wf_i=$((wf_i + 1))
 	done
@@ -580,7 +585,7 @@ stop_mid_copy()
 # PREFIX (an absolute, physical path).
 has_open()
 {
-	ls -l "/proc/$1/fd" 2>/dev/null | grep -qF -- " -> $2"
+	[ -n "$(find "/proc/$1/fd" -lname "$2*" -print -quit 2>/dev/null)" ]
 }
 
 # stop_worker_on PREFIX: find a worker of the pc_bg run that has a file
@@ -1563,8 +1568,9 @@ t_worker_killed()
 	pc_wait
 	[ "$rc" -eq 0 ] ||
 	    fail "exit $rc after a worker was killed, want 0: $(head -n 5 pc.err)"
-	grep -Eq "^pcopy: worker [0-9]+ \\(pid $w\\) killed by signal 9\$" pc.err ||
-	    fail "no 'worker N (pid $w) killed by signal 9' line: $(head -n 5 pc.err)"
+	grep -Eq "^pcopy: worker [0-9]+ \\(pid $w\\) killed by signal 9\$" \
+	    pc.err || fail "no 'worker N (pid $w) killed by signal 9' line:
+$(head -n 5 pc.err)"
 	same_tree src dst
 	no_procs_left 2
 }
@@ -1612,7 +1618,7 @@ enospc_case()
 	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
 	if [ "$(wc -l <pc.err)" -ne 1 ] ||
 	    ! grep -q "^pcopy: 'mnt/dst': .*No space left on device" pc.err; then
-		fail "want one line naming 'mnt/dst' and ENOSPC, got $(wc -l <pc.err):
+		fail "want one ENOSPC line naming 'mnt/dst', got $(wc -l <pc.err):
 $(head -n 5 pc.err)"
 	fi
 	no_temp_files mnt/dst
@@ -1652,9 +1658,10 @@ t_symlink_dest_dir()
 	ln -s "$(pwd)/outside" dst/sub
 	pc -q src dst
 	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
-	grep -q "^pcopy: 'dst/sub': cannot overwrite non-directory with directory\$" \
+	grep -qx "pcopy: 'dst/sub': cannot overwrite non-directory with directory" \
 	    pc.err || fail "dst/sub not reported: $(head -n 5 pc.err)"
-	grep -q "^pcopy: 'dst/notdir': cannot overwrite directory with non-directory\$" \
+	grep -qx \
+	    "pcopy: 'dst/notdir': cannot overwrite directory with non-directory" \
 	    pc.err || fail "dst/notdir not reported: $(head -n 5 pc.err)"
 	[ "$(wc -l <pc.err)" -eq 2 ] || fail "want 2 lines on stderr:
 $(head -n 5 pc.err)"
@@ -1677,7 +1684,6 @@ t_stale_temp()
 	echo stale >dst/.pcopy-tmp.12345.0
 	echo stale >dst/sub/.pcopy-tmp.12345.0
 	: >dst/sub/.pcopy-tmp.12345.1
-	at_exit "touch '$(pwd)/release'"
 	(
 		exec 9>>dst/.pcopy-tmp.999.1
 		flock 9
@@ -1687,6 +1693,7 @@ t_stale_temp()
 		done
 	) &
 	holder=$!
+	at_exit "touch '$(pwd)/release'; wait $holder"
 	i=0
 	while [ ! -e locked ] && [ $i -lt 500 ]; do
 		sleep 0.01
@@ -1718,7 +1725,6 @@ t_concurrent_runs()
 	mv tree/d0 src
 	pc_ok -q src dst
 	rm -f stop
-	at_exit "touch '$(pwd)/stop'"
 	(
 		n=0
 		while [ ! -e stop ] && [ $n -lt 500 ]; do
@@ -1730,11 +1736,13 @@ t_concurrent_runs()
 		done
 	) &
 	other=$!
+	at_exit "touch '$(pwd)/stop'; wait $other"
 	pc -q src dst
 	: >stop
 	wait "$other"
 	[ "$rc" -eq 0 ] ||
-	    fail "pcopy src dst while other runs enter dst: exit $rc: $(head -n 5 pc.err)"
+	    fail "pcopy src dst while other runs enter dst: exit $rc:
+$(head -n 5 pc.err)"
 	[ ! -s other.err ] || fail "the other runs: $(head -n 5 other.err)"
 	same_tree src dst
 }
@@ -1773,17 +1781,20 @@ SH
 	w=$(stop_worker_on "$(pwd -P)/src/big/")
 	if [ -z "$w" ]; then
 		pc_wait
-		fail "never saw the worker copying src/big (exit $rc): $(head -n 5 pc.err)"
+		fail "never saw the worker copying src/big (exit $rc):
+$(head -n 5 pc.err)"
 	fi
 	at_exit "kill -CONT $w 2>/dev/null"
 	hidden=$(find dst -name '.pcopy-tmp.*' | head -n 1)
 	if [ -n "$hidden" ]; then
-		! flock -n "$hidden" true || fail "$hidden is not locked while written"
+		! flock -n "$hidden" true ||
+		    fail "$hidden is not locked while written"
 	fi
 	kill -INT "$pid"
 	kill -CONT "$w"
 	pc_wait
-	[ "$rc" -eq 130 ] || fail "exit $rc after SIGINT, want 130: $(head -n 5 pc.err)"
+	[ "$rc" -eq 130 ] ||
+	    fail "exit $rc after SIGINT, want 130: $(head -n 5 pc.err)"
 	no_procs_left 2
 	no_temp_files dst
 	files_match src dst
@@ -1896,7 +1907,7 @@ rewriter()
 		select(undef, undef, undef, 0.0005);
 	    }' "$1" &
 	rw_pid=$!
-	at_exit "touch '$(pwd)/stop-rewriter'"
+	at_exit "touch '$(pwd)/stop-rewriter'; wait $rw_pid"
 	i=0
 	while [ -z "$(head -c 20 "$1" | tr -d '\0')" ] && [ $i -lt 500 ]; do
 		sleep 0.01
@@ -1947,7 +1958,7 @@ $(head -n 5 pc.err)"
 			;;
 		0)
 			! verify_torn v$try/big ||
-			    fail "--verify passed v$try/big, which changed while copied"
+			    fail "--verify passed v$try/big, torn by a rewrite"
 			;;
 		*)
 			fail "pcopy --verify: exit $rc: $(head -n 5 pc.err)"
@@ -1980,11 +1991,13 @@ t_fsync()
 		if [ "$rc" -ne 0 ] && [ ! -e dst2$o ]; then
 			return 0        # strace cannot trace here
 		fi
-		[ "$rc" -eq 0 ] || fail "strace pcopy $o: exit $rc: $(head -n 5 strace.err)"
+		[ "$rc" -eq 0 ] ||
+		    fail "strace pcopy $o: exit $rc: $(head -n 5 strace.err)"
 		same_tree src dst2$o
 	done
 	n=$(awk '$NF == "fsync" { print $4 }' strace--fsync.out)
-	[ "${n:-0}" -ge 56 ] || fail "--fsync: ${n:-0} fsync calls for 50 files and 6 dirs"
+	[ "${n:-0}" -ge 56 ] ||
+	    fail "--fsync: ${n:-0} fsync calls for 50 files and 6 dirs"
 	n=$(awk '$NF == "fsync" { print $4 }' strace.out)
 	[ "${n:-0}" -eq 0 ] || fail "no --fsync, yet $n fsync calls"
 }
@@ -2138,7 +2151,8 @@ t_files_from()
 		printf '%s\n' "$bad" a/b/f >list
 		pc --files-from list src dstbad
 		[ "$rc" -eq 1 ] || fail "listed '$bad': exit $rc, want 1"
-		grep -qF "'$bad'" pc.err || fail "listed '$bad' not named: $(cat pc.err)"
+		grep -qF "'$bad'" pc.err ||
+		    fail "listed '$bad' not named: $(cat pc.err)"
 		cmp src/a/b/f dstbad/a/b/f
 		[ "$(find dstbad -type f | wc -l)" -eq 1 ] ||
 		    fail "listed '$bad': copied more than a/b/f"
@@ -2173,8 +2187,10 @@ t_shard()
 		rc=0
 		wait "$b" || rc=$?
 		wrap_check shard$k.err
-		[ "$rc" -eq 0 ] || fail "--shard $k/3: exit $rc: $(head -n 5 shard$k.err)"
-		[ ! -s shard$k.err ] || fail "--shard $k/3 said: $(head -n 5 shard$k.err)"
+		[ "$rc" -eq 0 ] ||
+		    fail "--shard $k/3: exit $rc: $(head -n 5 shard$k.err)"
+		[ ! -s shard$k.err ] ||
+		    fail "--shard $k/3 said: $(head -n 5 shard$k.err)"
 	done
 	find src -type d -printf '%P\n' | sort >dirs
 	find src ! -type d -printf '%P\n' | sort >all
@@ -2189,7 +2205,8 @@ t_shard()
 $(sort files1 files2 files3 | diff - all | head -n 10)"
 	pc_ok -u src dst
 	grep -Eq "^pcopy: 0 files, .*, $(wc -l <all) skipped" pc.err ||
-	    fail "-u after the shards: want 0 files, $(wc -l <all) skipped: $(cat pc.err)"
+	    fail "-u after the shards: want 0 files, $(wc -l <all) skipped:
+$(cat pc.err)"
 	same_tree src dst
 }
 
@@ -2236,13 +2253,15 @@ t_progress_plain()
 	done
 	mk_split src/small 4 250 100
 	pc_bg -j 1 --progress src dst
-	for stall in 1 2; do    # stop the worker twice for 1.2 s
+	stalls=0
+	while [ $stalls -lt 2 ]; do     # stop the worker twice for 1.2 s
 		w=$(stop_worker_on "$(pwd -P)/src/big/")
 		[ -n "$w" ] || break
 		at_exit "kill -CONT $w 2>/dev/null"
 		sleep 1.2
 		kill -CONT "$w"
 		sleep 0.05
+		stalls=$((stalls + 1))
 	done
 	pc_wait
 	[ "$rc" -eq 0 ] || fail "exit $rc: $(head -n 5 pc.err)"
@@ -2281,6 +2300,38 @@ t_large_chunks()
 	same_tree src dst1
 }
 
+# Large files as a user (root runs pcopy as nobody): the parent creates the
+# unnamed copy and a worker gives it its name, so the way names are given
+# must work for a descriptor that another process opened.
+t_large_chunks_user()
+{
+	runas=
+	if is_root; then
+		have setpriv || skip "setpriv missing: cannot drop root"
+		setpriv --reuid=65534 --regid=65534 --clear-groups -- true ||
+		    skip "setpriv cannot switch to uid 65534"
+		runas="setpriv --reuid=65534 --regid=65534 --clear-groups --"
+		chmod 0711 "$T"
+		chmod 0777 .
+	fi
+	$runas test -x "$PCOPY" || skip "uid 65534 cannot run $PCOPY"
+	mkdir src
+	head -c 146800640 /dev/urandom >src/big        # 140 MiB: 3 chunks
+	touch -d '2004-04-04 04:04:04.4' src/big
+	echo small >src/small
+	if is_root; then
+		chown -R 65534:65534 src
+	fi
+	rc=0
+	# shellcheck disable=SC2086 # commands and their arguments
+	timeout -k 5 $((60 * tmul)) $runas $PCOPY_WRAP "$PCOPY" -j 4 src dst \
+	    </dev/null >pc.out 2>pc.err || rc=$?
+	wrap_check pc.err
+	[ "$rc" -eq 0 ] || fail "pcopy -j 4 src dst${runas:+ as uid 65534}: exit $rc:
+$(head -n 5 pc.err)"
+	same_tree src dst
+}
+
 # A worker killed while it copies a chunk: the chunk is copied again.
 t_worker_killed_large()
 {
@@ -2298,8 +2349,9 @@ t_worker_killed_large()
 	pc_wait
 	[ "$rc" -eq 0 ] ||
 	    fail "exit $rc after a worker was killed, want 0: $(head -n 5 pc.err)"
-	grep -Eq "^pcopy: worker [0-9]+ \\(pid $w\\) killed by signal 9\$" pc.err ||
-	    fail "no 'worker N (pid $w) killed by signal 9' line: $(head -n 5 pc.err)"
+	grep -Eq "^pcopy: worker [0-9]+ \\(pid $w\\) killed by signal 9\$" \
+	    pc.err || fail "no 'worker N (pid $w) killed by signal 9' line:
+$(head -n 5 pc.err)"
 	same_tree src dst
 	no_procs_left 2
 }
@@ -2315,7 +2367,8 @@ t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
 t_sigint t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
 t_symlink_dest_dir t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
 t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
-t_sigusr1 t_progress_plain t_large_chunks t_worker_killed_large"
+t_sigusr1 t_progress_plain t_large_chunks t_large_chunks_user
+t_worker_killed_large"
 
 passed=0 failed=0 skipped=0
 
