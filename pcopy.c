@@ -3382,6 +3382,8 @@ main(int argc, char **argv)
 		dir_put(top);   /* single file: its job holds the reference */
 	if (g.dryrun)
 		g.jobs = 0;     /* -n: the parent alone, nothing is written */
+	else if (getenv("PCOPY_NO_TMPFILE"))
+		g.tmpmode = TMP_NAMED;  /* for tests: the fallback of old kernels */
 	else
 		g.tmpmode = tmp_probe(g.dstfd);
 

@@ -1777,6 +1777,10 @@ SH
 	mk_files src/small 3 10
 	chown -R 65534:65534 src
 	PC_PREFIX="unshare -m $(pwd)/noproc"
+	# kernels since 6.10 let a user link its own O_TMPFILE without /proc;
+	# PCOPY_NO_TMPFILE makes pcopy take the hidden-name path of older ones
+	PCOPY_NO_TMPFILE=1
+	export PCOPY_NO_TMPFILE
 	pc_bg -j 1 src dst
 	w=$(stop_worker_on "$(pwd -P)/src/big/")
 	if [ -z "$w" ]; then
@@ -1803,8 +1807,8 @@ $(head -n 5 pc.err)"
 	pc_wait
 	[ "$rc" -eq 0 ] || fail "exit $rc: $(head -n 5 pc.err)"
 	same_tree src dst
-	[ -n "$hidden" ] || skip "no hidden name was used: this kernel lets a user" \
-	    "link an O_TMPFILE file without /proc (Linux 6.10 and later)"
+	[ -n "$hidden" ] || fail "no hidden name was seen while a file was written"
+	[ ! -e dst/.pcopy-tmp.4242.0 ] || fail "the stale hidden name was not swept"
 }
 
 # More usage errors: each exits 2 with one line and creates nothing (see
