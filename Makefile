@@ -18,7 +18,7 @@ test: pcopy
 
 # ASan + UBSan, dynamic, with gcc: the same test suite.
 asan: pcopy-asan
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ./test.sh ./pcopy-asan
+	PCOPY_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ./test.sh ./pcopy-asan
 
 pcopy-asan: pcopy.c
 	gcc -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer $(WARN) -o $@ pcopy.c

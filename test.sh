@@ -56,6 +56,7 @@ if [ ! -x "$PCOPY" ] || [ -d "$PCOPY" ]; then
 	exit 2
 fi
 PCOPY_WRAP=${PCOPY_WRAP:-}
+PCOPY_SANITIZED=${PCOPY_SANITIZED:-}  # set by 'make asan': sanitizer reports fail a case
 tmul=1                  # timeouts are multiplied by this
 if [ -n "$PCOPY_WRAP" ]; then
 	tmul=10
@@ -138,14 +139,14 @@ pc()
 	wrap_check pc.err
 }
 
-# wrap_check FILE: under PCOPY_WRAP, if FILE (pcopy's stderr) holds lines
+# wrap_check FILE: under PCOPY_WRAP or PCOPY_SANITIZED, if FILE (stderr) holds lines
 # like valgrind's "==PID== ...", print them and set rc to 99.
 wrap_check()
 {
-	[ -n "$PCOPY_WRAP" ] || return 0
-	grep -q '^==[0-9][0-9]*==' "$1" 2>/dev/null || return 0
-	echo "PCOPY_WRAP reported errors:"
-	grep '^==[0-9][0-9]*==' "$1" | head -n 30
+	[ -n "$PCOPY_WRAP$PCOPY_SANITIZED" ] || return 0
+	grep -Eq '^==[0-9]+==|runtime error:' "$1" 2>/dev/null || return 0
+	echo "PCOPY_WRAP or the sanitizer reported errors:"
+	grep -E '^==[0-9]+==|runtime error:' "$1" | head -n 30
 	rc=99
 }
 
@@ -153,6 +154,7 @@ wrap_check()
 no_wrap()
 {
 	[ -z "$PCOPY_WRAP" ] || skip "not under PCOPY_WRAP: $1"
+	[ -z "$PCOPY_SANITIZED" ] || skip "not with a sanitizer build: $1"
 }
 
 # at_exit COMMAND: run COMMAND (which must not fail) when the case ends,
@@ -1986,7 +1988,7 @@ t_fsync()
 	mk_files src 5 10              # 50 files, 6 dirs
 	pc_ok --fsync src dst
 	same_tree src dst
-	have strace && [ -z "$PCOPY_WRAP" ] || return 0
+	have strace && [ -z "$PCOPY_WRAP" ] && [ -z "$PCOPY_SANITIZED" ] || return 0
 	for o in --fsync ""; do
 		rc=0
 		timeout -k 5 60 strace -f -c -o strace$o.out -e trace=fsync \
