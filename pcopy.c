@@ -2396,6 +2396,54 @@ dest_full(int err)
 static void job_done(struct job *j, const struct msg *m, const struct rep *r);
 
 /*
+ * Say what a worker's report on entry e of directory d means: one line
+ * naming the source (reading) or destination (writing) path.
+ */
+static void
+rep_print(struct dir *d, const struct ent *e, const struct rep *rp)
+{
+	const char *why = NULL;
+	char *p;
+
+	switch (rp->what) {
+	case R_VANISHED: why = "vanished before it could be copied"; break;
+	case R_SHRUNK: why = "shrank while being copied; not copied"; break;
+	case R_BADCOPY: why = "verification failed: the copy differs from the source; not copied"; break;
+	case R_KILLED:
+		p = src_path(d, ent_name(e));
+		warn_path(1, p, "a worker was killed %u times while copying it; giving up", MAX_DEATHS);
+		free(p);
+		return;
+	case R_CHANGED:
+		p = src_path(d, ent_name(e));
+		warn_path(1, p, "changed size while being copied (%llu bytes, now %llu)",
+		    (unsigned long long)e->size, (unsigned long long)rp->val);
+		free(p);
+		return;
+	case R_NOXATTR:
+		if (!g.noxattr_warned++)
+			warn_path(0, g.dst, "extended attributes not supported; not copied");
+		return;
+	case R_FAIL_DST:
+		if (rp->err == ENOSPC || rp->err == EDQUOT)
+			dest_full(rp->err);
+		else if (rp->err == EISDIR) {
+			p = dst_path(d, ent_dname(e));
+			warn_path(1, p, "cannot overwrite directory with non-directory");
+			free(p);
+		} else
+			warn_entry(1, 1, d, ent_dname(e), rp->err);
+		return;
+	default:
+		warn_entry(1, 0, d, ent_name(e), rp->err);
+		return;
+	}
+	p = src_path(d, ent_name(e));
+	warn_path(1, p, "%s", why);
+	free(p);
+}
+
+/*
  * A chunk of a large file is done.  After the last one, queue the finish
  * job -- or, if a chunk failed, account for the file as failed (through
  * job_done, with the chunk's report) and let its unnamed copy vanish.
@@ -2463,59 +2511,11 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 				warn_entry(1, 1, d, ent_dname(e), errno);
 			ok = 0;
 		}
-		if (rp) {
-			switch (rp->what) {
-			case R_SKIP:
-				g.skipped++;
-				g.bytes_skipped += S_ISREG(e->mode) ? e->size : 0;
-				break;
-			case R_VANISHED:
-				p = src_path(d, ent_name(e));
-				warn_path(1, p, "vanished before it could be copied");
-				free(p);
-				break;
-			case R_CHANGED:
-				p = src_path(d, ent_name(e));
-				warn_path(1, p, "changed size while being copied (%llu bytes, now %llu)",
-				    (unsigned long long)e->size, (unsigned long long)rp->val);
-				free(p);
-				break;
-			case R_KILLED:
-				p = src_path(d, ent_name(e));
-				warn_path(1, p, "worker killed %u times while copying it; giving up", MAX_DEATHS);
-				free(p);
-				break;
-			case R_SHRUNK:
-				p = src_path(d, ent_name(e));
-				warn_path(1, p, "shrank while being copied; not copied");
-				free(p);
-				break;
-			case R_BADCOPY:
-				p = src_path(d, ent_name(e));
-				warn_path(1, p, "verification failed: the copy differs from the source; not copied");
-				free(p);
-				break;
-			case R_NOXATTR:
-				if (!g.noxattr_warned++)
-					warn_path(0, g.dst, "extended attributes not supported; not copied");
-				break;
-			case R_FAIL_DST:
-				if (rp->err == ENOSPC || rp->err == EDQUOT) {
-					dest_full(rp->err);
-					break;
-				}
-				if (rp->err == EISDIR) {
-					p = dst_path(d, ent_dname(e));
-					warn_path(1, p, "cannot overwrite directory with non-directory");
-					free(p);
-					break;
-				}
-				warn_entry(1, 1, d, ent_dname(e), rp->err);
-				break;
-			default:
-				warn_entry(1, 0, d, ent_name(e), rp->err);
-			}
-		}
+		if (rp && rp->what == R_SKIP) {
+			g.skipped++;
+			g.bytes_skipped += S_ISREG(e->mode) ? e->size : 0;
+		} else if (rp)
+			rep_print(d, e, rp);
 		if (ok && !(rp && rp->what == R_SKIP)) {
 			g.copied++;
 			if (g.verbose) {
@@ -2589,7 +2589,7 @@ wk_input(unsigned i)
 				struct ent *e = job_ent(j, idx);
 				char *p = src_path(j->dir, ent_name(e));
 
-				warn_path(1, p, "worker killed %u times while copying it; giving up", j->deaths);
+				warn_path(1, p, "a worker was killed %u times while copying it; giving up", j->deaths);
 				free(p);
 				e->flags |= ENT_DROP;
 				g.failed++;
@@ -3053,6 +3053,43 @@ fd_budget(void)
 		g.fdlimit = 16;
 }
 
+/* Signals: a self-pipe wakes poll(); see on_signal. */
+static void
+signals_setup(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	signal(SIGPIPE, SIG_IGN);
+	if (pipe(g.sigpipe) < 0)
+		die("pipe: %s", strerror(errno));
+	fcntl(g.sigpipe[0], F_SETFL, O_NONBLOCK);
+	fcntl(g.sigpipe[1], F_SETFL, O_NONBLOCK);
+	fcntl(g.sigpipe[0], F_SETFD, FD_CLOEXEC);
+	fcntl(g.sigpipe[1], F_SETFD, FD_CLOEXEC);
+	catch_signal(SIGINT, &sa);
+	catch_signal(SIGHUP, &sa);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* The worker slots, their shared page, and the workers themselves. */
+static void
+wk_start(void)
+{
+	unsigned i;
+
+	g.wk = xmalloc((g.jobs + 1) * sizeof *g.wk);
+	g.ws = mmap(NULL, (g.jobs + 1) * sizeof *g.ws, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (g.ws == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
+	for (i = 0; i < g.jobs; i++)
+		g.wk[i].fd = -1;
+	for (i = 0; i < g.jobs; i++)
+		if (wk_spawn(i) < 0)
+			die("cannot start workers: %s", strerror(errno));
+}
+
 /* -- usage and main -- */
 
 static void
@@ -3273,11 +3310,10 @@ split_path(const char *path, const char **base)
 
 /*
  * Open SOURCE and DEST and make the top struct dir: the tree's top for a
- * directory, or the two parent directories for a single file, whose one
- * entry is queued here.
+ * directory, or the two parent directories for a single file.
  */
 static struct dir *
-setup_top(const struct stat *st)
+setup_dirs(const struct stat *st)
 {
 	struct dir *d = xmalloc(sizeof *d);
 	struct stat dst;
@@ -3332,6 +3368,34 @@ setup_top(const struct stat *st)
 	free(ddir);
 	free(d->rel);
 	d->rel = NULL;
+	return d;
+}
+
+/*
+ * Set up the top: open SOURCE and DEST (setup_dirs), decide how files get
+ * their names, and for a single-file SOURCE queue its one entry.
+ */
+static struct dir *
+setup_top(const struct stat *st)
+{
+	struct dir *d = setup_dirs(st);
+	const char *sbase, *dbase;
+	struct stat dst;
+	char *dir;
+
+	g.dstfd = d->dfd;
+	if (g.dryrun)
+		;
+	else if (getenv("PCOPY_NO_TMPFILE"))
+		g.tmpmode = TMP_NAMED;  /* for tests: the fallback of old kernels */
+	else
+		g.tmpmode = tmp_probe(g.dstfd);
+	if (S_ISDIR(st->st_mode))
+		return d;
+	/* one file or symlink: DEST names the copy */
+	free(split_path(g.src, &sbase));
+	dir = split_path(g.dst, &dbase);
+	free(dir);
 	if (g.dryrun)
 		printf("%s %s\n", lstat(g.dst, &dst) == 0 ? "replace" : "create", g.dst);
 	else {
@@ -3341,13 +3405,12 @@ setup_top(const struct stat *st)
 	return d;
 }
 
+
 int
 main(int argc, char **argv)
 {
-	struct sigaction sa = { .sa_handler = on_signal };
 	struct stat st;
 	struct dir *top;
-	unsigned i;
 
 	parse_args(argc, argv);
 	if (lstat(g.src, &st) < 0)
@@ -3356,47 +3419,22 @@ main(int argc, char **argv)
 		die("'%s': not a directory, regular file or symlink", g.src);
 	g.euid = geteuid();
 	g.egid = getegid();
-	umask(0);               /* modes are set exactly; dirs start 0700 */
-	g.t0 = now_ms();
-	signal(SIGPIPE, SIG_IGN);
-	fd_budget();
-	if (pipe(g.sigpipe) < 0)
-		die("pipe: %s", strerror(errno));
-	fcntl(g.sigpipe[0], F_SETFL, O_NONBLOCK);
-	fcntl(g.sigpipe[1], F_SETFL, O_NONBLOCK);
-	fcntl(g.sigpipe[0], F_SETFD, FD_CLOEXEC);
-	fcntl(g.sigpipe[1], F_SETFD, FD_CLOEXEC);
-	catch_signal(SIGINT, &sa);
-	catch_signal(SIGHUP, &sa);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-
 	g.topdev = st.st_dev;
+	g.t0 = now_ms();
+	umask(0);               /* modes are set exactly; dirs start 0700 */
+	fd_budget();
+	signals_setup();
+	if (g.dryrun)
+		g.jobs = 0;     /* -n: the parent alone, nothing is written */
+
 	top = setup_top(&st);
-	g.dstfd = top->dfd;
 	g.walking = S_ISDIR(st.st_mode);
 	g.top = g.walking ? top : NULL;
 	if (g.walking && g.progress && !g.list)
 		census_start(top->sfd);
 	if (!g.walking)
 		dir_put(top);   /* single file: its job holds the reference */
-	if (g.dryrun)
-		g.jobs = 0;     /* -n: the parent alone, nothing is written */
-	else if (getenv("PCOPY_NO_TMPFILE"))
-		g.tmpmode = TMP_NAMED;  /* for tests: the fallback of old kernels */
-	else
-		g.tmpmode = tmp_probe(g.dstfd);
-
-	g.wk = xmalloc((g.jobs + 1) * sizeof *g.wk);
-	g.ws = mmap(NULL, (g.jobs + 1) * sizeof *g.ws, PROT_READ | PROT_WRITE,
-	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (g.ws == MAP_FAILED)
-		die("mmap: %s", strerror(errno));
-	for (i = 0; i < g.jobs; i++)
-		g.wk[i].fd = -1;
-	for (i = 0; i < g.jobs; i++)
-		if (wk_spawn(i) < 0)
-			die("cannot start workers: %s", strerror(errno));
+	wk_start();
 
 	run();
 	shutdown_workers();
