@@ -73,10 +73,12 @@
  * be linked (no /proc, no capability) the file is written under a hidden
  * name ".pcopy-tmp.<pid>.<n>" held with flock() and renamed into place.  A
  * later run into the same directory removes such files when no flock holds
- * them.  So a name in DEST is always a complete file.  A file of CHUNK_MIN
- * bytes or more is split: the parent creates its unnamed copy, sized up
- * front, queues one ENT_CHUNK job per CHUNK_SIZE bytes -- idle workers take
- * them in parallel -- and after the last one an ENT_FINISH job.
+ * them.  So a name in DEST is always a complete file.  On a network file
+ * system, a file of CHUNK_MIN bytes or more is split: the parent creates
+ * its unnamed copy, sized up front, queues one ENT_CHUNK job per CHUNK_SIZE
+ * bytes -- idle workers take them in parallel -- and after the last one an
+ * ENT_FINISH job; the worker sets the metadata and the parent, which
+ * opened the file, links it under its name.
  *
  * Failures.  A worker that dies (end of file on its channel) is reaped and
  * named on stderr; the jobs it held go back to the front of the queue and a
@@ -110,6 +112,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -145,8 +148,8 @@
 #define MSG_MAX (32 << 10)      /* largest message: far below the socket buffer (~200 KiB) */
 #define COPY_CHUNK (8 << 20)    /* bytes per copy call: bounds how long ^C waits */
 #define BUF_SIZE (128 << 10)    /* read/write fallback buffer */
-#define CHUNK_MIN (128 << 20)  /* files this big are split across workers ... */
-#define CHUNK_SIZE (64 << 20)  /* ... in chunks of this many bytes */
+#define CHUNK_MIN (128 << 20)  /* on network file systems, files this big ... */
+#define CHUNK_SIZE (64 << 20)  /* ... are split in chunks of this many bytes */
 #define MAX_DEATHS 3            /* a job that kills this many workers fails its entry */
 #define FD_RESERVE 64           /* descriptors kept free for workers and files */
 #define TICK_MS 100             /* progress refresh: 10 times a second at most */
@@ -303,6 +306,7 @@ static struct {
 	/* set up by main, read by all */
 	const char *src, *dst;  /* as given (for messages) */
 	int tmpmode;            /* TMP_*: how workers name new files */
+	int chunky;             /* split large files: DEST is a network file system */
 	uid_t euid;
 	gid_t egid;
 	/* parent only */
@@ -1682,7 +1686,7 @@ batch_add(struct dir *d, const char *name, const char *dname,
 	struct job *j;
 	size_t need;
 
-	if (S_ISREG(st->st_mode) && st->st_size >= CHUNK_MIN && g.jobs > 1 &&
+	if (g.chunky && S_ISREG(st->st_mode) && st->st_size >= CHUNK_MIN && g.jobs > 1 &&
 	    dname == NULL && g.tmpmode != TMP_NAMED && !g.verify && !g.update &&
 	    (uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size &&
 	    big_add(d, name, st, flags) == 0)
@@ -3032,6 +3036,37 @@ tmp_probe(int dfd)
 	return mode;
 }
 
+/*
+ * Split large files across workers?  Only where DEST is a network or
+ * cluster file system: on local ones (tmpfs, ext4) writes to one inode
+ * serialize on its lock, and splitting measured no faster and up to 75%
+ * more CPU.  PCOPY_CHUNK=1 forces it (the tests use it).
+ */
+static int
+chunk_wanted(int dfd)
+{
+	static const unsigned long net[] = {
+		0x6969,                 /* NFS */
+		0xff534d42, 0xfe534d42, /* CIFS, SMB2 */
+		0x0bd00bd0,             /* Lustre */
+		0x00c36400,             /* CephFS */
+		0x47504653,             /* GPFS */
+		0x19830326,             /* BeeGFS */
+		0x65735546,             /* FUSE */
+	};
+	struct statfs sf;
+	size_t i;
+
+	if (getenv("PCOPY_CHUNK"))
+		return 1;
+	if (dfd < 0 || fstatfs(dfd, &sf) < 0)
+		return 0;
+	for (i = 0; i < sizeof net / sizeof net[0]; i++)
+		if ((unsigned long)sf.f_type == net[i])
+			return 1;
+	return 0;
+}
+
 /* Raise the descriptor limit to the hard one and budget the walk's share. */
 static void
 fd_budget(void)
@@ -3384,6 +3419,7 @@ setup_top(const struct stat *st)
 	char *dir;
 
 	g.dstfd = d->dfd;
+	g.chunky = chunk_wanted(g.dstfd);
 	if (g.dryrun)
 		;
 	else if (getenv("PCOPY_NO_TMPFILE"))

@@ -2296,7 +2296,9 @@ mk_chunky()
 	touch -d '2003-03-03 03:03:03.333333333' "$1"
 }
 
-# Large files are split into chunks copied by several workers.
+# Large files: copied whole on a local file system, and split into chunks
+# copied by several workers where pcopy splits them (network file systems;
+# PCOPY_CHUNK=1 forces it here).
 t_large_chunks()
 {
 	mkdir src
@@ -2306,6 +2308,10 @@ t_large_chunks()
 	same_tree src dst4
 	pc_ok -j 1 src dst1
 	same_tree src dst1
+	PCOPY_CHUNK=1
+	export PCOPY_CHUNK
+	pc_ok -j 4 src dstc
+	same_tree src dstc
 }
 
 # Large files as a user (root runs pcopy as nobody): the parent creates the
@@ -2323,6 +2329,8 @@ t_large_chunks_user()
 		chmod 0777 .
 	fi
 	$runas test -x "$PCOPY" || skip "uid 65534 cannot run $PCOPY"
+	PCOPY_CHUNK=1
+	export PCOPY_CHUNK
 	mkdir src
 	head -c 146800640 /dev/urandom >src/big        # 140 MiB: 3 chunks
 	touch -d '2004-04-04 04:04:04.4' src/big
@@ -2369,6 +2377,8 @@ t_killer_entry()
 # A worker killed while it copies a chunk: the chunk is copied again.
 t_worker_killed_large()
 {
+	PCOPY_CHUNK=1
+	export PCOPY_CHUNK
 	mkdir src
 	mk_chunky src/big
 	echo small >src/small
