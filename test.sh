@@ -1311,6 +1311,22 @@ $(head -n 5 tty.lines)"
 	grep -q '^pcopy: ' tty.lines || fail "no summary line"
 }
 
+# No operands and a terminal on stdin: pcopy asks for the folder, then
+# copies it to FOLDER-copy like the program it replaces.
+t_prompt()
+{
+	have script || skip "script (util-linux) missing"
+	case $PCOPY in *"'"*) skip "pcopy path contains a quote" ;; esac
+	mk_files src 3 10
+	rc=0
+	printf 'src\n' | timeout -k 5 $((60 * tmul)) \
+	    script -qec "$PCOPY_WRAP '$PCOPY' -q" /dev/null >tty.out 2>&1 || rc=$?
+	wrap_check tty.out
+	[ "$rc" -eq 0 ] || fail "pcopy under script exited $rc: $(head -c 300 tty.out)"
+	grep -q 'Folder to copy: ' tty.out || fail "no prompt: $(head -c 300 tty.out)"
+	same_tree src src-copy
+}
+
 t_progress_flag()
 {
 	mk_big_tree src
@@ -2406,7 +2422,7 @@ ALL="t_compare_detects t_binary_bytes t_sizes t_nested t_many_small t_big_dir
 t_odd_names t_long_path t_symlinks t_modes t_mtimes t_hardlinks
 t_hardlinks_special t_special_files t_socket t_default_dest t_single_file
 t_merge t_merge_no_follow t_dest_inside t_usage_errors t_jobs_forms
-t_help_version t_quiet t_summary t_progress_tty t_progress_flag t_verbose
+t_help_version t_quiet t_summary t_progress_tty t_prompt t_progress_flag t_verbose
 t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
 t_sigint t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
 t_symlink_dest_dir t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
