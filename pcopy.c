@@ -2682,11 +2682,13 @@ progress_show(int force)
 	if (done > tf)
 		tf = done;
 	dt = (t - lastt) / 1000.0;
-	if (lastt && dt > 0.05) {
-		double a = dt / (3.0 + dt);     /* ~3 s smoothing */
+	if (t - g.t0 < 3000 && t > g.t0) {
+		/* the first seconds: the mean so far, steadier than any sample */
+		frate = done * 1000.0 / (t - g.t0);
+		brate = bdone * 1000.0 / (t - g.t0);
+	} else if (lastt && dt > 0.05) {
+		double a = dt / (3.0 + dt);     /* then ~3 s smoothing */
 
-		if (frate == 0 && brate == 0)
-			a = 1;                  /* first sample: no history to smooth */
 		frate += a * ((done - lastf) / dt - frate);
 		brate += a * ((bdone - lastb) / dt - brate);
 	}
