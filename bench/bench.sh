@@ -90,7 +90,8 @@ for t in "${TOOLS[@]}"; do
 done
 
 WORK=$(mktemp -d /tmp/pcopy-bench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+GRAVES=()        # graveyards of earlier copies, removed at the very end
+trap 'rm -rf "$WORK" "${GRAVES[@]}"' EXIT
 RAW=$WORK/runs.tsv
 : >"$RAW"
 mkdir -p "$WORK/logs"
@@ -127,6 +128,18 @@ set_cmd() {
 # (echo 1 > drop_caches: the freed inodes' table blocks go) and read the
 # source back in, untimed, to keep the cache warm for the source.
 NOJ=0   # 1 while the current table is on such a file system, with >= 1000 entries
+#
+# Dropping the cache is not enough when several processes create files at
+# once: the allocator reads the table blocks back in and every process then
+# walks past the same freed inodes (pcopy -j2 spent 2.5x the CPU of -j1 in
+# that state, 3x its time in a copy right after rm -rf).  No user copies
+# into the inodes of a tree deleted seconds earlier, so on such a file
+# system we do not delete between runs at all: each earlier copy is renamed
+# into a graveyard (no inode is freed) and the graveyards are removed when
+# the whole benchmark ends.  That needs disk space for every run's copy;
+# without it we fall back to rm -rf + dropping the cache (FRESH=0).
+FRESH=0
+GRAVE=
 
 nojournal_ext4() {  # DIR: is DIR on ext4 mounted without a journal?
 	local src dev
@@ -136,8 +149,14 @@ nojournal_ext4() {  # DIR: is DIR on ext4 mounted without a journal?
 	! compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null
 }
 
-# prepare_dst DST SRC: remove DST and flush, so every run starts alike.
+# prepare_dst DST SRC: remove DST (or move it to the graveyard) and flush,
+# so every run starts alike.
 prepare_dst() {
+	if [ $FRESH = 1 ]; then
+		[ ! -e "$1" ] || mv "$1" "$GRAVE/$RANDOM$RANDOM$RANDOM"
+		sync
+		return
+	fi
 	rm -rf "$1"
 	sync
 	if [ $drop = 1 ]; then
@@ -273,7 +292,7 @@ header() {
 		echo "- pcopy: $PCOPY: $(timeout 5 "$PCOPY" --version 2>&1 </dev/null | head -n 1 || true)"
 	fi
 	echo "- peers: $(cp --version | head -n 1); $(rsync --version 2>/dev/null | head -n 1); $(tar --version | head -n 1)"
-	echo "- rounds: $rounds, round-robin with the order rotated each round; warm page cache$([ $drop = 1 ] && echo ' dropped before each run' || true); DST removed + sync before each run"
+	echo "- rounds: $rounds, round-robin with the order rotated each round; warm page cache$([ $drop = 1 ] && echo ' dropped before each run' || true); DST removed (on ext4 without journal: renamed aside) + sync before each run"
 	echo "- ratio = tool wall / cp-a wall in the same round; the column is the median over rounds"
 	echo
 }
@@ -293,13 +312,30 @@ for f in "${FSS[@]}"; do
 		src=$base/corpus/$c/src dst=$base/dst
 		NOJ=0 NOJ_FAILED=0
 		if nojournal_ext4 "$base" && [ "$(find "$src" | head -n 1000 | wc -l)" = 1000 ]; then NOJ=1; fi
+		FRESH=0
+		if [ $NOJ = 1 ] && [ $drop = 0 ]; then
+			need=$(( ($(du -sk "$src" | cut -f1) + 4 * $(find "$src" | wc -l)) * (rounds * ${#TOOLS[@]} + 3) ))
+			avail=$(df -Pk "$base" | awk 'NR == 2 { print $4 }')
+			if [ "$avail" -gt $((need + 4194304)) ]; then
+				FRESH=1
+				GRAVE=$base/graveyard.$$
+				mkdir -p "$GRAVE"
+				GRAVES+=("$GRAVE")
+			else
+				log "not enough space on $base to keep every copy ($((need / 1048576)) GiB): rm -rf + drop_caches between runs instead"
+			fi
+		fi
 		desc="$(find "$src" | wc -l) entries, $(du -sh --apparent-size "$src" | cut -f1)B"
 		log "== corpus $c on $f ($desc): verify, then $rounds round(s) of: ${TOOLS[*]}"
 		section=$WORK/section.md
 		{
 			echo "## $c on $f ($desc at $src)"
 			echo
-			[ $NOJ = 1 ] && [ $drop = 0 ] && echo "ext4 without journal: page cache dropped and the source read back in before each run (see bench/README.md)" && echo
+			if [ $FRESH = 1 ]; then
+				echo "ext4 without journal: no copy is deleted during the benchmark (each earlier copy is renamed aside), so no run creates files among just-freed inodes (see bench/README.md)" && echo
+			elif [ $NOJ = 1 ] && [ $drop = 0 ]; then
+				echo "ext4 without journal: page cache dropped and the source read back in before each run (see bench/README.md)" && echo
+			fi
 		} >"$section"
 		if [[ " ${TOOLS[*]} " == *" pcopy "* ]]; then
 			verify "$src" "$dst" >>"$section"
@@ -316,7 +352,7 @@ for f in "${FSS[@]}"; do
 				run_one "$c" "$f" "$r" "$t" "$src" "$dst"
 			done
 		done
-		rm -rf "$dst"
+		prepare_dst "$dst" "$src"
 		table "$c" "$f" >>"$section"
 		failure_logs "$c" "$f" >>"$section"
 		if [ "$NOJ_FAILED" = 1 ]; then
