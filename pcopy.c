@@ -2384,6 +2384,7 @@ static void big_done(struct job *j, const struct msg *m, const struct rep *r);
 static void
 job_drop(struct job *j)
 {
+	struct ent *e;
 	uint32_t i;
 
 	if (j->big) {           /* a chunk: the file is dropped after the last */
@@ -2394,9 +2395,7 @@ job_drop(struct job *j)
 		big_done(j, &m, NULL);
 		return;
 	}
-	for (i = 0; i < j->nent; i++) {
-		struct ent *e = job_ent(j, i);
-
+	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
 		if (e->flags & ENT_DROP)
 			continue;
 		g.dropped++;
@@ -2552,13 +2551,14 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 	uint32_t i, k = 0;
 	char *p;
 
+	struct ent *e;
+
 	g.bytes_done += m->bytes;
 	if (j->big) {
 		big_done(j, m, r);
 		return;
 	}
-	for (i = 0; i < j->nent; i++) {
-		struct ent *e = job_ent(j, i);
+	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
 		const struct rep *rp = k < m->count && r[k].idx == i ? &r[k++] : NULL;
 		int ok = rp == NULL || rp->what == R_CHANGED || rp->what == R_NOXATTR ||
 		    rp->what == R_SKIP;
