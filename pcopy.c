@@ -35,7 +35,9 @@
  *             (struct rep) name the entries that failed, were skipped or
  *             deserve a warning; every other entry was copied.
  * At most QDEPTH jobs are in flight per worker, so neither side can fill
- * the other's socket buffer and block: no deadlock.  Besides the channel,
+ * the other's socket buffer and block: no deadlock.  The dispatcher gives
+ * a worker jobs from a directory it already works in, else from one no
+ * other worker is in, so workers rarely contend for one directory.  Besides the channel,
  * each worker has a slot in a shared memory page (struct wstat) where it
  * posts which entry of which job it is on and how many bytes it has
  * written; the parent reads it for the progress line, for SIGUSR1, and to
@@ -610,6 +612,23 @@ ws_post(uint32_t idx, uint64_t bytes)
 }
 
 /*
+ * n more bytes are copied: advance *pos (if any) and the shared progress
+ * counter.  Returns -1 with EINTR when the worker was told to stop.
+ */
+static int
+copy_advance(off_t *pos, ssize_t n)
+{
+	if (pos)
+		*pos += n;
+	w.ws->bytes += n;
+	if (got_sig) {
+		errno = EINTR;
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Copy `len` bytes, or up to end of file if len < 0, with read/write:
  * from the current offsets, or with pread/pwrite at *pos (advanced) if
  * pos is not NULL.  Returns bytes copied or -1 with errno; *werr is set
@@ -644,13 +663,8 @@ copy_rw(int in, int out, off_t *pos, int64_t len, int *werr)
 			}
 		}
 		total += n;
-		if (pos)
-			*pos += n;
-		w.ws->bytes += n;
-		if (got_sig) {
-			errno = EINTR;
+		if (copy_advance(pos, n) < 0)
 			return -1;
-		}
 	}
 	return total;
 }
@@ -678,13 +692,8 @@ copy_range(int in, int out, off_t *pos, int64_t len, uint64_t hint, int *werr)
 		n = copy_file_range(in, pos ? &a : NULL, out, pos ? &b : NULL, want, 0);
 		if (n > 0) {
 			total += n;
-			if (pos)
-				*pos += n;
-			w.ws->bytes += n;
-			if (got_sig) {
-				errno = EINTR;
+			if (copy_advance(pos, n) < 0)
 				return -1;
-			}
 			if ((len >= 0 && total >= len) || ((size_t)n < want && (uint64_t)total == hint))
 				return total;
 			continue;
