@@ -1532,7 +1532,13 @@ interrupt()
 	total=$(find src -type f | wc -l)
 	pc_bg src dst
 	stop_mid_copy dst "$total" 500
-	kill -"$1" "$pid" 2>/dev/null || :
+	if [ "${3:-}" = group ]; then
+		# a terminal's ^C reaches every process of the foreground group
+		# at once: the parent and all its workers
+		kill -"$1" "$pid" $(pgrep -P "$pid") 2>/dev/null || :
+	else
+		kill -"$1" "$pid" 2>/dev/null || :
+	fi
 	kill -CONT "$pid" 2>/dev/null || :
 	pc_wait
 	if [ "$rc" -eq 0 ] && [ "$mid" -eq 0 ]; then
@@ -1563,6 +1569,36 @@ t_sigint()
 t_sighup()
 {
 	interrupt HUP 129
+}
+
+# ^C in a terminal: SIGINT to the parent and every worker at once.
+t_sigint_group()
+{
+	interrupt INT 130 group
+}
+
+# More names for one inode than DEST's file system allows (ext4: 65,000):
+# the names beyond are copied as separate files with a warning, exit 0.
+t_emlink()
+{
+	no_wrap "65,000 links are slow under valgrind"
+	have perl || skip "perl missing"
+	is_root || skip "needs root to write in /var/tmp reliably"
+	d=$(mktemp -d /var/tmp/pcopy-emlink.XXXXXX) || skip "cannot create a directory in /var/tmp"
+	at_exit "rm -rf '$d'"
+	[ "$(stat -f -c %T "$d")" = ext2/ext3 ] || skip "/var/tmp is not ext4"
+	mkdir src
+	echo data >src/f0
+	perl -e 'for (1 .. 65009) { link("src/f0", "src/f$_") or die "link: $!\n" }' ||
+	    skip "the source file system refuses 65,010 links"
+	pc src "$d/dst"
+	[ "$rc" -eq 0 ] || fail "exit $rc, want 0: $(head -n 5 pc.err)"
+	n=$(grep -c "too many links; copied as a separate file" pc.err)
+	[ "$n" -ge 10 ] || fail "want >= 10 'too many links' warnings, got $n: $(head -n 5 pc.err)"
+	[ "$(find "$d/dst" -type f | wc -l)" -eq 65010 ] || fail "not all 65,010 names copied"
+	[ "$(stat -c %h "$d/dst/f0")" -ge 64000 ] || fail "dst/f0 has $(stat -c %h "$d/dst/f0") links"
+	[ -z "$(find "$d/dst" -type f ! -size 5c)" ] || fail "a copy has the wrong size"
+	cmp src/f0 "$d/dst/f65009" || fail "dst/f65009 differs"
 }
 
 # SIGKILL to a worker mid-copy: the parent names it, replaces it, retries
@@ -2427,11 +2463,11 @@ $(head -n 5 pc.err)"
 
 ALL="t_compare_detects t_binary_bytes t_sizes t_nested t_many_small t_big_dir
 t_odd_names t_long_path t_symlinks t_modes t_mtimes t_hardlinks
-t_hardlinks_special t_special_files t_socket t_default_dest t_single_file
+t_hardlinks_special t_emlink t_special_files t_socket t_default_dest t_single_file
 t_merge t_merge_no_follow t_dest_inside t_usage_errors t_jobs_forms
 t_help_version t_quiet t_summary t_progress_tty t_prompt t_progress_flag t_verbose
 t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
-t_sigint t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
+t_sigint t_sigint_group t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
 t_symlink_dest_dir t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
 t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
 t_sigusr1 t_progress_plain t_large_chunks t_large_chunks_user
