@@ -85,7 +85,12 @@ fi
 for t in "${TOOLS[@]}"; do
 	case $t in
 	pcopy) [ -x "$PCOPY" ] || { echo "bench: pcopy not found at $PCOPY (build it or set PCOPY=...)" >&2; exit 1; } ;;
-	rsync) command -v rsync >/dev/null || { echo "bench: rsync not installed (apt-get install rsync, or --tools without it)" >&2; exit 1; } ;;
+	rsync)
+		if ! command -v rsync >/dev/null; then
+			echo "bench: rsync missing: installing Debian package 'rsync'" >&2
+			{ apt-get install -y rsync || { apt-get update && apt-get install -y rsync; }; } >&2 ||
+				{ echo "bench: rsync not installed (apt-get install rsync, or --tools without it)" >&2; exit 1; }
+		fi ;;
 	esac
 done
 
