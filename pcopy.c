@@ -2675,8 +2675,15 @@ wk_input(unsigned i)
 			job_queue(j, 1);
 		}
 		k->nfly = 0;
-		if (!got_sig && !g.stop && wk_spawn(i) < 0)
-			warn_path(1, "fork", "%s", strerror(errno));
+		if (!got_sig && !g.stop && wk_spawn(i) < 0) {
+			warn_path(1, "fork", "cannot start a new worker: %s", strerror(errno));
+			for (f = 0; f < g.jobs && g.wk[f].fd < 0; f++)
+				;
+			if (f == g.jobs) {      /* none left: stop rather than wait forever */
+				g.stop = 1;
+				g.walking = 0;
+			}
+		}
 	}
 }
 
@@ -2948,7 +2955,6 @@ run(void)
 	char sink[64];
 
 	while (!got_sig) {
-		busy = 0;
 		for (i = 0; i < 64 && walk_may(); i++)
 			if (!walk_step()) {
 				g.walking = 0;
