@@ -1577,6 +1577,22 @@ t_sigint_group()
 	interrupt INT 130 group
 }
 
+# Reading the source does not change its access times (O_NOATIME), and
+# the copy gets the source's atime.
+t_source_atime()
+{
+	mkdir src
+	head -c 10000 /dev/urandom >src/f
+	touch -a -d '2002-02-02 02:02:02.25' src/f
+	touch -m -d '2003-03-03 03:03:03.5' src/f
+	before=$(stat -c %X.%x src/f)
+	pc_ok src dst
+	[ "$(stat -c %X.%x src/f)" = "$before" ] ||
+	    fail "the source's atime changed: $before -> $(stat -c %X.%x src/f)"
+	[ "$(stat -c %x dst/f)" = "$(stat -c %x src/f)" ] ||
+	    fail "dst atime $(stat -c %x dst/f), want $(stat -c %x src/f)"
+}
+
 # More names for one inode than DEST's file system allows (ext4: 65,000):
 # the names beyond are copied as separate files with a warning, exit 0.
 t_emlink()
@@ -2463,7 +2479,7 @@ $(head -n 5 pc.err)"
 
 ALL="t_compare_detects t_binary_bytes t_sizes t_nested t_many_small t_big_dir
 t_odd_names t_long_path t_symlinks t_modes t_mtimes t_hardlinks
-t_hardlinks_special t_emlink t_special_files t_socket t_default_dest t_single_file
+t_hardlinks_special t_source_atime t_emlink t_special_files t_socket t_default_dest t_single_file
 t_merge t_merge_no_follow t_dest_inside t_usage_errors t_jobs_forms
 t_help_version t_quiet t_summary t_progress_tty t_prompt t_progress_flag t_verbose
 t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
