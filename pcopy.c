@@ -486,6 +486,27 @@ open_beneath(int dirfd, const char *rel)
 	return fd;
 }
 
+/*
+ * openat() for something of SOURCE that will be read (files, directories),
+ * with O_NOATIME where the kernel allows it (the owner, or root): reading
+ * then writes nothing to the source and its access times stay.  Parent and
+ * workers.
+ */
+static int
+src_openat(int dirfd, const char *name, int flags)
+{
+	static int noatime = O_NOATIME;
+	int fd;
+
+	fd = openat(dirfd, name, flags | noatime);
+	if (fd < 0 && errno == EPERM && noatime) {
+		fd = openat(dirfd, name, flags);
+		if (fd >= 0 && g.euid != 0)
+			noatime = 0;    /* files of others: stop asking */
+	}
+	return fd;
+}
+
 /* -- messages -- */
 
 /*
@@ -967,23 +988,12 @@ tmp_commit(int fd, int dirfd, const char *name)
 
 /*
  * Open a source file for reading: never following a symlink, never
- * blocking on a FIFO swapped in since the walk, and with O_NOATIME where
- * the kernel allows it (the owner, or root), so that reading does not
- * write the source's inode and its access time stays as it was.
+ * blocking on a FIFO swapped in since the walk.
  */
 static int
 src_open(int sfd, const char *name)
 {
-	static int noatime = O_NOATIME;
-	int fd, fl = O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
-
-	fd = openat(sfd, name, fl | noatime);
-	if (fd < 0 && errno == EPERM && noatime) {
-		fd = openat(sfd, name, fl);
-		if (fd >= 0 && g.euid != 0)
-			noatime = 0;    /* files of others: stop asking */
-	}
-	return fd;
+	return src_openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 }
 
 /*
@@ -1574,7 +1584,7 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 			d->jflags |= JF_SGID;
 		tmp_sweep(dfd);
 	}
-	sfd = openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	sfd = src_openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sfd < 0 || (read && ((dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL))) {
 		/* unreadable: it stays an empty directory with its metadata */
 		warn_entry(1, 0, up, name, errno);
@@ -2226,7 +2236,7 @@ static void
 census_start(int sfd)
 {
 	/* a new open file description: a dup() would share the walk's offset */
-	int fd = openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = src_openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *ds = fd < 0 ? NULL : fdopendir(fd);
 
 	if (ds == NULL) {
@@ -2282,7 +2292,7 @@ census_step(void)
 	}
 	if (g.onefs && st.st_dev != g.topdev)
 		return;
-	fd = openat(dirfd(c->ds), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	fd = src_openat(dirfd(c->ds), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	sub = xmalloc(sizeof *sub);
@@ -3463,7 +3473,7 @@ setup_dirs(const struct stat *st)
 	d->owner = -1;
 	if (S_ISDIR(st->st_mode)) {
 		check_nesting(st, g.dst);
-		d->sfd = open(g.src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		d->sfd = src_openat(AT_FDCWD, g.src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->sfd < 0)
 			die("'%s': %s", g.src, strerror(errno));
 		if (!g.dryrun && mkdir(g.dst, 0700) < 0 && errno != EEXIST)
