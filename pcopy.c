@@ -335,6 +335,7 @@ static struct {
 	uint64_t found, copied, failed, skipped, dropped;
 	uint64_t ndirs, bytes_found, bytes_done, bytes_skipped;
 	int status;             /* exit status so far */
+	int topdone;            /* the top directory was finished */
 	/* progress */
 	int64_t t0;             /* ms at start */
 	int64_t tlast;          /* ms of the last progress line */
@@ -1478,6 +1479,8 @@ dir_finish(struct dir *d)
 	free(d);
 	if (up)
 		dir_put(up);
+	else
+		g.topdone = 1;
 }
 
 /* Drop one pending reference; the last one finishes the directory. */
@@ -3592,6 +3595,8 @@ main(int argc, char **argv)
 		signal(sig, SIG_DFL);
 		return 128 + sig;
 	}
+	if (!g.topdone && !g.stop)
+		warn_path(1, g.dst, "internal error: a directory was never finished");
 	if (g.copied + g.failed + g.skipped + g.dropped != g.found) {
 		warn_path(1, g.src, "internal error: %llu entries found, %llu accounted for",
 		    (unsigned long long)g.found,
