@@ -30,7 +30,7 @@
  *             dominate on trees of many small files.  Two kinds of entry
  *             carry a third fd, the unnamed copy of a large file:
  *             ENT_CHUNK (copy bytes [off, off+len) into it) and ENT_FINISH
- *             (give it its metadata and name).
+ *             (give it its metadata; the parent then links it).
  *   MSG_DONE  worker -> parent: the job is finished; `count` reports
  *             (struct rep) name the entries that failed, were skipped or
  *             deserve a warning; every other entry was copied.
@@ -67,8 +67,9 @@
  * is reported done and are then link()ed by the parent.  EMLINK: the name
  * is copied instead, with a warning.
  *
- * Files.  A worker creates each file unnamed (O_TMPFILE) in its destination
- * directory, copies the data (copy_file_range, read/write fallback, holes
+ * Files.  A worker opens the source (O_NOATIME where allowed: reading
+ * writes nothing to SOURCE), creates the copy unnamed (O_TMPFILE) in its
+ * destination directory, copies the data (copy_file_range, read/write fallback, holes
  * kept with SEEK_DATA/SEEK_HOLE), sets owner, mode, xattrs and times in that
  * order (chown clears set-uid bits; writing data clears capabilities; times
  * go last), and only then links it under its name.  Where O_TMPFILE cannot
@@ -194,7 +195,7 @@ enum {
 	ENT_HLFIRST = 1,        /* first name of a hard link group: report to the table */
 	ENT_DROP = 2,           /* parent gave up on this entry: worker skips it */
 	ENT_CHUNK = 4,          /* copy [off, off+len) into the job's third fd */
-	ENT_FINISH = 8,         /* give the job's third fd its metadata and name */
+	ENT_FINISH = 8,         /* give the job's third fd its metadata (parent names it) */
 };
 
 struct rep {                    /* one report in a result */
