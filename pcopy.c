@@ -69,10 +69,10 @@
  *
  * Files.  A worker opens the source (O_NOATIME where allowed: reading
  * writes nothing to SOURCE), creates the copy unnamed (O_TMPFILE) in its
- * destination directory, copies the data (copy_file_range, read/write fallback, holes
- * kept with SEEK_DATA/SEEK_HOLE), sets owner, mode, xattrs and times in that
- * order (chown clears set-uid bits; writing data clears capabilities; times
- * go last), and only then links it under its name.  Where O_TMPFILE cannot
+ * destination directory, copies the data (copy_file_range, read/write
+ * fallback, holes kept with SEEK_DATA/SEEK_HOLE), sets owner, mode, xattrs
+ * and times in that order (chown clears set-uid bits; writing data clears
+ * capabilities; times go last), and only then links it under its name.  Where O_TMPFILE cannot
  * be linked (no /proc, no capability) the file is written under a hidden
  * name ".pcopy-tmp.<pid>.<n>" held with flock() and renamed into place.  A
  * later run into the same directory removes such files when no flock holds
