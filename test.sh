@@ -1593,6 +1593,35 @@ t_source_atime()
 	    fail "dst atime $(stat -c %x dst/f), want $(stat -c %x src/f)"
 }
 
+# Files that vanish or change size between the walk and their copy are
+# named and counted (exit 1); the grown file is copied as read.
+t_vanish_grow()
+{
+	mkdir src
+	head -c 268435456 /dev/zero >src/big
+	echo three >src/small3
+	echo four >src/small4
+	printf 'big\nsmall3\nsmall4\n' >list
+	pc_bg -j 1 --files-from list src dst
+	w=$(stop_worker_on "$(pwd -P)/src/big")
+	if [ -z "$w" ]; then
+		pc_wait
+		skip "never saw the worker copying src/big"
+	fi
+	rm src/small3
+	echo "four, and more" >>src/small4
+	kill -CONT "$w"
+	pc_wait
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
+	grep -q "^pcopy: 'src/small3': vanished before it could be copied\$" pc.err ||
+	    fail "small3 not reported as vanished: $(head -n 5 pc.err)"
+	grep -q "^pcopy: 'src/small4': changed size while being copied" pc.err ||
+	    fail "small4 not reported as changed: $(head -n 5 pc.err)"
+	[ ! -e dst/small3 ] || fail "dst/small3 exists"
+	cmp src/small4 dst/small4 || fail "dst/small4 is not the file as read"
+	cmp src/big dst/big || fail "dst/big differs"
+}
+
 # More names for one inode than DEST's file system allows (ext4: 65,000):
 # the names beyond are copied as separate files with a warning, exit 0.
 t_emlink()
@@ -2479,7 +2508,7 @@ $(head -n 5 pc.err)"
 
 ALL="t_compare_detects t_binary_bytes t_sizes t_nested t_many_small t_big_dir
 t_odd_names t_long_path t_symlinks t_modes t_mtimes t_hardlinks
-t_hardlinks_special t_source_atime t_emlink t_special_files t_socket t_default_dest t_single_file
+t_hardlinks_special t_source_atime t_vanish_grow t_emlink t_special_files t_socket t_default_dest t_single_file
 t_merge t_merge_no_follow t_dest_inside t_usage_errors t_jobs_forms
 t_help_version t_quiet t_summary t_progress_tty t_prompt t_progress_flag t_verbose
 t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
