@@ -990,12 +990,19 @@ tmp_commit(int fd, int dirfd, const char *name)
 
 /*
  * Open a source file for reading: never following a symlink, never
- * blocking on a FIFO swapped in since the walk.
+ * blocking on a FIFO swapped in since the walk.  On failure fill *r
+ * (R_VANISHED if it is gone) and return -1.
  */
 static int
-src_open(int sfd, const char *name)
+src_open(int sfd, const char *name, struct rep *r)
 {
-	return src_openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	int fd = src_openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0) {
+		r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
+		r->err = errno;
+	}
+	return fd;
 }
 
 /*
@@ -1046,12 +1053,8 @@ copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 		r->what = R_SKIP;
 		return 1;
 	}
-	in = src_open(sfd, sname);
-	if (in < 0) {
-		r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
-		r->err = errno;
+	if ((in = src_open(sfd, sname, r)) < 0)
 		return -1;
-	}
 	out = tmp_create(dfd, cmode);
 	if (out < 0) {
 		r->what = R_FAIL_DST;
@@ -1118,12 +1121,8 @@ copy_chunk(int sfd, int out, const struct ent *e, struct rep *r)
 	off_t pos = e->off;
 	int64_t n;
 
-	in = src_open(sfd, ent_name(e));
-	if (in < 0) {
-		r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
-		r->err = errno;
+	if ((in = src_open(sfd, ent_name(e), r)) < 0)
 		return -1;
-	}
 	n = copy_range(in, out, &pos, e->len, 0, &werr);
 	r->err = errno;
 	close(in);
@@ -1150,12 +1149,8 @@ finish_big(int sfd, int out, const struct ent *e, int always_chown, struct rep *
 {
 	int in;
 
-	in = src_open(sfd, ent_name(e));
-	if (in < 0) {
-		r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
-		r->err = errno;
+	if ((in = src_open(sfd, ent_name(e), r)) < 0)
 		return -1;
-	}
 	r->what = R_FAIL_DST;
 	if (meta_owner_mode(out, -1, NULL, e, always_chown, e->mode & 0777) < 0)
 		goto fail;
