@@ -1774,6 +1774,30 @@ $(head -n 5 pc.err)"
 	same_tree src/other dst/other
 }
 
+# A directory of DEST swapped for a symlink while pcopy is copying into it:
+# the writes stay in the real directory (held by descriptor), never go
+# through the symlink.
+t_symlink_swap()
+{
+	mkdir -p src/sub outside
+	head -c 268435456 /dev/zero >src/sub/big
+	for n in 1 2 3 4 5; do echo "$n" >src/sub/f$n; done
+	pc_bg -j 1 src dst
+	w=$(stop_worker_on "$(pwd -P)/src/sub/big")
+	if [ -z "$w" ]; then
+		pc_wait
+		skip "never saw the worker copying src/sub/big"
+	fi
+	mv dst/sub dst/sub.real
+	ln -s "$(pwd)/outside" dst/sub
+	kill -CONT "$w"
+	pc_wait
+	[ "$rc" -eq 0 ] || fail "exit $rc, want 0: $(head -n 5 pc.err)"
+	[ -z "$(ls -A outside)" ] || fail "wrote through the swapped-in symlink: $(ls -A outside)"
+	[ -L dst/sub ] || fail "dst/sub is no longer the symlink"
+	same_tree src/sub dst/sub.real
+}
+
 # Hidden names of a killed run are removed by the next run into the same
 # directory, unless a live process holds their lock.
 t_stale_temp()
@@ -2513,7 +2537,7 @@ t_merge t_merge_no_follow t_dest_inside t_usage_errors t_jobs_forms
 t_help_version t_quiet t_summary t_progress_tty t_prompt t_progress_flag t_verbose
 t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
 t_sigint t_sigint_group t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
-t_symlink_dest_dir t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
+t_symlink_dest_dir t_symlink_swap t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
 t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
 t_sigusr1 t_progress_plain t_large_chunks t_large_chunks_user
 t_worker_killed_large t_killer_entry"
