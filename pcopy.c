@@ -37,11 +37,11 @@
  * At most QDEPTH jobs are in flight per worker, so neither side can fill
  * the other's socket buffer and block: no deadlock.  The dispatcher gives
  * a worker jobs from a directory it already works in, else from one no
- * other worker is in, so workers rarely contend for one directory.  Besides the channel,
- * each worker has a slot in a shared memory page (struct wstat) where it
- * posts which entry of which job it is on and how many bytes it has
- * written; the parent reads it for the progress line, for SIGUSR1, and to
- * know which entry a dead worker was copying.
+ * other worker is in, so workers rarely contend for one directory.
+ * Besides the channel, each worker has a slot in a shared memory page
+ * (struct wstat) where it posts which entry of which job it is on and how
+ * many bytes it has written; the parent reads it for the progress line,
+ * for SIGUSR1, and to know which entry a dead worker was copying.
  *
  * The walk.  The parent reads directories with openat/fdopendir/fstatat
  * from descriptors, depth first.  Each directory gets a struct dir that
@@ -72,11 +72,14 @@
  * destination directory, copies the data (copy_file_range, read/write
  * fallback, holes kept with SEEK_DATA/SEEK_HOLE), sets owner, mode, xattrs
  * and times in that order (chown clears set-uid bits; writing data clears
- * capabilities; times go last), and only then links it under its name.  Where O_TMPFILE cannot
- * be linked (no /proc, no capability) the file is written under a hidden
- * name ".pcopy-tmp.<pid>.<n>" held with flock() and renamed into place.  A
- * later run into the same directory removes such files when no flock holds
- * them.  So a name in DEST is always a complete file.  On a network file
+ * capabilities; times go last), and only then links it under its name; a
+ * name that exists already is replaced by linking to a hidden name and
+ * rename().  Where O_TMPFILE cannot be linked (no /proc, no capability)
+ * the file is written under a hidden name ".pcopy-tmp.<pid>.<n>" and
+ * renamed into place.  Hidden names of regular files are flock()ed before
+ * they appear; a later run into the same directory removes those no lock
+ * holds (left by a killed run).  So a name in DEST is always a complete
+ * file.  On a network file
  * system, a file of CHUNK_MIN bytes or more is split: the parent creates
  * its unnamed copy, sized up front, queues one ENT_CHUNK job per CHUNK_SIZE
  * bytes -- idle workers take them in parallel -- and after the last one an
@@ -87,19 +90,24 @@
  * named on stderr; the jobs it held go back to the front of the queue and a
  * new worker takes its slot.  Jobs are idempotent, so redoing one is safe.
  * The shared page tells which entry it was on; after MAX_DEATHS deaths on
- * the same job that entry is dropped as failed.  ENOSPC or EDQUOT stops
- * dispatching: one message, the queue is dropped, in-flight jobs finish.
+ * the same job that entry is dropped as failed.  If no worker is left and
+ * none can be forked, the copy stops.  ENOSPC or EDQUOT (on data, mkdir or
+ * link) stops dispatching: one message, the queue and the batches being
+ * filled are dropped, in-flight jobs finish.
  *
- * How a run ends.  When the walk is done and every directory complete, the
- * parent shuts the job side of every channel; workers read end of file and
- * _exit(0); the parent reads end of file on each result side and reaps each
- * pid.  It then checks the ledger: entries found = copied + failed +
- * skipped + dropped.  SIGINT, SIGTERM, SIGHUP (workers ignore SIGINT and SIGHUP, so a
- * ^C in a terminal reaches only the parent's logic): the parent stops the
- * walk, sends SIGTERM to every worker (each abandons its file, which being
- * unnamed simply vanishes), reaps them all, prints the summary and exits
- * 128+signal.  A second signal sends SIGKILL instead.  If the parent dies,
- * workers get SIGTERM (PR_SET_PDEATHSIG) or end of file and exit.
+ * How a run ends.  When the walk is done, the queue empty and no job in
+ * flight (so every directory is complete), the parent shuts the job side
+ * of every channel; workers read end of file and _exit(0); the parent
+ * reads end of file on each result side and reaps each pid.  It then
+ * checks that the top directory was finished and the ledger: entries
+ * found = copied + failed + skipped + dropped.  SIGINT, SIGTERM, SIGHUP
+ * (workers ignore SIGINT and SIGHUP, so a ^C in a terminal reaches only the
+ * parent's logic; the parent keeps SIGINT and SIGHUP ignored if it started
+ * with them ignored): the parent stops the walk, sends SIGTERM to every
+ * worker (each abandons its file, which being unnamed simply vanishes),
+ * reaps them all, prints the summary and exits 128+signal.  A second
+ * signal sends SIGKILL instead.  If the parent dies, workers get SIGTERM
+ * (PR_SET_PDEATHSIG) or end of file and exit.
  *
  * Exit status: 0 everything copied; 1 some entries failed (each was named
  * on stderr); 2 usage or setup error, nothing copied; 128+n killed by

@@ -1480,21 +1480,27 @@ t_acl()
 	done
 }
 
+# as_nobody: set runas to the command prefix that runs pcopy as uid 65534
+# when we are root (empty otherwise), and open the case directory to it.
+as_nobody()
+{
+	runas=
+	is_root || return 0
+	have setpriv || skip "setpriv missing: cannot drop root"
+	setpriv --reuid=65534 --regid=65534 --clear-groups -- true ||
+	    skip "setpriv cannot switch to uid 65534"
+	runas="setpriv --reuid=65534 --regid=65534 --clear-groups --"
+	chmod 0711 "$T"
+	chmod 0777 .
+}
+
 # -- failures and signals --
 
 # Entries that cannot be read are reported as `pcopy: 'PATH': reason', the
 # rest is copied, and the exit status is 1.  Root runs pcopy as nobody.
 t_partial_failure()
 {
-	runas=
-	if is_root; then
-		have setpriv || skip "setpriv missing: cannot drop root"
-		setpriv --reuid=65534 --regid=65534 --clear-groups -- true ||
-		    skip "setpriv cannot switch to uid 65534"
-		runas="setpriv --reuid=65534 --regid=65534 --clear-groups --"
-		chmod 0711 "$T"
-		chmod 0777 .
-	fi
+	as_nobody
 	if ! $runas test -x "$PCOPY"; then
 		skip "uid 65534 cannot run $PCOPY"
 	fi
@@ -2435,20 +2441,13 @@ t_large_chunks()
 	same_tree src dstc
 }
 
-# Large files as a user (root runs pcopy as nobody): the parent creates the
-# unnamed copy and a worker gives it its name, so the way names are given
-# must work for a descriptor that another process opened.
+# Large files split in chunks, as a user (root runs pcopy as nobody): the
+# parent creates the unnamed copy, workers fill it, and naming it must work
+# for an unprivileged user on any kernel (since Linux 6.10 only the opener
+# may linkat(AT_EMPTY_PATH) it).
 t_large_chunks_user()
 {
-	runas=
-	if is_root; then
-		have setpriv || skip "setpriv missing: cannot drop root"
-		setpriv --reuid=65534 --regid=65534 --clear-groups -- true ||
-		    skip "setpriv cannot switch to uid 65534"
-		runas="setpriv --reuid=65534 --regid=65534 --clear-groups --"
-		chmod 0711 "$T"
-		chmod 0777 .
-	fi
+	as_nobody
 	$runas test -x "$PCOPY" || skip "uid 65534 cannot run $PCOPY"
 	PCOPY_CHUNK=1
 	export PCOPY_CHUNK
