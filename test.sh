@@ -1408,6 +1408,57 @@ t_sparse()
 	    fail "dst/hole allocates $(stat -c %b dst/hole) blocks"
 }
 
+# A file of more than 2 GiB copied with read/write arrives whole: tmpfs to
+# a loop-mounted ext4, where copy_file_range refuses to cross file systems
+# (strace confirms the fallback ran).  32-bit builds once kept the byte
+# count of that copy in a 32-bit ssize_t, and the copy failed.  Only for
+# 32-bit binaries (64-bit ones cannot truncate it); costs 2 GiB of RAM in
+# the tmpfs and 2 GiB written to a sparse ext4 image in the case's dir.
+t_fallback_2g()
+{
+	[ "$(od -An -tu1 -j4 -N1 "$PCOPY" | tr -d ' ')" = 1 ] ||
+	    skip "a 64-bit binary: only 32-bit builds can truncate the count"
+	is_root || skip "needs root to mount a tmpfs and an ext4 image"
+	have mkfs.ext4 && have strace ||
+	    skip "needs mkfs.ext4 (e2fsprogs) and strace"
+	strace -o /dev/null true 2>/dev/null || skip "strace cannot trace here"
+	need=2600
+	[ "$(stat -f -c %T .)" != tmpfs ] || need=$((need + 2200))
+	mem=$(awk '$1 == "MemAvailable:" { print int($2 / 1024) }' /proc/meminfo)
+	[ "${mem:-0}" -ge "$need" ] ||
+	    skip "needs $need MiB of available memory, ${mem:-0} MiB free"
+	here=$(pwd -P)
+	mkdir src dst
+	mount -t tmpfs -o size=2100m pcopy-test "$here/src" 2>/dev/null ||
+	    skip "cannot mount a tmpfs"
+	at_exit "umount '$here/src'"
+	truncate -s 2300m img
+	mkfs.ext4 -q -F -m 0 img >mkfs.out 2>&1 ||
+	    fail "mkfs.ext4: $(head -n 3 mkfs.out)"
+	mount -o loop img "$here/dst" 2>mount.err ||
+	    skip "cannot mount an ext4 image: $(head -n 1 mount.err)"
+	at_exit "umount '$here/dst'"       # the loop device is autocleared
+	size=$((2048 * 1048576 + 70001))
+	# a line of 6,001 bytes: no period that a misplaced 2^k block hides
+	yes "$(head -c 3000 /dev/urandom | od -An -tx1 | tr -d ' \n')" |
+	    head -c "$size" >src/big
+	[ "$(stat -c %s src/big)" -eq "$size" ] || fail "src/big: short write"
+	rc=0
+	# shellcheck disable=SC2086 # PCOPY_WRAP is a command and its arguments
+	timeout -k 5 $((300 * tmul)) strace -f -o st.out -e trace=copy_file_range \
+	    $PCOPY_WRAP "$PCOPY" -q src/big dst/big </dev/null >pc.out 2>pc.err ||
+	    rc=$?
+	wrap_check pc.err
+	[ "$rc" -eq 0 ] || fail "pcopy: exit $rc: $(head -n 5 pc.err)"
+	! grep -q 'copy_file_range(.*= [1-9]' st.out ||
+	    skip "copy_file_range crossed file systems: the fallback did not run"
+	grep -q 'copy_file_range(' st.out ||
+	    fail "strace saw no copy_file_range: $(head -n 3 st.out)"
+	[ "$(stat -c %s dst/big)" -eq "$size" ] ||
+	    fail "dst/big: $(stat -c %s dst/big) bytes, want $size"
+	cmp src/big dst/big || fail "dst/big differs from src/big"
+}
+
 t_xattrs()
 {
 	have setfattr && have getfattr || skip "setfattr/getfattr missing (attr)"
@@ -2534,7 +2585,7 @@ t_odd_names t_long_path t_symlinks t_modes t_mtimes t_hardlinks
 t_hardlinks_special t_source_atime t_vanish_grow t_emlink t_special_files t_socket t_default_dest t_single_file
 t_merge t_merge_no_follow t_dest_inside t_usage_errors t_jobs_forms
 t_help_version t_quiet t_summary t_progress_tty t_prompt t_progress_flag t_verbose
-t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
+t_static t_sparse t_fallback_2g t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
 t_sigint t_sigint_group t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
 t_symlink_dest_dir t_symlink_swap t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
 t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
