@@ -31,7 +31,9 @@
 # depend on the binary itself skip.  A line like valgrind's "==PID== ..."
 # on pcopy's stderr counts as an error (exit status 99): pcopy does not
 # pass on the exit status of its workers, so --error-exitcode alone misses
-# their errors.  (Hence valgrind's -q.)
+# their errors.  (Hence valgrind's -q.)  Under qemu-user
+# (PCOPY_WRAP=qemu-arm-static and the like: `make test-cross') the binary
+# itself runs, so only the cases that need something qemu lacks skip.
 
 LC_ALL=C
 TZ=UTC
@@ -58,6 +60,7 @@ fi
 PCOPY_WRAP=${PCOPY_WRAP:-}
 PCOPY_SANITIZED=${PCOPY_SANITIZED:-}  # set by 'make asan': sanitizer reports fail a case
 tmul=1                  # timeouts are multiplied by this
+qemu=                   # 1: PCOPY_WRAP is qemu-user (a cross build under test)
 if [ -n "$PCOPY_WRAP" ]; then
 	tmul=10
 	# shellcheck disable=SC2086 # its first word
@@ -66,6 +69,9 @@ if [ -n "$PCOPY_WRAP" ]; then
 		echo "test.sh: PCOPY_WRAP: '$pw_cmd' not found" >&2
 		exit 2
 	fi
+	case ${pw_cmd##*/} in
+	qemu-*) qemu=1 ;;
+	esac
 fi
 for tool in find sed sort awk od cksum timeout stat cmp diff paste cut \
     truncate dd mkfifo split head tail; do
@@ -155,6 +161,13 @@ no_wrap()
 {
 	[ -z "$PCOPY_WRAP" ] || skip "not under PCOPY_WRAP: $1"
 	[ -z "$PCOPY_SANITIZED" ] || skip "not with a sanitizer build: $1"
+}
+
+# no_valgrind REASON: no_wrap, except under qemu-user, which runs the
+# static binary itself at near native speed for system calls.
+no_valgrind()
+{
+	[ -n "$qemu" ] || no_wrap "$1"
 }
 
 # at_exit COMMAND: run COMMAND (which must not fail) when the case ends,
@@ -1361,16 +1374,19 @@ $(diff want got)"
 
 t_static()
 {
-	no_wrap "checks the binary itself"
+	no_valgrind "checks the binary itself"
 	mkdir src
 	echo a >src/f
 	rc=0
-	timeout -k 5 60 env -i "$PCOPY" --version >out 2>err </dev/null || rc=$?
+	# shellcheck disable=SC2086 # PCOPY_WRAP (qemu) is a command and its arguments
+	timeout -k 5 $((60 * tmul)) env -i $PCOPY_WRAP "$PCOPY" --version \
+	    >out 2>err </dev/null || rc=$?
 	[ "$rc" -eq 0 ] || fail "env -i pcopy --version: exit $rc: $(cat err)"
 	[ -s out ] || fail "env -i pcopy --version printed nothing"
 	rc=0
-	timeout -k 5 60 env -i "$PCOPY" -q src dst >out 2>err </dev/null ||
-	    rc=$?
+	# shellcheck disable=SC2086
+	timeout -k 5 $((60 * tmul)) env -i $PCOPY_WRAP "$PCOPY" -q src dst \
+	    >out 2>err </dev/null || rc=$?
 	[ "$rc" -eq 0 ] || fail "env -i pcopy src dst: exit $rc: $(cat err)"
 	same_tree src dst
 	if have readelf; then
@@ -1683,7 +1699,7 @@ t_vanish_grow()
 # the names beyond are copied as separate files with a warning, exit 0.
 t_emlink()
 {
-	no_wrap "65,000 links are slow under valgrind"
+	no_valgrind "65,000 links are slow under valgrind"
 	have perl || skip "perl missing"
 	is_root || skip "needs root to write in /var/tmp reliably"
 	d=$(mktemp -d /var/tmp/pcopy-emlink.XXXXXX) || skip "cannot create a directory in /var/tmp"
@@ -1936,7 +1952,7 @@ $(head -n 5 pc.err)"
 # same.
 t_named_temp()
 {
-	no_wrap "runs pcopy without /proc"
+	no_valgrind "runs pcopy without /proc"
 	is_root || skip "needs root (a mount namespace without /proc)"
 	have unshare && have setpriv && have flock ||
 	    skip "unshare, setpriv or flock (util-linux) missing"
@@ -2168,12 +2184,15 @@ t_fsync()
 	mk_files src 5 10              # 50 files, 6 dirs
 	pc_ok --fsync src dst
 	same_tree src dst
-	have strace && [ -z "$PCOPY_WRAP" ] && [ -z "$PCOPY_SANITIZED" ] || return 0
+	# (qemu-user makes the same fsync calls on the host: strace sees them)
+	have strace && { [ -z "$PCOPY_WRAP" ] || [ -n "$qemu" ]; } &&
+	    [ -z "$PCOPY_SANITIZED" ] || return 0
 	for o in --fsync ""; do
 		rc=0
-		timeout -k 5 60 strace -f -c -o strace$o.out -e trace=fsync \
-		    "$PCOPY" -q $o src dst2$o </dev/null >/dev/null 2>strace.err ||
-		    rc=$?
+		# shellcheck disable=SC2086 # PCOPY_WRAP (qemu) is a command
+		timeout -k 5 $((60 * tmul)) strace -f -c -o strace$o.out \
+		    -e trace=fsync $PCOPY_WRAP "$PCOPY" -q $o src dst2$o \
+		    </dev/null >/dev/null 2>strace.err || rc=$?
 		if [ "$rc" -ne 0 ] && [ ! -e dst2$o ]; then
 			return 0        # strace cannot trace here
 		fi
