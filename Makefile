@@ -61,6 +61,15 @@ test-cross: $(CROSS)
 		PCOPY_WRAP=$$q ./test.sh ./$$b $$c || st=1; \
 	done; exit $$st
 
+# clang -Wshorten-64-to-32 on the armv7 build (musl-dev:armhf headers):
+# a 64-bit count or offset cut to 32 bits is an error.
+check-widths:
+	@$(NEEDCC) clang "apt-get install -y clang"
+	clang --target=armv7-linux-musleabihf $(ARMV7FLAGS) -nostdinc \
+	    -isystem /usr/include/arm-linux-musleabihf \
+	    -isystem "$$(clang -print-resource-dir)/include" \
+	    -fsyntax-only -Werror -Wshorten-64-to-32 pcopy.c
+
 # dist/pcopy-VERSION-ARCH for the native and every cross binary, and
 # dist/SHA256SUMS; everything is rebuilt first.  `make release-check'
 # builds it all again in another directory and compares the checksums.
@@ -115,4 +124,4 @@ bench-quick: pcopy
 clean:
 	rm -f pcopy pcopy-asan pcopy-dbg pcopy-aarch64 pcopy-armv7 pcopy-riscv64
 
-.PHONY: all test cross test-cross release release-check asan valgrind install bench bench-quick clean
+.PHONY: all test cross test-cross check-widths release release-check asan valgrind install bench bench-quick clean
