@@ -750,7 +750,7 @@ copy_rw(int in, int out, off_t *pos, int64_t len, int *werr)
 		size_t want = BUF_SIZE;
 
 		if (len >= 0 && (int64_t)want > len - total)
-			want = len - total;
+			want = (size_t)(len - total);  /* less than want: fits */
 		n = pos ? pread(in, w.buf, want, *pos) : read(in, w.buf, want);
 		if (n < 0 && errno == EINTR && !got_sig)
 			continue;
@@ -786,7 +786,7 @@ static int64_t
 copy_range(int in, int out, off_t *pos, int64_t len, uint64_t hint, int *werr)
 {
 	static int no_cfr;
-	int64_t total = 0;
+	int64_t total = 0, rest;
 	ssize_t n;
 
 	while (!no_cfr && (len < 0 || total < len)) {
@@ -794,7 +794,7 @@ copy_range(int in, int out, off_t *pos, int64_t len, uint64_t hint, int *werr)
 		off_t a = pos ? *pos : 0, b = a;
 
 		if (len >= 0 && (int64_t)want > len - total)
-			want = len - total;
+			want = (size_t)(len - total);  /* less than want: fits */
 		n = copy_file_range(in, pos ? &a : NULL, out, pos ? &b : NULL, want, 0);
 		if (n > 0) {
 			total += n;
@@ -818,8 +818,9 @@ copy_range(int in, int out, off_t *pos, int64_t len, uint64_t hint, int *werr)
 			no_cfr = 1;
 		break;          /* 0 at the start, EXDEV, EINVAL, ...: fall back */
 	}
-	n = copy_rw(in, out, pos, len < 0 ? -1 : len - total, werr);
-	return n < 0 ? -1 : total + n;
+	/* not into n: a 32-bit ssize_t would truncate a count of 2 GiB or more */
+	rest = copy_rw(in, out, pos, len < 0 ? -1 : len - total, werr);
+	return rest < 0 ? -1 : total + rest;
 }
 
 /*
