@@ -1069,8 +1069,10 @@ xattr_copy(struct xref *src, struct xref *dst, int sync, struct rep *r)
 		    strncmp(name, "user.", 5) != 0))
 			xa_fail(r, name, errno);
 	}
-	if (n < 0)
-		n = 0;          /* unreadable list: remove nothing */
+	if (n < 0) {
+		xa_fail(r, "", errno);  /* SOURCE's list unreadable: none copied */
+		n = 0;          /* ... and none removed */
+	}
 	if (sync == XS_ACL) {
 		static const char *acl[] = { "system.posix_acl_access", "system.posix_acl_default" };
 		unsigned i;
@@ -1099,11 +1101,13 @@ xattr_copy(struct xref *src, struct xref *dst, int sync, struct rep *r)
  * bits and capabilities).  x is the open file, or a name for symlinks and
  * special files.  Skipped when the inode is ours already, unless
  * always_chown (a set-gid directory, or one DEST had).  When chown is
- * refused -- as non-root, or as root without CAP_CHOWN (user namespaces,
- * root_squash) -- the group alone is tried, *mode loses set-uid (and
- * set-gid if the group could not be kept either), and for root the loss
- * is reported (W_OWNER), as cp -a does: "failed to preserve ownership".
- * Returns 0, or -1 with errno on other errors.
+ * refused as non-root, the group alone is tried and *mode loses set-uid
+ * (and set-gid if the group could not be kept either), as cp -a does.  As
+ * root without CAP_CHOWN (user namespaces, root_squash) it is a loss,
+ * reported (W_OWNER) like cp's "failed to preserve ownership", and *mode
+ * keeps only the owner's rwx bits, as cp's does: the group and others of
+ * SOURCE are not those of the copy.  Returns 0, or -1 with errno on other
+ * errors.
  */
 static int
 meta_owner(struct xref *x, const struct ent *e, int always_chown, mode_t *mode, struct rep *r)
@@ -1125,6 +1129,7 @@ meta_owner(struct xref *x, const struct ent *e, int always_chown, mode_t *mode, 
 		rc = fchownat(x->dirfd, x->name, (uid_t)-1, e->gid, AT_SYMLINK_NOFOLLOW);
 	*mode &= rc < 0 ? ~(mode_t)(S_ISUID | S_ISGID) : ~(mode_t)S_ISUID;
 	if (g.euid == 0) {
+		*mode &= S_IRWXU;
 		r->warn |= W_OWNER;
 		r->oerr = err;
 	}
@@ -1684,16 +1689,23 @@ static void job_queue(struct job *j, int front);
 static void job_drop(struct job *j);
 static void dest_full(int err);
 
-/* Source and destination paths of an entry, for messages (malloc'd). */
+/*
+ * Source and destination paths of an entry, for messages (malloc'd).  In
+ * single-file mode (the top's rel is NULL) SOURCE and DEST name the file.
+ */
 static char *
 src_path(const struct dir *d, const char *name)
 {
+	if (d && d->rel == NULL)
+		name = NULL;
 	return path_join(g.src, d ? d->rel : NULL, name);
 }
 
 static char *
 dst_path(const struct dir *d, const char *name)
 {
+	if (d && d->rel == NULL)
+		name = NULL;
 	return path_join(g.dst, d ? d->rel : NULL, name);
 }
 
@@ -1720,7 +1732,9 @@ rep_warn(const struct dir *d, const char *name, const struct rep *r)
 	p = dst_path(d, name);
 	if (r->warn & W_OWNER)
 		warn_path(1, p, "failed to preserve ownership: %s", strerror(r->oerr));
-	if (r->warn & W_XATTR)
+	if ((r->warn & W_XATTR) && r->xname[0] == '\0')
+		warn_path(1, p, "extended attributes not copied: %s", strerror(r->xerr));
+	else if (r->warn & W_XATTR)
 		warn_path(1, p, "extended attribute '%.*s' not copied: %s",
 		    XNAME_MAX - 1, r->xname, strerror(r->xerr));
 	free(p);
@@ -3715,6 +3729,8 @@ setup_top(const struct stat *st)
 	char *dir;
 
 	g.dstfd = d->dfd;
+	if (getenv("PCOPY_NO_XATTRAT"))
+		xa_noat = 1;    /* for tests: the fallback of kernels before 6.13 */
 	if (g.dryrun)
 		;
 	else if (getenv("PCOPY_NO_TMPFILE"))

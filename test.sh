@@ -2802,6 +2802,221 @@ t_diff_btrfs_noacl()
 	[ "$rc" -eq 1 ] || fail "exit $rc, not 1"
 }
 
+# Items 1 and 12: files whose size is not their content (/sys: a page;
+# /proc: SEEK_DATA refused) are copied as read, like cp: never padded,
+# never failed.
+t_pseudo_files()
+{
+	n=0
+	for f in /sys/kernel/mm/transparent_hugepage/enabled /proc/cmdline \
+	    /proc/bus/pci/00/00.0; do
+		[ -r "$f" ] || continue
+		n=$((n + 1))
+		cat "$f" >want$n || continue
+		pc_ok "$f" got$n
+		cmp want$n got$n || fail "copy of $f differs from its content: $(stat -c %s got$n) bytes, want $(stat -c %s want$n)"
+	done
+	[ "$n" -gt 0 ] || skip "none of the /sys and /proc files here"
+}
+
+# Item 9: a sparse file truncated while it is copied is copied as read and
+# named, exit 1 -- never padded back to the size the walk saw.
+t_sparse_shrink()
+{
+	mkdir src
+	truncate -s 300M src/sp
+	dd if=/dev/urandom of=src/sp bs=1M count=256 conv=notrunc \
+	    iflag=fullblock status=none
+	[ "$(stat -c %b src/sp)" -lt 614400 ] || skip "no holes on this file system"
+	pc_bg -j 1 src dst
+	w=$(stop_worker_on "$(pwd -P)/src/sp")
+	if [ -z "$w" ]; then
+		pc_wait
+		skip "never saw the worker copying src/sp"
+	fi
+	truncate -s 1M src/sp
+	kill -CONT "$w"
+	pc_wait
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
+	grep -q "^pcopy: 'src/sp': changed size while being copied" pc.err ||
+	    fail "src/sp not reported as changed: $(head -n 5 pc.err)"
+	sz=$(stat -c %s dst/sp)
+	[ "$sz" -lt 314572800 ] || fail "dst/sp was padded back to 300 MiB"
+	cmp -n 1048576 src/sp dst/sp || fail "dst/sp does not start as src/sp"
+}
+
+# Item 10: zero-filled and preallocated ranges of a sparse file become
+# holes, as with cp --sparse=auto.
+t_sparse_zeros()
+{
+	have fallocate || skip "fallocate missing (util-linux)"
+	mkdir src
+	truncate -s 16M src/zeros src/prealloc
+	dd if=/dev/urandom of=src/zeros bs=64K count=1 conv=notrunc status=none
+	dd if=/dev/zero of=src/zeros bs=1M count=4 seek=4 conv=notrunc status=none
+	dd if=/dev/urandom of=src/prealloc bs=64K count=1 conv=notrunc status=none
+	fallocate -o 4M -l 4M src/prealloc ||
+	    skip "fallocate refused on this file system"
+	pc_ok src dst
+	same_tree src dst
+	for f in zeros prealloc; do
+		b=$(stat -c %b "dst/$f")
+		[ "$b" -le 1024 ] ||
+		    fail "dst/$f allocates $((b / 2)) KiB: its zeros were written"
+	done
+}
+
+# Item 11: root without CAP_CHOWN: each file is copied with its data,
+# times and the owner's mode bits (cp's narrowing), its lost ownership
+# named, exit 1.
+t_no_cap_chown()
+{
+	is_root || skip "needs root"
+	have setpriv || skip "setpriv missing"
+	setpriv --bounding-set=-chown true 2>/dev/null ||
+	    skip "setpriv cannot drop CAP_CHOWN"
+	mkdir -p src/d
+	echo a >src/f
+	echo b >src/d/g
+	chown 1234:1234 src/f src/d
+	chmod 4755 src/f
+	touch -d '2001-01-01 01:01:01.5' src/f src/d/g src/d
+	PC_PREFIX="setpriv --bounding-set=-chown --" pc_bg src dst
+	pc_wait
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
+	for f in f d; do
+		grep -q "^pcopy: 'dst/$f': failed to preserve ownership" pc.err ||
+		    fail "dst/$f not named: $(cat pc.err)"
+	done
+	cmp src/f dst/f && cmp src/d/g dst/d/g || fail "data not copied"
+	[ "$(stat -c '%a %u %.9Y' dst/f)" = "700 0 978310861.500000000" ] ||
+	    fail "dst/f: $(stat -c '%a %u %.9Y' dst/f), want 700 0 978310861.500000000"
+	[ "$(stat -c '%.9Y' dst/d)" = 978310861.500000000 ] || fail "dst/d lost its mtime"
+}
+
+# Item 15: -u onto a file system that keeps whole seconds (ext4 with
+# 128-byte inodes) copies nothing the second time.
+t_update_coarse()
+{
+	fs_mount m ext4 -I 128
+	mk_files src 2 5
+	find src -exec touch -d '2001-01-01 01:01:01.75' {} +
+	pc_ok src m/dst
+	pc_ok -u src m/dst
+	grep -Eq '^pcopy: 0 files, .*, 10 skipped' pc.err ||
+	    fail "want 0 files copied, 10 skipped: $(cat pc.err)"
+	touch -d '2001-01-01 01:01:02.25' src/d0/f0
+	pc_ok -u src m/dst
+	grep -Eq '^pcopy: 1 files, .*, 9 skipped' pc.err ||
+	    fail "a newer file was not copied: $(cat pc.err)"
+}
+
+# Item 3: as non-root, read-only files and directories keep their user.*
+# xattrs, as with cp -a.
+t_diff_nobody()
+{
+	have setfattr || skip "setfattr missing (attr)"
+	as_nobody
+	mkdir -p src/ro src/rw
+	echo a >src/ro/f
+	echo b >src/rw/g
+	setfattr -n user.a -v 1 src/ro/f 2>/dev/null || skip "no user.* xattrs here"
+	setfattr -n user.b -v 2 src/ro
+	setfattr -n user.c -v 3 src/rw/g
+	chmod 0444 src/ro/f
+	chmod 0400 src/rw/g
+	chmod 0555 src/ro
+	[ -z "$runas" ] || chown -R 65534:65534 src
+	$runas cp -aT src cpdst
+	[ -z "$runas" ] || PC_PREFIX="$runas" pc_bg src pcdst
+	[ -n "$runas" ] || pc src pcdst
+	[ -z "$runas" ] || pc_wait
+	[ "$rc" -eq 0 ] || fail "pcopy exit $rc: $(head -n 5 pc.err)"
+	same_tree cpdst pcdst
+	same_tree src pcdst
+}
+
+# Item 4: a default ACL on DEST is not inherited by what pcopy writes, on
+# a first run, a -u re-run and shard runs: exact modes, no ACL entries.
+t_dest_default_acl()
+{
+	have setfacl && have getfattr || skip "setfacl or getfattr missing"
+	mkdir -p src/d dst
+	echo a >src/f
+	echo b >src/d/g
+	mkfifo src/d/p
+	chmod 0644 src/f
+	chmod 0751 src/d
+	setfacl -m d:u:65534:rwx,d:g::rwx,d:o::rwx dst 2>/dev/null ||
+	    skip "no ACLs here"
+	for run in first update shard; do
+		case $run in
+		first) pc_ok src dst ;;
+		update)
+			rm -rf dst/d
+			pc_ok -u src dst ;;
+		shard)
+			rm -rf dst/d dst/f
+			pc_ok --shard 1/2 src dst
+			pc_ok --shard 2/2 src dst
+			pc_ok -u src dst ;;
+		esac
+		setfacl -k -b dst       # DEST's top: not SOURCE's
+		touch -r src dst
+		same_tree src dst || fail "after the $run run"
+		setfacl -m d:u:65534:rwx,d:g::rwx,d:o::rwx dst
+	done
+}
+
+# Item 8, on kernels without the *xattrat calls (before 6.13): xattrs of
+# symlinks and special files go through /proc/self/fd; without /proc each
+# one is named as not copied.
+t_xattr_nodes_fallback()
+{
+	is_root || skip "needs root (trusted.* xattrs)"
+	have setfattr || skip "setfattr missing (attr)"
+	mkdir src
+	ln -s nowhere src/l
+	mkfifo src/p
+	setfattr -h -n trusted.l -v 1 src/l 2>/dev/null || skip "no trusted.* xattrs here"
+	setfattr -n trusted.p -v 2 src/p
+	PCOPY_NO_XATTRAT=1 pc_ok src dst
+	same_tree src dst
+	have unshare || skip "unshare missing: no test without /proc"
+	unshare -m true 2>/dev/null || skip "cannot unshare the mount namespace"
+	rc=0
+	PCOPY_NO_XATTRAT=1 unshare -m sh -c 'umount -l /proc && exec "$@"' sh \
+	    "$PCOPY" src dst2 2>pc.err || rc=$?
+	[ "$rc" -eq 1 ] || fail "without /proc: exit $rc, want 1: $(cat pc.err)"
+	grep -q "^pcopy: 'dst2/l': extended attributes* .*not copied" pc.err &&
+	    grep -q "^pcopy: 'dst2/p': extended attributes* .*not copied" pc.err ||
+	    fail "without /proc: lost xattrs not named: $(cat pc.err)"
+}
+
+# Reflinks stay: a 200 MB copy within btrfs or xfs shares its extents
+# (copy_file_range clones there), so it costs no space.
+reflink_case()
+{
+	fs_mount m "$@"
+	mkdir m/src
+	head -c 209715200 /dev/urandom >m/src/big
+	sync
+	before=$(df -k --output=used m | tail -n 1)
+	pc_ok m/src m/dst
+	sync
+	after=$(df -k --output=used m | tail -n 1)
+	cmp m/src/big m/dst/big || fail "copy differs"
+	[ $((after - before)) -lt 20480 ] ||
+	    fail "the copy took $((after - before)) KiB: its extents are not shared"
+	if have filefrag; then
+		filefrag -v m/dst/big >ff
+		grep -q shared ff || fail "filefrag shows no shared extent: $(head -n 8 ff)"
+	fi
+}
+
+t_reflink_btrfs() { reflink_case btrfs; }
+t_reflink_xfs() { reflink_case xfs -m reflink=1; }
+
 ALL="t_compare_detects t_binary_bytes t_sizes t_nested t_many_small t_big_dir
 t_odd_names t_long_path t_symlinks t_modes t_mtimes t_hardlinks
 t_hardlinks_special t_source_atime t_vanish_grow t_emlink t_special_files t_socket t_default_dest t_single_file
@@ -2814,7 +3029,9 @@ t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
 t_sigusr1 t_progress_plain t_large_files
 t_worker_killed_large t_killer_entry
 t_diff_tmpfs t_diff_ext4 t_diff_ext4_128 t_diff_ext4_inline t_diff_xfs t_diff_btrfs
-t_diff_tmpfs_ext4 t_diff_ext4_xfs t_diff_xfs_btrfs t_diff_btrfs_noacl"
+t_diff_tmpfs_ext4 t_diff_ext4_xfs t_diff_xfs_btrfs t_diff_btrfs_noacl t_diff_nobody
+t_pseudo_files t_sparse_shrink t_sparse_zeros t_no_cap_chown t_update_coarse
+t_dest_default_acl t_xattr_nodes_fallback t_reflink_btrfs t_reflink_xfs"
 
 passed=0 failed=0 skipped=0
 
