@@ -64,12 +64,25 @@
  * is reported done and are then link()ed by the parent.  EMLINK: the name
  * is copied instead, with a warning.
  *
+ * Metadata.  Symlinks and special files are never opened: their owner,
+ * mode, times and xattrs are set by name relative to the directory
+ * descriptor, never following (the *xattrat calls of Linux 6.13, or
+ * /proc/self/fd of an O_PATH descriptor).  Each xattr DEST refuses, and
+ * root's refused chown, travel up in the entry's report (W_*) and are
+ * named by the parent: lost metadata is never silent.  Where DEST's
+ * directory has a default ACL (JF_DACL), workers remove the ACLs new
+ * entries inherit and set every mode; directories DEST had before get
+ * SOURCE's owner and lose the xattrs SOURCE's lack (dir_finish).
+ *
  * Files.  A worker opens the source (O_NOATIME where allowed: reading
  * writes nothing to SOURCE), creates the copy unnamed (O_TMPFILE) in its
  * destination directory, copies the data (copy_file_range, read/write
- * fallback, holes kept with SEEK_DATA/SEEK_HOLE), sets owner, mode, xattrs
- * and times in that order (chown clears set-uid bits; writing data clears
- * capabilities; times go last), and only then links it under its name; a
+ * fallback; sparse files cloned, or their data extents read with
+ * SEEK_DATA/SEEK_HOLE and blocks of zeros left as holes; the copy is what
+ * was read, never padded), sets owner, xattrs, mode and times in that
+ * order (chown clears set-uid bits and capabilities; user.* xattrs need a
+ * writable inode, so the mode comes after them; setting an ACL sets the
+ * mode bits too; times go last), and only then links it under its name; a
  * name that exists already is replaced by linking to a hidden name and
  * rename().  Where O_TMPFILE cannot be linked (no /proc, no capability)
  * the file is written under a hidden name ".pcopy-tmp.<pid>.<n>" and
@@ -3445,7 +3458,8 @@ usage(FILE *f)
 "      --progress        show progress even when stderr is not a terminal\n"
 "                        (then as plain lines, about once a second)\n"
 "  -u, --update          skip regular files whose copy has the same size and\n"
-"                        nanosecond mtime; they are not touched at all\n"
+"                        mtime (to the ns, or as precise as DEST keeps times);\n"
+"                        they are not touched at all\n"
 "      --verify          read back each file and compare with the source\n"
 "                        before giving it its name\n"
 "      --fsync           sync each file before its rename, each directory at the end\n"
