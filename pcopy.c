@@ -808,7 +808,7 @@ copy_sparse(int in, int out, int *werr)
 	static const char zero[4096];
 	off_t data = 0, hole, pos;
 	struct stat st;
-	ssize_t n, k, run;
+	ssize_t n, k, run, b;
 
 	if (ioctl(out, FICLONE, in) == 0) {
 		if (fstat(out, &st) < 0)
@@ -845,9 +845,8 @@ copy_sparse(int in, int out, int *werr)
 			for (k = 0; k < n; k += run) {
 				int z = memcmp(w.buf + k, zero, n - k < 4096 ? n - k : 4096) == 0;
 
-				for (run = 0; k + run < n; run += 4096) {
-					size_t b = n - k - run < 4096 ? n - k - run : 4096;
-
+				for (run = 0; k + run < n; run += b) {
+					b = n - k - run < 4096 ? n - k - run : 4096;
 					if ((memcmp(w.buf + k + run, zero, b) == 0) != z)
 						break;
 				}

@@ -2620,6 +2620,8 @@ mk_torture()
 	dd if=/dev/urandom of="$mt/sparse/lead" bs=64K count=1 seek=63 \
 	    conv=notrunc iflag=fullblock status=none
 	truncate -s 16M "$mt/sparse/hole"
+	truncate -s 3M "$mt/sparse/odd"         # data in a last, partial block
+	printf 'odd tail' >>"$mt/sparse/odd"
 	truncate -s 16M "$mt/sparse/zeros"
 	dd if=/dev/urandom of="$mt/sparse/zeros" bs=64K count=1 \
 	    conv=notrunc iflag=fullblock status=none
