@@ -921,8 +921,9 @@ xref_done(struct xref *x)
  * AT_SYMLINK_NOFOLLOW (Linux 6.13); on older kernels through
  * /proc/self/fd/N of an O_PATH|O_NOFOLLOW descriptor, which names the
  * entry itself even when it is a symlink (without /proc: ENOENT, and the
- * caller reports the xattr not copied).  Never follows a symlink.  Parent
- * and workers.
+ * caller reports the xattr not copied); the same where they fail with
+ * EPERM and the fallback works (a seccomp filter that predates them).
+ * Never follows a symlink.  Parent and workers.
  */
 static ssize_t
 xa_op(struct xref *x, int op, const char *name, void *buf, size_t n)
@@ -955,9 +956,12 @@ xa_op(struct xref *x, int op, const char *name, void *buf, size_t n)
 			r = syscall(SYS_removexattrat, x->dirfd, x->name, AT_SYMLINK_NOFOLLOW, name);
 			break;
 		}
-		if (r >= 0 || errno != ENOSYS)
+		/* EPERM may be a container's seccomp filter that does not
+		 * know the calls: the fallback tells */
+		if (r >= 0 || (errno != ENOSYS && errno != EPERM))
 			return r;
-		xa_noat = 1;
+		if (errno == ENOSYS)
+			xa_noat = 1;
 	}
 	if (x->pfd < 0) {
 		x->pfd = openat(x->dirfd, x->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
@@ -968,11 +972,14 @@ xa_op(struct xref *x, int op, const char *name, void *buf, size_t n)
 	/* the path-following calls: they follow the magic link to the
 	 * O_PATH inode and stop there (the l* calls would act on the link) */
 	switch (op) {
-	case XA_LIST: return listxattr(x->proc, buf, n);
-	case XA_GET: return getxattr(x->proc, name, buf, n);
-	case XA_SET: return setxattr(x->proc, name, buf, n, 0);
-	default: return removexattr(x->proc, name);
+	case XA_LIST: r = listxattr(x->proc, buf, n); break;
+	case XA_GET: r = getxattr(x->proc, name, buf, n); break;
+	case XA_SET: r = setxattr(x->proc, name, buf, n, 0); break;
+	default: r = removexattr(x->proc, name); break;
 	}
+	if (r >= 0)
+		xa_noat = 1;    /* (after EPERM: the *xattrat calls are blocked) */
+	return r;
 }
 
 /*
