@@ -1056,8 +1056,10 @@ enum { XS_ADD, XS_ACL, XS_ALL };        /* what xattr_copy removes */
  * security.selinux label, which the kernel gives, stays; so do names
  * xa_skip passes over).  Each xattr that
  * cannot be set or removed is a loss: the first is named in r (W_XATTR),
- * the others are still tried.  Attributes the caller may not read or set
- * (trusted.* and security.* as non-root) are passed over, as cp -a does.
+ * the others are still tried.  As non-root, trusted.* (which only root
+ * sees) and security.selinux (the policy labels new files) are passed over
+ * when refused, as cp -a does; a refused security.capability is named,
+ * where cp -a is silent.
  * Parent (directories) and workers.
  */
 static void
@@ -1085,7 +1087,7 @@ xattr_copy(struct xref *src, struct xref *dst, int sync, struct rep *r)
 		}
 		if (xa_op(dst, XA_SET, name, val, vn) < 0 &&
 		    !(g.euid != 0 && (errno == EPERM || errno == EACCES) &&
-		    strncmp(name, "user.", 5) != 0))
+		    (strncmp(name, "trusted.", 8) == 0 || strcmp(name, "security.selinux") == 0)))
 			xa_fail(r, name, errno);
 	}
 	if (n < 0) {

@@ -2972,6 +2972,27 @@ t_diff_nobody()
 	same_tree src pcdst
 }
 
+# As non-root, a file capability cannot be set: cp -a drops it silently,
+# pcopy names it (exit 1) and copies the rest.
+t_nobody_capability()
+{
+	is_root || skip "needs root to give the source a capability"
+	have setcap || skip "setcap missing (libcap2-bin)"
+	as_nobody
+	mkdir src
+	printf '#!/bin/sh\n' >src/cap
+	echo b >src/other
+	chmod 0755 src/cap
+	chown -R 65534:65534 src        # (before setcap: chown clears it)
+	setcap cap_net_raw+ep src/cap 2>/dev/null || skip "no capabilities here"
+	PC_PREFIX="$runas" pc_bg src dst
+	pc_wait
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(cat pc.err)"
+	grep -q "^pcopy: 'dst/cap': extended attribute 'security.capability' not copied: Operation not permitted" pc.err ||
+	    fail "the lost capability was not named: $(cat pc.err)"
+	cmp src/cap dst/cap && cmp src/other dst/other || fail "data not copied"
+}
+
 # Item 4: a default ACL on DEST is not inherited by what pcopy writes, on
 # a first run, a -u re-run and shard runs: exact modes, no ACL entries.
 t_dest_default_acl()
@@ -3066,7 +3087,7 @@ t_sigusr1 t_progress_plain t_large_files
 t_worker_killed_large t_killer_entry
 t_diff_tmpfs t_diff_ext4 t_diff_ext4_128 t_diff_ext4_inline t_diff_xfs t_diff_btrfs
 t_diff_tmpfs_ext4 t_diff_ext4_xfs t_diff_xfs_btrfs t_diff_btrfs_noacl t_diff_ext4_1k t_diff_nobody
-t_pseudo_files t_sparse_shrink t_sparse_zeros t_no_cap_chown t_update_coarse
+t_nobody_capability t_pseudo_files t_sparse_shrink t_sparse_zeros t_no_cap_chown t_update_coarse
 t_dest_default_acl t_xattr_nodes_fallback t_reflink_btrfs t_reflink_xfs"
 
 passed=0 failed=0 skipped=0
