@@ -2785,8 +2785,8 @@ diff_run()
 # within SRCFS).
 diff_case()
 {
-	have setfattr && have setfacl && have setcap ||
-	    skip "setfattr, setfacl or setcap missing (attr, acl, libcap2-bin)"
+	have setfattr && have setfacl && have setcap && have fallocate ||
+	    skip "setfattr, setfacl, setcap or fallocate missing (attr, acl, libcap2-bin, util-linux)"
 	# shellcheck disable=SC2086 # a type and its options
 	fs_mount s $1
 	if [ "$2" = same ]; then
