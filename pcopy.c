@@ -68,12 +68,25 @@
  * is reported done and are then link()ed by the parent.  EMLINK: the name
  * is copied instead, with a warning.
  *
+ * Metadata.  Symlinks and special files are never opened: their owner,
+ * mode, times and xattrs are set by name relative to the directory
+ * descriptor, never following (the *xattrat calls of Linux 6.13, or
+ * /proc/self/fd of an O_PATH descriptor).  Each xattr DEST refuses, and
+ * root's refused chown, travel up in the entry's report (W_*) and are
+ * named by the parent: lost metadata is never silent.  Where DEST's
+ * directory has a default ACL (JF_DACL), workers remove the ACLs new
+ * entries inherit and set every mode; directories DEST had before get
+ * SOURCE's owner and lose the xattrs SOURCE's lack (dir_finish).
+ *
  * Files.  A worker opens the source (O_NOATIME where allowed: reading
  * writes nothing to SOURCE), creates the copy unnamed (O_TMPFILE) in its
  * destination directory, copies the data (copy_file_range, read/write
- * fallback, holes kept with SEEK_DATA/SEEK_HOLE), sets owner, mode, xattrs
- * and times in that order (chown clears set-uid bits; writing data clears
- * capabilities; times go last), and only then links it under its name; a
+ * fallback; sparse files cloned, or their data extents read with
+ * SEEK_DATA/SEEK_HOLE and blocks of zeros left as holes; the copy is what
+ * was read, never padded), sets owner, xattrs, mode and times in that
+ * order (chown clears set-uid bits and capabilities; user.* xattrs need a
+ * writable inode, so the mode comes after them; setting an ACL sets the
+ * mode bits too; times go last), and only then links it under its name; a
  * name that exists already is replaced by linking to a hidden name and
  * rename().  Where O_TMPFILE cannot be linked (no /proc, no capability)
  * the file is written under a hidden name ".pcopy-tmp.<pid>.<n>" and
@@ -164,6 +177,10 @@
 
 #define VERSION "0.1"
 
+#ifndef FICLONE                 /* <linux/fs.h>, which musl does not include */
+#define FICLONE _IOW(0x94, 9, int)
+#endif
+
 /* -- tunables -- */
 
 #define QDEPTH 2                /* jobs in flight per worker: one working, one waiting */
@@ -195,7 +212,11 @@ struct msg {                    /* header of every message, both ways */
 	uint64_t bytes;         /* data bytes written (result) */
 };
 
-enum { JF_SGID = 1 };           /* job: destination dir is set-gid: always chown */
+enum {
+	JF_SGID = 1,            /* job: destination dir is set-gid: always chown */
+	JF_DACL = 2,            /* job: destination dir has a default ACL: new
+				 * entries inherit ACL entries SOURCE may lack */
+};
 
 struct ent {                    /* one entry of a job; name follows, NUL-ended */
 	uint64_t size;          /* st_size as the walk saw it */
@@ -216,12 +237,22 @@ enum {
 	ENT_DROP = 2,           /* parent gave up on this entry: worker skips it */
 };
 
+#define XNAME_MAX 56            /* bytes of an xattr name a report carries */
+
 struct rep {                    /* one report in a result */
 	uint32_t idx;           /* entry index in the job */
 	uint32_t what;          /* R_* */
 	int32_t err;            /* errno, if any */
-	uint32_t pad;
+	uint32_t warn;          /* W_*: copied, but not all of its metadata */
 	uint64_t val;           /* R_CHANGED: bytes actually copied */
+	int32_t xerr;           /* W_XATTR: why */
+	int32_t oerr;           /* W_OWNER: why */
+	char xname[XNAME_MAX];  /* W_XATTR: the first xattr not copied */
+};
+
+enum {
+	W_XATTR = 1,            /* an xattr could not be set (or a stale one removed) */
+	W_OWNER = 2,            /* root could not chown (no CAP_CHOWN, unmapped id) */
 };
 
 enum {
@@ -230,8 +261,15 @@ enum {
 	R_VANISHED,             /* source gone before it could be copied */
 	R_CHANGED,              /* copied, but the size changed while copying */
 	R_SKIP,                 /* -u: destination already up to date */
-	R_NOXATTR,              /* copied, but DEST refused xattrs */
 	R_BADCOPY,              /* --verify: the copy differs from the source */
+};
+
+struct xref {                   /* an inode whose metadata is read or set */
+	int fd;                 /* open descriptor, or -1: */
+	int dirfd;              /* ... the entry `name` in dirfd, never followed */
+	const char *name;       /* (symlinks, FIFOs, sockets, devices) */
+	int pfd;                /* O_PATH descriptor of it (old kernels), or -1 */
+	char proc[32];          /* "/proc/self/fd/<pfd>" */
 };
 
 struct dir {                    /* a directory being copied (parent only) */
@@ -246,6 +284,8 @@ struct dir {                    /* a directory being copied (parent only) */
 	int owner;              /* worker with jobs of it in flight, -1: none */
 	unsigned busy;          /* jobs of it in flight */
 	int nometa;             /* single-file mode: DEST's parent, leave alone */
+	int existed;            /* DEST had it before: its owner and xattrs
+				 * are someone else's until dir_finish */
 };
 
 struct job {                    /* a message waiting for, or at, a worker (parent only) */
@@ -321,6 +361,7 @@ static struct {
 	/* set up by main, read by all */
 	const char *src, *dst;  /* as given (for messages) */
 	int tmpmode;            /* TMP_*: how workers name new files */
+	int64_t mwindow;        /* -u: ns of mtime DEST's file system may lose */
 	uid_t euid;
 	gid_t egid;
 	/* parent only */
@@ -339,7 +380,6 @@ static struct {
 	struct hl *hl;          /* hard link table, open addressing */
 	size_t hlsize, hlused;
 	int full;               /* ENOSPC/EDQUOT seen */
-	int noxattr_warned;
 	/* the ledger */
 	uint64_t found, copied, failed, skipped, dropped;
 	uint64_t ndirs, bytes_found, bytes_done, bytes_skipped;
@@ -705,7 +745,6 @@ static struct {                 /* worker-only state */
 	char *buf;              /* read/write fallback buffer */
 	char tmpname[TMP_NAME_MAX];     /* hidden name being written, "" if none */
 	int tmpdir;             /* ... and the directory it is in */
-	int noxattr_dst;        /* DEST refused xattrs: stop trying */
 } w;
 
 /* Post progress for the parent: entry idx of the current job has begun. */
@@ -824,127 +863,406 @@ copy_range(int in, int out, off_t *pos, int64_t len, uint64_t hint, int *werr)
 }
 
 /*
- * Copy a sparse file: only the data extents, at their offsets; the
- * destination is sized to the full length so holes stay holes.
+ * pwrite all of buf at off, retrying short writes and EINTR.  Returns 0,
+ * or -1 with errno.  Worker.
+ */
+static int
+writeall_at(int fd, const char *buf, size_t len, off_t off)
+{
+	ssize_t m;
+
+	while (len > 0) {
+		m = pwrite(fd, buf, len, off);
+		if (m < 0 && errno == EINTR && !got_sig)
+			continue;
+		if (m < 0)
+			return -1;
+		buf += m;
+		len -= m;
+		off += m;
+	}
+	return 0;
+}
+
+/*
+ * Copy a sparse file the way cp --sparse=auto does.  Where both files are
+ * on one file system that shares extents (btrfs, xfs), a clone (FICLONE)
+ * shares them all, holes included.  Otherwise only the data extents are
+ * read, at their offsets, and blocks of zeros in them are left out, so
+ * zero-filled and preallocated ranges become holes.  The copy ends where
+ * the source ends now: at its size after a last hole, at the last byte
+ * read if an extent ends early (a file shrinking while it is copied, or
+ * /sys files whose size is a page): never padded.  Returns the copy's
+ * length, or -1 with errno (*werr: DEST failed), or -2 when the source
+ * cannot say where its data is (SEEK_DATA: EINVAL on /proc files): then
+ * nothing was written and the caller reads it plainly.
  */
 static int64_t
-copy_sparse(int in, int out, uint64_t size, int *werr)
+copy_sparse(int in, int out, int *werr)
 {
-	off_t data = 0, hole, end = (off_t)size;
-	int64_t total = 0, n;
+	static const char zero[4096];
+	off_t data = 0, hole, pos;
+	struct stat st;
+	ssize_t n, k, run, b;
 
+	if (ioctl(out, FICLONE, in) == 0) {
+		if (fstat(out, &st) < 0)
+			return -1;
+		if (copy_advance(NULL, st.st_blocks * 512 < st.st_size ?
+		    st.st_blocks * 512 : st.st_size) < 0)
+			return -1;
+		return st.st_size;
+	}
 	for (;;) {
+		pos = data;
 		data = lseek(in, data, SEEK_DATA);
 		if (data < 0 && errno == ENXIO)
 			break;
+		if (data < 0 && pos == 0 && (errno == EINVAL || errno == EOPNOTSUPP))
+			return -2;
 		if (data < 0)
 			return -1;
 		hole = lseek(in, data, SEEK_HOLE);
 		if (hole < 0)
 			return -1;
-		if (lseek(in, data, SEEK_SET) < 0 || lseek(out, data, SEEK_SET) < 0)
-			return -1;
-		n = copy_range(in, out, NULL, hole - data, 0, werr);
-		if (n < 0)
-			return -1;
-		total += n;
-		if (hole > end)
-			end = hole;
+		for (pos = data; pos < hole; pos += n) {
+			n = hole - pos < BUF_SIZE ? hole - pos : BUF_SIZE;
+			n = pread(in, w.buf, n, pos);
+			if (n < 0 && errno == EINTR && !got_sig) {
+				n = 0;
+				continue;
+			}
+			if (n < 0)
+				return -1;
+			if (n == 0)
+				goto end;       /* ended early: the copy ends here too */
+			/* write the runs of blocks that are not all zeros */
+			for (k = 0; k < n; k += run) {
+				int z = memcmp(w.buf + k, zero, n - k < 4096 ? n - k : 4096) == 0;
+
+				for (run = 0; k + run < n; run += b) {
+					b = n - k - run < 4096 ? n - k - run : 4096;
+					if ((memcmp(w.buf + k + run, zero, b) == 0) != z)
+						break;
+				}
+				if (!z && writeall_at(out, w.buf + k, run, pos + k) < 0) {
+					*werr = 1;
+					return -1;
+				}
+			}
+			if (copy_advance(NULL, n) < 0)
+				return -1;
+		}
 		data = hole;
 	}
-	if (ftruncate(out, end) < 0) {
+	/* no data after `data`: the source is as long as it says now */
+	if (fstat(in, &st) < 0)
+		return -1;
+	pos = st.st_size;
+end:
+	if (ftruncate(out, pos) < 0) {
 		*werr = 1;
 		return -1;
 	}
-	return total;
+	return pos;
+}
+
+#ifndef SYS_setxattrat          /* Linux 6.13; libcs have no numbers for them yet */
+#if defined(__alpha__)
+#define SYS_setxattrat -1       /* (alpha numbers them apart: use the fallback) */
+#define SYS_getxattrat -1
+#define SYS_listxattrat -1
+#define SYS_removexattrat -1
+#else
+#define SYS_setxattrat 463      /* the same number on every other architecture */
+#define SYS_getxattrat 464
+#define SYS_listxattrat 465
+#define SYS_removexattrat 466
+#endif
+#endif
+
+struct xattr_args0 {            /* struct xattr_args of <linux/xattr.h>, version 0 */
+	uint64_t value;
+	uint32_t size;
+	uint32_t flags;
+};
+
+enum { XA_LIST, XA_GET, XA_SET, XA_REMOVE };
+
+static int xa_noat;             /* no *xattrat syscalls: use /proc/self/fd */
+
+/* An xref for the open descriptor fd, or for `name` in dirfd (fd -1). */
+static struct xref
+xref_of(int fd, int dirfd, const char *name)
+{
+	struct xref x = { fd, dirfd, name, -1, "" };
+
+	return x;
+}
+
+/* Release what xa_op opened for x. */
+static void
+xref_done(struct xref *x)
+{
+	if (x->pfd >= 0)
+		close(x->pfd);
+	x->pfd = -1;
 }
 
 /*
- * Copy the extended attributes of sfd to dfd (files and directories).
- * Runs in workers and, for directories, in the parent.  Returns 0, or -1
- * with errno when DEST refuses them; attributes the caller may not read or
- * set (trusted.* as non-root) are passed over, as cp -a does.
+ * One xattr operation (XA_*) on x: list into buf, get name's value into
+ * buf, set it from buf, or remove it.  Returns what the system call does.
+ * A name in a directory is acted on with the *xattrat calls and
+ * AT_SYMLINK_NOFOLLOW (Linux 6.13); on older kernels through
+ * /proc/self/fd/N of an O_PATH|O_NOFOLLOW descriptor, which names the
+ * entry itself even when it is a symlink (without /proc: ENOENT, and the
+ * caller reports the xattr not copied); the same where they fail with
+ * EPERM and the fallback works (a seccomp filter that predates them).
+ * Never follows a symlink.  Parent and workers.
  */
-static int
-xattr_copy(int sfd, int dfd)
+static ssize_t
+xa_op(struct xref *x, int op, const char *name, void *buf, size_t n)
 {
-	char stack[1024], *list = stack, *name, *val = NULL;
-	ssize_t n, vn;
-	size_t vcap = 0;
-	int ret = 0;
+	struct xattr_args0 a = { (uintptr_t)buf, n, 0 };
+	ssize_t r;
 
-	n = flistxattr(sfd, list, sizeof stack);
-	if (n < 0 && errno == ERANGE) {
-		n = flistxattr(sfd, NULL, 0);
-		if (n > 0) {
-			list = xmalloc(n);
-			n = flistxattr(sfd, list, n);
+	if (x->fd >= 0) {
+		switch (op) {
+		case XA_LIST: return flistxattr(x->fd, buf, n);
+		case XA_GET: return fgetxattr(x->fd, name, buf, n);
+		case XA_SET: return fsetxattr(x->fd, name, buf, n, 0);
+		default: return fremovexattr(x->fd, name);
 		}
 	}
-	if (n <= 0)
-		goto out;       /* none, or the source file system has none */
-	for (name = list; name < list + n; name += strlen(name) + 1) {
-		vn = fgetxattr(sfd, name, NULL, 0);
-		if (vn < 0)
+	if (!xa_noat) {
+		switch (op) {
+		case XA_LIST:
+			r = syscall(SYS_listxattrat, x->dirfd, x->name, AT_SYMLINK_NOFOLLOW, buf, n);
+			break;
+		case XA_GET:
+			r = syscall(SYS_getxattrat, x->dirfd, x->name, AT_SYMLINK_NOFOLLOW, name,
+			    &a, sizeof a);
+			break;
+		case XA_SET:
+			r = syscall(SYS_setxattrat, x->dirfd, x->name, AT_SYMLINK_NOFOLLOW, name,
+			    &a, sizeof a);
+			break;
+		default:
+			r = syscall(SYS_removexattrat, x->dirfd, x->name, AT_SYMLINK_NOFOLLOW, name);
+			break;
+		}
+		/* EPERM may be a container's seccomp filter that does not
+		 * know the calls: the fallback tells */
+		if (r >= 0 || (errno != ENOSYS && errno != EPERM))
+			return r;
+		if (errno == ENOSYS)
+			xa_noat = 1;
+	}
+	if (x->pfd < 0) {
+		x->pfd = openat(x->dirfd, x->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (x->pfd < 0)
+			return -1;
+		snprintf(x->proc, sizeof x->proc, "/proc/self/fd/%d", x->pfd);
+	}
+	/* the path-following calls: they follow the magic link to the
+	 * O_PATH inode and stop there (the l* calls would act on the link) */
+	switch (op) {
+	case XA_LIST: r = listxattr(x->proc, buf, n); break;
+	case XA_GET: r = getxattr(x->proc, name, buf, n); break;
+	case XA_SET: r = setxattr(x->proc, name, buf, n, 0); break;
+	default: r = removexattr(x->proc, name); break;
+	}
+	if (r >= 0)
+		xa_noat = 1;    /* (after EPERM: the *xattrat calls are blocked) */
+	return r;
+}
+
+/*
+ * List x's xattr names into *list (grown as needed; *cap its size; the
+ * caller frees it when it is not `stack`).  Returns the list's length, 0
+ * if none or the file system has none, -1 with errno on other errors.
+ */
+static ssize_t
+xa_list(struct xref *x, char **list, size_t *cap, char *stack)
+{
+	ssize_t n;
+
+	for (;;) {
+		n = xa_op(x, XA_LIST, NULL, *list, *cap);
+		if (n >= 0 || errno != ERANGE)
+			break;
+		n = xa_op(x, XA_LIST, NULL, NULL, 0);
+		if (n < 0)
+			break;
+		if (*list != stack)
+			free(*list);
+		*cap = n + 256;
+		*list = xmalloc(*cap);
+	}
+	if (n < 0 && (errno == ENOTSUP || errno == ENOSYS))
+		return 0;
+	return n;
+}
+
+/* Name `name` (an xattr) as the first one in r that was not copied. */
+static void
+xa_fail(struct rep *r, const char *name, int err)
+{
+	if (r->warn & W_XATTR)
+		return;
+	r->warn |= W_XATTR;
+	r->xerr = err;
+	snprintf(r->xname, sizeof r->xname, "%s", name);
+}
+
+/* Is `name` one of the n bytes of NUL-ended names at list? */
+static int
+xa_has(const char *list, ssize_t n, const char *name)
+{
+	const char *p;
+
+	for (p = list; p < list + n; p += strlen(p) + 1)
+		if (strcmp(p, name) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Is `name` a file system's own view of something copied otherwise, never
+ * to be copied or removed as such?  XFS lists its ACLs a second time as
+ * trusted.SGI_ACL_FILE/DEFAULT (the system.posix_acl_* names carry them);
+ * security.evm is written by the kernel only.  The list of libattr's
+ * /etc/xattr.conf "skip" entries, which cp -a follows.
+ */
+static int
+xa_skip(const char *name)
+{
+	return strncmp(name, "trusted.SGI_", 12) == 0 || strncmp(name, "xfsroot.", 8) == 0 ||
+	    strncmp(name, "afs.", 4) == 0 || strcmp(name, "security.evm") == 0;
+}
+
+enum { XS_ADD, XS_ACL, XS_ALL };        /* what xattr_copy removes */
+
+/*
+ * Give dst the extended attributes of src (any type of entry), POSIX ACLs
+ * (system.posix_acl_*) included.  Then remove from dst what src lacks:
+ * with XS_ACL the ACLs a default ACL of DEST's directory made it inherit,
+ * with XS_ALL every xattr (an existing directory being merged; its
+ * security.selinux label, which the kernel gives, stays; so do names
+ * xa_skip passes over).  Each xattr that
+ * cannot be set or removed is a loss: the first is named in r (W_XATTR),
+ * the others are still tried.  As non-root, trusted.* (which only root
+ * sees) and security.selinux (the policy labels new files) are passed over
+ * when refused, as cp -a does; a refused security.capability is named,
+ * where cp -a is silent.
+ * Parent (directories) and workers.
+ */
+static void
+xattr_copy(struct xref *src, struct xref *dst, int sync, struct rep *r)
+{
+	char stack[1024], dstack[512], *list = stack, *dl = dstack, *name, *val = NULL;
+	size_t cap = sizeof stack, dcap = sizeof dstack, vcap = 0;
+	ssize_t n, dn, vn;
+
+	n = xa_list(src, &list, &cap, stack);
+	for (name = list; n > 0 && name < list + n; name += strlen(name) + 1) {
+		if (xa_skip(name))
 			continue;
-		if ((size_t)vn + 1 > vcap) {
+		vn = xa_op(src, XA_GET, name, NULL, 0);
+		if (vn >= 0 && (size_t)vn + 1 > vcap) {
 			vcap = vn + 1;
 			val = xrealloc(val, vcap);
 		}
-		vn = fgetxattr(sfd, name, val, vcap);
-		if (vn < 0)
+		if (vn >= 0)
+			vn = xa_op(src, XA_GET, name, val, vcap);
+		if (vn < 0) {
+			if (errno != ENODATA && errno != EPERM && errno != EACCES)
+				xa_fail(r, name, errno);
 			continue;
-		if (fsetxattr(dfd, name, val, vn, 0) < 0) {
-			if (errno == ENOTSUP) {
-				ret = -1;
-				break;
-			}
-			/* EPERM for trusted.* / security.* as non-root: pass */
 		}
+		if (xa_op(dst, XA_SET, name, val, vn) < 0 &&
+		    !(g.euid != 0 && (errno == EPERM || errno == EACCES) &&
+		    (strncmp(name, "trusted.", 8) == 0 || strcmp(name, "security.selinux") == 0)))
+			xa_fail(r, name, errno);
 	}
-out:
+	if (n < 0) {
+		xa_fail(r, "", errno);  /* SOURCE's list unreadable: none copied */
+		n = 0;          /* ... and none removed */
+	}
+	if (sync == XS_ACL) {
+		static const char *acl[] = { "system.posix_acl_access", "system.posix_acl_default" };
+		unsigned i;
+
+		for (i = 0; i < 2; i++)
+			if (!xa_has(list, n, acl[i]) && xa_op(dst, XA_REMOVE, acl[i], NULL, 0) < 0 &&
+			    errno != ENODATA && errno != ENOTSUP)
+				xa_fail(r, acl[i], errno);
+	} else if (sync == XS_ALL && (dn = xa_list(dst, &dl, &dcap, dstack)) > 0) {
+		for (name = dl; name < dl + dn; name += strlen(name) + 1)
+			if (!xa_has(list, n, name) && strcmp(name, "security.selinux") != 0 &&
+			    !xa_skip(name) &&
+			    xa_op(dst, XA_REMOVE, name, NULL, 0) < 0 && errno != ENODATA)
+				xa_fail(r, name, errno);
+	}
 	if (list != stack)
 		free(list);
+	if (dl != dstack)
+		free(dl);
 	free(val);
-	if (ret < 0)
-		errno = ENOTSUP;
-	return ret;
 }
 
 /*
- * Give a new inode the owner and mode of the source entry, in that order:
- * chown clears set-uid/set-gid, so the mode goes after it.  fd is the open
- * file, or -1 with (dirfd, name) for symlinks and special files.  As
- * non-root, ownership is kept where the kernel allows it and set-uid/gid
- * bits are dropped where it does not, like cp -a.  Returns 0 or -1.
+ * Give a new inode (or an existing directory) the owner of the source
+ * entry: the first of owner, xattrs, mode, times (chown clears set-uid
+ * bits and capabilities).  x is the open file, or a name for symlinks and
+ * special files.  Skipped when the inode is ours already, unless
+ * always_chown (a set-gid directory, or one DEST had).  When chown is
+ * refused as non-root, the group alone is tried and *mode loses set-uid
+ * (and set-gid if the group could not be kept either), as cp -a does.  As
+ * root without CAP_CHOWN (user namespaces, root_squash) it is a loss,
+ * reported (W_OWNER) like cp's "failed to preserve ownership", and *mode
+ * keeps only the owner's rwx bits, as cp's does: the group and others of
+ * SOURCE are not those of the copy.  Returns 0, or -1 with errno on other
+ * errors.
  */
 static int
-meta_owner_mode(int fd, int dirfd, const char *name, const struct ent *e,
-    int always_chown, int created_mode)
+meta_owner(struct xref *x, const struct ent *e, int always_chown, mode_t *mode, struct rep *r)
 {
-	mode_t mode = e->mode & 07777;
-	int r = 0;
+	int rc, err;
 
-	if (always_chown || e->uid != g.euid || e->gid != g.egid) {
-		if (fd >= 0)
-			r = fchown(fd, e->uid, e->gid);
-		else
-			r = fchownat(dirfd, name, e->uid, e->gid, AT_SYMLINK_NOFOLLOW);
-		if (r < 0 && errno == EPERM && g.euid != 0) {
-			/* try to keep at least the group, like cp -a */
-			if (fd >= 0)
-				r = fchown(fd, (uid_t)-1, e->gid);
-			else
-				r = fchownat(dirfd, name, (uid_t)-1, e->gid, AT_SYMLINK_NOFOLLOW);
-			mode &= r < 0 ? ~(mode_t)(S_ISUID | S_ISGID) : ~(mode_t)S_ISUID;
-			r = 0;
-		}
-		if (r < 0)
-			return -1;
+	if (!always_chown && e->uid == g.euid && e->gid == g.egid)
+		return 0;
+	if (x->fd >= 0)
+		rc = fchown(x->fd, e->uid, e->gid);
+	else
+		rc = fchownat(x->dirfd, x->name, e->uid, e->gid, AT_SYMLINK_NOFOLLOW);
+	if (rc == 0 || (errno != EPERM && errno != EINVAL))
+		return rc;
+	err = errno;
+	if (x->fd >= 0)
+		rc = fchown(x->fd, (uid_t)-1, e->gid);
+	else
+		rc = fchownat(x->dirfd, x->name, (uid_t)-1, e->gid, AT_SYMLINK_NOFOLLOW);
+	*mode &= rc < 0 ? ~(mode_t)(S_ISUID | S_ISGID) : ~(mode_t)S_ISUID;
+	if (g.euid == 0) {
+		*mode &= S_IRWXU;
+		r->warn |= W_OWNER;
+		r->oerr = err;
 	}
+	return 0;
+}
+
+/*
+ * The mode, after owner and xattrs (setting an ACL sets the mode too, to
+ * what it was in SOURCE).  Not for symlinks; skipped when the inode was
+ * created with it (created_mode, -1: unknown).  Returns 0 or -1.
+ */
+static int
+meta_mode(struct xref *x, const struct ent *e, mode_t mode, int created_mode)
+{
 	if (S_ISLNK(e->mode) || mode == (mode_t)created_mode)
 		return 0;
-	return fd >= 0 ? fchmod(fd, mode) : fchmodat(dirfd, name, mode, 0);
+	return x->fd >= 0 ? fchmod(x->fd, mode) : fchmodat(x->dirfd, x->name, mode, 0);
 }
 
 /* Times last: nanosecond atime and mtime, never following a symlink. */
@@ -1143,22 +1461,61 @@ verify(int in, int out)
 }
 
 /*
- * Copy one regular file.  Returns 0 on success; otherwise fills *r with
- * what failed.  A file that changed size while being read is still copied
- * as read, and reported (R_CHANGED).
+ * -u: is DEST's dname a regular file of e's size and mtime already?  The
+ * mtimes are compared at the precision DEST's file system stores
+ * (g.mwindow: ext4 with 128-byte inodes keeps seconds, vfat 2 seconds):
+ * DEST's may be older than SOURCE's by less than that.  Worker.
  */
 static int
-copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
+up_to_date(int dfd, const char *dname, const struct ent *e)
+{
+	struct stat ds;
+	int64_t sec, d;
+
+	if (fstatat(dfd, dname, &ds, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(ds.st_mode) ||
+	    (uint64_t)ds.st_size != e->size)
+		return 0;
+	sec = e->mtime - (int64_t)ds.st_mtim.tv_sec;
+	if (sec < 0 || sec > 4)
+		return 0;
+	d = sec * 1000000000 + (int64_t)e->mtime_ns - ds.st_mtim.tv_nsec;
+	return d == 0 || (d > 0 && d <= g.mwindow);
+}
+
+/*
+ * Did the source file change while it was read (size or mtime no longer
+ * what the walk saw)?  When it did not, but fewer or more bytes were read
+ * than its size says, it is a file whose size is not its content (/proc,
+ * /sys): copied as read, like cp.  Worker.
+ */
+static int
+src_changed(int in, const struct ent *e)
+{
+	struct stat st;
+
+	return fstat(in, &st) < 0 || (uint64_t)st.st_size != e->size ||
+	    st.st_mtim.tv_sec != e->mtime || (uint64_t)st.st_mtim.tv_nsec != e->mtime_ns;
+}
+
+/*
+ * Copy one regular file.  Returns 0 when it is copied with all its
+ * metadata; 1 when copied with something to report in *r (R_CHANGED: it
+ * changed while being read and is copied as read; W_*: some metadata could
+ * not be kept) or skipped (R_SKIP); -1 when not copied (*r says why).
+ */
+static int
+copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 {
 	const char *sname = ent_name(e), *dname = ent_dname(e);
-	int in, out, werr = 0, note = 0;
-	int64_t n;
-	mode_t cmode = e->mode & 0777;
-	struct stat ds;
+	int in, out, werr = 0, note = 0, dacl = (jflags & JF_DACL) != 0;
+	int64_t n = -2;
+	mode_t mode = e->mode & 07777;
+	/* as non-root, writable by its owner until the mode is set at the
+	 * end: setting user.* xattrs needs write permission */
+	mode_t cmode = (e->mode & 0777) | (g.euid ? S_IWUSR : 0);
+	struct xref xs, xd;
 
-	if (g.update && fstatat(dfd, dname, &ds, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISREG(ds.st_mode) && (uint64_t)ds.st_size == e->size &&
-	    ds.st_mtim.tv_sec == e->mtime && (uint64_t)ds.st_mtim.tv_nsec == e->mtime_ns) {
+	if (g.update && up_to_date(dfd, dname, e)) {
 		r->what = R_SKIP;
 		return 1;
 	}
@@ -1174,14 +1531,14 @@ copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 	if (e->size == 0)
 		n = copy_rw(in, out, NULL, -1, &werr);  /* procfs-like: size 0, data */
 	else if (e->blocks * 512 < e->size)
-		n = copy_sparse(in, out, e->size, &werr);
-	else
+		n = copy_sparse(in, out, &werr);        /* -2: cannot tell, read it all */
+	if (n == -2)
 		n = copy_range(in, out, NULL, -1, e->size, &werr);
 	if (n < 0) {
 		r->what = werr ? R_FAIL_DST : R_FAIL_SRC;
 		goto fail;
 	}
-	if ((uint64_t)n != e->size && e->size != 0 && e->blocks * 512 >= e->size) {
+	if ((uint64_t)n != e->size && src_changed(in, e)) {
 		note = R_CHANGED;
 		r->val = n;
 	}
@@ -1194,14 +1551,13 @@ copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 		return -1;
 	}
 	r->what = R_FAIL_DST;
-	if (meta_owner_mode(out, -1, NULL, e, always_chown, cmode) < 0)
+	xs = xref_of(in, -1, NULL);
+	xd = xref_of(out, -1, NULL);
+	if (meta_owner(&xd, e, jflags & JF_SGID, &mode, r) < 0)
 		goto fail;
-	if (!w.noxattr_dst && xattr_copy(in, out) < 0) {
-		w.noxattr_dst = 1;
-		note = note ? note : R_NOXATTR;
-	}
-	if (meta_times(out, -1, NULL, e) < 0 || (g.fsync && fsync(out) < 0) ||
-	    tmp_commit(out, dfd, dname) < 0)
+	xattr_copy(&xs, &xd, dacl ? XS_ACL : XS_ADD, r);
+	if (meta_mode(&xd, e, mode, dacl ? -1 : (int)cmode) < 0 || meta_times(out, -1, NULL, e) < 0 ||
+	    (g.fsync && fsync(out) < 0) || tmp_commit(out, dfd, dname) < 0)
 		goto fail;
 	close(in);
 	if (close(out) < 0) {
@@ -1209,7 +1565,7 @@ copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 		return -1;
 	}
 	r->what = note;
-	return note ? 1 : 0;
+	return note || r->warn ? 1 : 0;
 fail:
 	r->err = errno;
 	tmp_discard();
@@ -1246,12 +1602,19 @@ make_node(int dfd, const char *name, const struct ent *e, const char *target)
 	return 0;
 }
 
-/* Copy a symlink, FIFO, socket or device node: never opened, never followed. */
+/*
+ * Copy a symlink, FIFO, socket or device node: never opened, never
+ * followed; its xattrs and ACLs are read and set by name (xa_op).  Returns
+ * like copy_reg.
+ */
 static int
-copy_node(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
+copy_node(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 {
 	char target[PATH_MAX + 1];
 	const char *dname = ent_dname(e);
+	int dacl = (jflags & JF_DACL) && !S_ISLNK(e->mode);
+	mode_t mode = e->mode & 07777;
+	struct xref xs = xref_of(-1, sfd, ent_name(e)), xd = xref_of(-1, dfd, dname);
 	ssize_t n = 0;
 
 	if (S_ISLNK(e->mode)) {
@@ -1265,13 +1628,21 @@ copy_node(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r
 	}
 	r->what = R_FAIL_DST;
 	if (make_node(dfd, dname, e, target) < 0 ||
-	    meta_owner_mode(-1, dfd, dname, e, always_chown, e->mode & 0777) < 0 ||
-	    meta_times(-1, dfd, dname, e) < 0) {
-		r->err = errno;
-		return -1;
-	}
+	    meta_owner(&xd, e, jflags & JF_SGID, &mode, r) < 0)
+		goto fail;
+	xattr_copy(&xs, &xd, dacl ? XS_ACL : XS_ADD, r);
+	if (meta_mode(&xd, e, mode, dacl ? -1 : (int)(e->mode & 0777)) < 0 ||
+	    meta_times(-1, dfd, dname, e) < 0)
+		goto fail;
+	xref_done(&xs);
+	xref_done(&xd);
 	r->what = 0;
-	return 0;
+	return r->warn ? 1 : 0;
+fail:
+	r->err = errno;
+	xref_done(&xs);
+	xref_done(&xd);
+	return -1;
 }
 
 /* -- worker -- */
@@ -1296,7 +1667,6 @@ wk_job(struct msg *m, int sfd, int dfd)
 	} res;
 	char *p = (char *)(m + 1);
 	uint32_t i, nrep = 0;
-	int always_chown = (m->flags & JF_SGID) != 0;
 
 	memset(&res.h, 0, sizeof res.h);
 	w.ws->bytes = 0;
@@ -1312,9 +1682,9 @@ wk_job(struct msg *m, int sfd, int dfd)
 			continue;
 		memset(r, 0, sizeof *r);
 		if (S_ISREG(e->mode))
-			rc = copy_reg(sfd, dfd, e, always_chown, r);
+			rc = copy_reg(sfd, dfd, e, m->flags, r);
 		else
-			rc = copy_node(sfd, dfd, e, always_chown, r);
+			rc = copy_node(sfd, dfd, e, m->flags, r);
 		if (rc != 0 && nrep < BATCH_FILES + 1) {
 			r->idx = i;
 			nrep++;
@@ -1462,16 +1832,23 @@ static void job_queue(struct job *j, int front);
 static void job_drop(struct job *j);
 static void dest_full(int err);
 
-/* Source and destination paths of an entry, for messages (malloc'd). */
+/*
+ * Source and destination paths of an entry, for messages (malloc'd).  In
+ * single-file mode (the top's rel is NULL) SOURCE and DEST name the file.
+ */
 static char *
 src_path(const struct dir *d, const char *name)
 {
+	if (d && d->rel == NULL)
+		name = NULL;
 	return path_join(g.src, d ? d->rel : NULL, name);
 }
 
 static char *
 dst_path(const struct dir *d, const char *name)
 {
+	if (d && d->rel == NULL)
+		name = NULL;
 	return path_join(g.dst, d ? d->rel : NULL, name);
 }
 
@@ -1533,6 +1910,28 @@ outcome(int out, const struct dir *d, const char *name, const char *why)
 }
 
 /*
+ * Name what a copied entry (name in d; NULL: d itself) lost of its
+ * metadata (W_* in r): one line each, exit status 1.  Parent.
+ */
+static void
+rep_warn(const struct dir *d, const char *name, const struct rep *r)
+{
+	char *p;
+
+	if (r->warn == 0)
+		return;
+	p = dst_path(d, name);
+	if (r->warn & W_OWNER)
+		warn_path(1, p, "failed to preserve ownership: %s", strerror(r->oerr));
+	if ((r->warn & W_XATTR) && r->xname[0] == '\0')
+		warn_path(1, p, "extended attributes not copied: %s", strerror(r->xerr));
+	else if (r->warn & W_XATTR)
+		warn_path(1, p, "extended attribute '%.*s' not copied: %s",
+		    XNAME_MAX - 1, r->xname, strerror(r->xerr));
+	free(p);
+}
+
+/*
  * Give a finished directory its metadata, in the per-inode order (owner,
  * mode, xattrs, times), close it and release its parent.  Runs in the
  * parent when nothing is pending in the directory any more.
@@ -1547,10 +1946,21 @@ dir_finish(struct dir *d)
 	if (g.shard_n)          /* other shards may still write here: -u fixes */
 		e.mode |= S_IRWXU;
 	if (!d->nometa && !g.stop && !g.dryrun) {
-		if (meta_owner_mode(d->dfd, -1, NULL, &e, d->jflags & JF_SGID, -1) < 0)
+		struct xref xs = xref_of(d->sfd, -1, NULL), xd = xref_of(d->dfd, -1, NULL);
+		mode_t mode = e.mode & 07777;
+		struct rep r;
+
+		/* a directory DEST had is someone else's until now: its owner
+		 * and every xattr and ACL SOURCE's lacks go */
+		memset(&r, 0, sizeof r);
+		if (meta_owner(&xd, &e, (d->jflags & JF_SGID) || d->existed, &mode, &r) < 0)
 			warn_entry(1, 1, d, NULL, errno);
-		if (d->sfd >= 0 && xattr_copy(d->sfd, d->dfd) < 0 && !g.noxattr_warned++)
-			warn_path(0, g.dst, "extended attributes not supported; not copied");
+		if (d->sfd >= 0)
+			xattr_copy(&xs, &xd, d->existed ? XS_ALL :
+			    (d->jflags & JF_DACL) ? XS_ACL : XS_ADD, &r);
+		if (meta_mode(&xd, &e, mode, -1) < 0)
+			warn_entry(1, 1, d, NULL, errno);
+		rep_warn(d, NULL, &r);
 		if (meta_times(d->dfd, -1, NULL, &e) < 0)
 			warn_entry(1, 1, d, NULL, errno);
 		if (g.fsync && fsync(d->dfd) < 0)
@@ -1570,6 +1980,17 @@ dir_finish(struct dir *d)
 		dir_put(up);
 	else
 		g.topdone = 1;
+}
+
+/*
+ * Does DEST directory dfd have a default ACL?  Then what is created in it
+ * inherits ACL entries, and modes narrowed by them, that SOURCE may lack:
+ * the workers then set every mode and remove such ACLs.  Parent.
+ */
+static int
+dacl_has(int dfd)
+{
+	return fgetxattr(dfd, "system.posix_acl_default", NULL, 0) > 0;
 }
 
 /* Drop one pending reference; the last one finishes the directory. */
@@ -1666,8 +2087,11 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	if (!made && dfd >= 0 && !g.dryrun) {
 		if (fstat(dfd, &dst) == 0 && (dst.st_mode & S_ISGID))
 			d->jflags |= JF_SGID;
+		d->existed = 1;
 		tmp_sweep(dfd);
 	}
+	if (dfd >= 0 && !g.dryrun && (!made || (up->jflags & JF_DACL)) && dacl_has(dfd))
+		d->jflags |= JF_DACL;
 	sfd = src_openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sfd < 0 || (read && ((dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL))) {
 		/* unreadable: it stays an empty directory with its metadata */
@@ -2522,10 +2946,6 @@ rep_outcome(struct dir *d, const struct ent *e, const struct rep *rp)
 		    (unsigned long long)e->size, (unsigned long long)rp->val);
 		free(p);
 		break;
-	case R_NOXATTR:
-		if (!g.noxattr_warned++)
-			warn_path(0, g.dst, "extended attributes not supported; not copied");
-		break;
 	case R_VANISHED:
 		outcome(OUT_FAIL_SRC, d, ent_name(e), "vanished before it could be copied");
 		return 0;
@@ -2548,6 +2968,8 @@ rep_outcome(struct dir *d, const struct ent *e, const struct rep *rp)
 		outcome(OUT_FAIL_SRC, d, ent_name(e), NULL);
 		return 0;
 	}
+	if (rp)
+		rep_warn(d, ent_dname(e), rp);  /* copied, without some metadata */
 	outcome(OUT_COPIED, d, ent_dname(e), NULL);
 	return 1;
 }
@@ -3083,6 +3505,36 @@ tmp_probe(int dfd)
 	return mode;
 }
 
+/*
+ * -u: how much of a nanosecond mtime DEST's file system loses (ext4 with
+ * 128-byte inodes keeps whole seconds, vfat two seconds): a probe file's
+ * mtime is set to 3.999999999 s and read back.  Returns nanoseconds, 0
+ * when it keeps them all (or cannot tell).  Parent, at setup.
+ */
+static int64_t
+mtime_window(int dfd)
+{
+	struct timespec ts[2] = { { 3, 999999999 }, { 3, 999999999 } };
+	char name[64] = "";
+	struct stat st;
+	int64_t lost = 0;
+	int fd;
+
+	fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(name, sizeof name, TMP_PREFIX "%ld.mtime", (long)getpid());
+		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return 0;
+	}
+	if (futimens(fd, ts) == 0 && fstat(fd, &st) == 0 && st.st_mtim.tv_sec <= 3)
+		lost = (3 - (int64_t)st.st_mtim.tv_sec) * 1000000000 + 999999999 - st.st_mtim.tv_nsec;
+	if (name[0])
+		unlinkat(dfd, name, 0);
+	close(fd);
+	return lost;
+}
+
 /* Raise the descriptor limit to the hard one and budget the walk's share. */
 static void
 fd_budget(void)
@@ -3156,7 +3608,8 @@ usage(FILE *f)
 "      --progress        show progress even when stderr is not a terminal\n"
 "                        (then as plain lines, about once a second)\n"
 "  -u, --update          skip regular files whose copy has the same size and\n"
-"                        nanosecond mtime; they are not touched at all\n"
+"                        mtime (to the ns, or as precise as DEST keeps times);\n"
+"                        they are not touched at all\n"
 "      --verify          read back each file and compare with the source\n"
 "                        before giving it its name\n"
 "      --fsync           sync each file before its rename, each directory at the end\n"
@@ -3381,8 +3834,11 @@ setup_dirs(const struct stat *st)
 		d->sfd = src_openat(AT_FDCWD, g.src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->sfd < 0)
 			die("'%s': %s", g.src, strerror(errno));
-		if (!g.dryrun && mkdir(g.dst, 0700) < 0 && errno != EEXIST)
-			die("cannot create '%s': %s", g.dst, strerror(errno));
+		if (!g.dryrun && mkdir(g.dst, 0700) < 0) {
+			if (errno != EEXIST)
+				die("cannot create '%s': %s", g.dst, strerror(errno));
+			d->existed = 1;
+		}
 		d->dfd = open(g.dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->dfd < 0 && !(g.dryrun && errno == ENOENT))
 			die("'%s': %s", g.dst, errno == ENOTDIR ?
@@ -3395,6 +3851,8 @@ setup_dirs(const struct stat *st)
 			d->jflags |= JF_SGID;
 		if (!g.dryrun)
 			tmp_sweep(d->dfd);
+		if (!g.dryrun && dacl_has(d->dfd))
+			d->jflags |= JF_DACL;
 		if (g.list)
 			return d;       /* --files-from: list_step reads the list */
 		if ((dsfd = dup(d->sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL)
@@ -3435,12 +3893,16 @@ setup_top(const struct stat *st)
 	char *dir;
 
 	g.dstfd = d->dfd;
+	if (getenv("PCOPY_NO_XATTRAT"))
+		xa_noat = 1;    /* for tests: the fallback of kernels before 6.13 */
 	if (g.dryrun)
 		;
 	else if (getenv("PCOPY_NO_TMPFILE"))
 		g.tmpmode = TMP_NAMED;  /* for tests: the fallback of old kernels */
 	else
 		g.tmpmode = tmp_probe(g.dstfd);
+	if (g.update && !g.dryrun)
+		g.mwindow = mtime_window(g.dstfd);
 	if (S_ISDIR(st->st_mode))
 		return d;
 	/* one file or symlink: DEST names the copy */
