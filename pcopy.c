@@ -56,11 +56,25 @@
  * second read-only walk that counts files and bytes so the progress line
  * has a real total long before the main walk ends.
  *
- * Filters.  --exclude, -x and --shard decide in the walk (and the census)
- * what is entered or queued; --files-from replaces reading the top
- * directory by reading the list, entering parent directories as needed;
- * -n prints what the walk finds instead of queueing it, and starts no
- * workers.  -u, --verify and --fsync act in the workers, per file.
+ * Filters.  --exclude/--include (in order, first match wins), -x and
+ * --shard decide in the walk (and the census) what is entered or queued;
+ * --files-from replaces reading the top directory by reading the list,
+ * entering parent directories as needed; -n prints what the walk finds
+ * instead of queueing it, and starts no workers.  -u, -c, --verify and
+ * --fsync act in the workers, per file (-c: a file -u would skip is
+ * compared byte for byte with its copy, and copied again if it differs).
+ *
+ * Deleting (--delete).  The parent does it all, by name relative to
+ * held directory descriptors.  Before the walk reads a SOURCE directory
+ * whose DEST counterpart existed, it lists the DEST names (struct dnames);
+ * the walk marks each name SOURCE has and the filters keep.  When the
+ * directory is finished (dir_finish), before its metadata, the unmarked
+ * names go: files and symlinks by unlinkat (a symlink is never followed),
+ * directories depth first (del_tree: O_NOFOLLOW, not across a DEST mount
+ * point).  A name of another type than in SOURCE goes as the walk meets
+ * it, so the copy can take its place.  Nothing is deleted in a directory
+ * whose SOURCE listing was not read completely, none after an EIO, ENOSPC
+ * or a signal (del_ok), and none with --files-from or --shard (refused).
  *
  * Hard links.  Entries with st_nlink > 1 go through a (dev, ino) table in
  * the parent.  The first name is copied; later names wait until that copy
@@ -3699,18 +3713,30 @@ usage(FILE *f)
 "  -j, --jobs N          worker processes (1-256; default: 4 per online CPU, at\n"
 "                        most 64)\n"
 "  -q, --quiet           no progress line and no summary (errors are still printed)\n"
-"  -v, --verbose         print each copied entry (path below SOURCE) on stdout\n"
+"  -v, --verbose         print each copied entry (path below SOURCE) on stdout,\n"
+"                        and 'delete PATH' for each entry --delete removes\n"
 "      --progress        show progress even when stderr is not a terminal\n"
 "                        (then as plain lines, about once a second)\n"
 "  -u, --update          skip regular files whose copy has the same size and\n"
 "                        nanosecond mtime; they are not touched at all\n"
+"  -c, --checksum        -u, but compare the bytes of files -u would skip, and\n"
+"                        copy them again if they differ\n"
+"      --delete          remove DEST entries that SOURCE lacks (not in a\n"
+"                        directory SOURCE could not read fully, nor after EIO\n"
+"                        or ENOSPC; excluded names stay; symlinks never followed)\n"
+"      --delete-excluded  --delete, and remove excluded DEST entries too\n"
 "      --verify          read back each file and compare with the source\n"
 "                        before giving it its name\n"
 "      --fsync           sync each file before its rename, each directory at the end\n"
-"  -n, --dry-run         list what would be created, replaced or skipped;\n"
-"                        change nothing\n"
+"  -n, --dry-run         list what would be created, replaced, skipped or\n"
+"                        deleted; change nothing\n"
 "      --exclude GLOB    skip entries whose name matches GLOB, or whose path\n"
-"                        below SOURCE matches when GLOB has a '/' (repeatable)\n"
+"                        below SOURCE matches when GLOB has a '/'; 'GLOB/':\n"
+"                        directories only (repeatable)\n"
+"      --include GLOB    copy what GLOB matches: the first matching --include or\n"
+"                        --exclude decides, in the order given\n"
+"      --exclude-from FILE, --include-from FILE  patterns from FILE, one a line\n"
+"                        ('#' or ';' starts a comment line; '+ '/'- ' prefixes)\n"
 "  -x, --one-file-system  do not descend into other file systems (mount points\n"
 "                        are copied as empty directories)\n"
 "      --files-from FILE  copy only the paths listed in FILE ('-': stdin), one\n"
@@ -3719,6 +3745,7 @@ usage(FILE *f)
 "      --shard K/N       copy only shard K of N of the files (stable hash of the\n"
 "                        path); N runs into one DEST, then one 'pcopy -u', equal\n"
 "                        one run\n"
+"  -a, -r                accepted and ignored: pcopy always copies everything\n"
 "  -h, --help            show this help and exit\n"
 "  -V, --version         show the version and exit\n"
 "\n"
