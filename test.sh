@@ -2599,6 +2599,28 @@ t_delete_one_fs()
 	[ ! -e dst/sub/extra ] || fail "-x --delete left dst/sub/extra"
 }
 
+# Removing a subtree never crosses into another file system mounted in
+# DEST: the mount point is named (exit 1) and what is mounted there stays.
+t_delete_dest_mount()
+{
+	is_root || skip "needs root to mount a tmpfs"
+	mkdir -p src dst/old/mnt
+	echo a >src/f
+	echo b >dst/old/g
+	m=$(pwd -P)/dst/old/mnt
+	mount -t tmpfs -o size=1m pcopy-test "$m" 2>/dev/null ||
+	    skip "cannot mount a tmpfs"
+	at_exit "umount -l '$m' 2>/dev/null"
+	echo keep >dst/old/mnt/k
+	pc --delete src dst
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(cat pc.err)"
+	grep -q "^pcopy: 'dst/old/mnt': cannot delete: a mount point" pc.err ||
+	    fail "mount point not named: $(cat pc.err)"
+	[ -f dst/old/mnt/k ] || fail "deleted inside a mount point in DEST"
+	[ ! -e dst/old/g ] || fail "dst/old/g not deleted"
+	cmp src/f dst/f
+}
+
 # After ENOSPC nothing more is deleted (the top directory, finished last,
 # keeps what SOURCE lacks).
 t_delete_enospc()
@@ -2854,7 +2876,8 @@ t_sigint t_sigint_group t_sighup t_worker_killed t_parent_killed t_enospc t_enos
 t_symlink_dest_dir t_symlink_swap t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
 t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
 t_delete t_delete_symlink_out t_delete_unreadable t_delete_sigint t_delete_refused
-t_delete_type_change t_delete_excluded t_delete_one_fs t_delete_enospc t_checksum
+t_delete_type_change t_delete_excluded t_delete_one_fs t_delete_dest_mount t_delete_enospc
+t_checksum
 t_filters t_archive_flags
 t_sigusr1 t_progress_plain t_large_files
 t_worker_killed_large t_killer_entry"
