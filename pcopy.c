@@ -3404,6 +3404,39 @@ check_nesting(const struct stat *src, const char *dst)
 }
 
 /*
+ * --delete: refuse a DEST that holds SOURCE (pcopy --delete /d/src /d):
+ * SOURCE's own name in DEST is not in SOURCE, and mirroring would delete
+ * SOURCE itself.  Walks up from SOURCE by "..", comparing each directory
+ * with DEST.  Parent, at setup; exit 2.
+ */
+static void
+check_delete_nesting(int sfd, int dfd)
+{
+	struct stat dst, st, up;
+	int fd, nfd;
+
+	if (fstat(dfd, &dst) < 0 || (fd = dup(sfd)) < 0)
+		die("'%s': %s", g.dst, strerror(errno));
+	for (;;) {
+		if (fstat(fd, &st) < 0)
+			die("'%s': %s", g.src, strerror(errno));
+		if (st.st_dev == dst.st_dev && st.st_ino == dst.st_ino)
+			die("--delete: SOURCE '%s' is inside DEST '%s'; it would be deleted",
+			    g.src, g.dst);
+		nfd = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (nfd < 0 || fstat(nfd, &up) < 0) {
+			close_keep(nfd);
+			break;
+		}
+		close(fd);
+		fd = nfd;
+		if (up.st_dev == st.st_dev && up.st_ino == st.st_ino)
+			break;
+	}
+	close(fd);
+}
+
+/*
  * Decide how workers give names to new files, by trying it once in DEST:
  * O_TMPFILE + linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, the /proc
  * form needs /proc; else hidden names and rename.
@@ -3847,8 +3880,10 @@ setup_dirs(const struct stat *st)
 			return d;       /* --files-from: list_step reads the list */
 		if ((dsfd = dup(d->sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL)
 			die("'%s': %s", g.src, strerror(errno));
-		if (g.del && d->dfd >= 0)
+		if (g.del && d->dfd >= 0) {
+			check_delete_nesting(d->sfd, d->dfd);
 			d->dn = dn_read(d, d->dfd);
+		}
 		return d;
 	}
 	if (g.list)

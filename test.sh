@@ -2507,7 +2507,7 @@ t_delete_sigint()
 }
 
 # --delete with --shard or --files-from is refused (a shard would delete
-# the others' files), and nothing is changed.
+# the others' files), and so is a SOURCE inside DEST; nothing is changed.
 t_delete_refused()
 {
 	mkdir src
@@ -2520,6 +2520,12 @@ t_delete_refused()
 	usage_err "delete.*files-from" --delete --files-from list src dst
 	usage_err "delete.*shard" --delete-excluded --shard 2/2 src dst
 	[ -f dst/extra ] || fail "a refused run deleted dst/extra"
+	# SOURCE inside DEST: mirroring would delete SOURCE itself
+	mkdir -p top/a/src
+	echo b >top/a/src/g
+	usage_err "inside DEST" --delete top/a/src top
+	usage_err "inside DEST" -n --delete top/a/src/ top/
+	[ -f top/a/src/g ] || fail "--delete deleted its own SOURCE"
 	[ "$bad" -eq 0 ]
 }
 
