@@ -55,13 +55,28 @@
  * files and bytes so the line has a real total long before the main walk
  * ends.
  *
- * Filters.  --exclude, -x and --shard decide in the walk (and the census)
- * what is entered or queued; --files-from replaces reading the top
- * directory by reading the list, entering parent directories as needed;
- * -n prints what the walk finds instead of queueing it, and starts no
- * workers.  -u, --verify and --fsync act in the workers, per file, and
- * -u and --fsync in the parent too (hard links already in place are
- * skipped; directories are synced after their metadata).
+ * Filters.  --exclude/--include (in order, first match wins), -x and
+ * --shard decide in the walk (and the census) what is entered or queued;
+ * --files-from replaces reading the top directory by reading the list,
+ * entering parent directories as needed; -n prints what the walk finds
+ * instead of queueing it, and starts no workers.  -u, -c, --verify and
+ * --fsync act in the workers, per file, and -u and --fsync in the parent
+ * too (hard links already in place are skipped; directories are synced
+ * after their metadata).  -c: a file -u would skip is compared byte for
+ * byte with its copy, and copied again if it differs.
+ *
+ * Deleting (--delete).  The parent does it all, by name relative to
+ * held directory descriptors.  Before the walk reads a SOURCE directory
+ * whose DEST counterpart existed, it lists the DEST names (struct dnames);
+ * the walk marks each name SOURCE has and the filters keep.  When the
+ * directory is finished (dir_finish), before its metadata, the unmarked
+ * names go: files and symlinks by unlinkat (a symlink is never followed),
+ * directories depth first (del_tree: O_NOFOLLOW, not across a DEST mount
+ * point).  A name of another type than in SOURCE goes as the walk meets
+ * it, so the copy can take its place.  Nothing is deleted in a directory
+ * whose SOURCE listing was not read completely, none after an EIO, ENOSPC
+ * or a signal (del_ok), and none with --files-from, --shard or a SOURCE
+ * inside DEST (refused).
  *
  * Hard links.  Entries with st_nlink > 1 go through a (dev, ino) table in
  * the parent.  The first name is copied; later names wait until that copy
@@ -286,6 +301,26 @@ struct dir {                    /* a directory being copied (parent only) */
 	int nometa;             /* single-file mode: DEST's parent, leave alone */
 	int existed;            /* DEST had it before: its owner and xattrs
 				 * are someone else's until dir_finish */
+	struct dnames *dn;      /* --delete: DEST's names before the copy, NULL: none */
+	int partial;            /* --delete: SOURCE's listing was not read completely */
+};
+
+struct dname {                  /* one name found in a DEST directory (parent only) */
+	char *name;             /* NULL: free slot */
+	unsigned char type;     /* DT_DIR, DT_REG, ...: what DEST has under it */
+	unsigned char seen;     /* SOURCE has it too (and it is not excluded) */
+};
+
+struct dnames {                 /* --delete: a DEST directory's names, open addressing */
+	struct dname *tab;
+	size_t size, used;      /* size: a power of two */
+};
+
+struct rule {                   /* an --exclude or --include pattern */
+	const char *pat;        /* without its leading '/' and trailing '/' */
+	int incl;               /* 1: --include, 0: --exclude */
+	int dironly;            /* it ended in '/': directories only */
+	int path;               /* it has a '/': matched against the path below SOURCE */
 };
 
 struct job {                    /* a message waiting for, or at, a worker (parent only) */
@@ -352,8 +387,10 @@ static struct {
 	int fsync;              /* --fsync: sync files and directories */
 	int dryrun;             /* -n: change nothing, say what would happen */
 	int onefs;              /* -x: stay on SOURCE's file system */
-	char **excl;            /* --exclude patterns */
-	unsigned nexcl;
+	struct rule *rules;     /* --exclude/--include, in order: the first match decides */
+	unsigned nrules;
+	int del;                /* --delete: remove what SOURCE lacks (2: --delete-excluded) */
+	int checksum;           /* -c: -u also compares the contents of files that match */
 	unsigned shard_k, shard_n;      /* --shard K/N, 0/0: all */
 	FILE *list;             /* --files-from stream, NULL: walk the tree */
 	int listsep;            /* '\n', or '\0' with -0 */
@@ -380,9 +417,11 @@ static struct {
 	struct hl *hl;          /* hard link table, open addressing */
 	size_t hlsize, hlused;
 	int full;               /* ENOSPC/EDQUOT seen */
+	int nodel;              /* --delete: deletions stopped (I/O error, ENOSPC, failure) */
 	/* the ledger */
 	uint64_t found, copied, failed, skipped, dropped;
 	uint64_t ndirs, bytes_found, bytes_done, bytes_skipped;
+	uint64_t deleted;       /* --delete: DEST entries removed (or, -n, to remove) */
 	int status;             /* exit status so far */
 	int topdone;            /* the top directory was finished */
 	/* progress */
@@ -1461,6 +1500,58 @@ verify(int in, int out)
 }
 
 /*
+ * Are n bytes at a and b equal?  memcmp without its order, 8 bytes at a
+ * time: musl's memcmp goes byte by byte, which made -c CPU-bound.
+ */
+static int
+same_bytes(const char *a, const char *b, size_t n)
+{
+	uint64_t x, y;
+
+	for (; n >= 8; n -= 8, a += 8, b += 8) {
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		if (x != y)
+			return 0;
+	}
+	return memcmp(a, b, n) == 0;
+}
+
+/*
+ * -c: are the first `size` bytes of the file dname in dfd those of the
+ * source `in`?  (Both had that size when stat'ed; a short read ends the
+ * compare.)  Returns 0 if not (or the copy cannot be read: it is copied
+ * again), -1 if they are the same, or errno if reading the source failed.
+ * Runs in a worker, or in the parent with -n; the offset of `in` is left
+ * alone (pread).
+ */
+static int
+same_content(int in, int dfd, const char *dname, uint64_t size)
+{
+	char *a = w.buf, *b = w.buf + BUF_SIZE / 2;
+	int out = openat(dfd, dname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	ssize_t n;
+	uint64_t off = 0;
+	size_t want;
+
+	if (out < 0)
+		return 0;
+	for (; off < size; off += n) {
+		want = size - off < BUF_SIZE / 2 ? size - off : BUF_SIZE / 2;
+		if ((n = pread(in, a, want, off)) < 0) {
+			n = errno;
+			close(out);
+			return (int)n;
+		}
+		if (pread(out, b, want, off) != n || !same_bytes(a, b, n) ||
+		    (size_t)n < want)
+			break;
+	}
+	close(out);
+	return off >= size ? -1 : 0;
+}
+
+/*
  * -u: is DEST's dname a regular file of e's size and mtime already?  The
  * mtimes are compared at the precision DEST's file system stores
  * (g.mwindow: ext4 with 128-byte inodes keeps seconds, vfat 2 seconds):
@@ -1516,11 +1607,22 @@ copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 	struct xref xs, xd;
 
 	if (g.update && up_to_date(dfd, dname, e)) {
-		r->what = R_SKIP;
-		return 1;
-	}
-	if ((in = src_open(sfd, sname, r)) < 0)
+		if (!g.checksum) {
+			r->what = R_SKIP;
+			return 1;
+		}
+		if ((in = src_open(sfd, sname, r)) < 0)
+			return -1;
+		if ((werr = same_content(in, dfd, dname, e->size)) != 0) {
+			close(in);
+			r->what = werr > 0 ? R_FAIL_SRC : R_SKIP;
+			r->err = werr > 0 ? werr : 0;
+			return werr > 0 ? -1 : 1;
+		}
+		/* -c: same size and time, other bytes: copy it again */
+	} else if ((in = src_open(sfd, sname, r)) < 0) {
 		return -1;
+	}
 	out = tmp_create(dfd, cmode);
 	if (out < 0) {
 		r->what = R_FAIL_DST;
@@ -1831,6 +1933,9 @@ static void dir_put(struct dir *d);
 static void job_queue(struct job *j, int front);
 static void job_drop(struct job *j);
 static void dest_full(int err);
+static uint64_t fnv1a(const void *p, size_t n, uint64_t h);
+static int filter_out(const char *rel, const char *name, int isdir);
+static void del_check(int err);
 
 /*
  * Source and destination paths of an entry, for messages (malloc'd).  In
@@ -1859,6 +1964,323 @@ warn_entry(int fail, int dst, const struct dir *d, const char *name, int err)
 
 	warn_path(fail, p, "%s", strerror(err));
 	free(p);
+	del_check(err);
+}
+
+/*
+ * --delete.  A DEST directory the walk reads gets its names listed first
+ * (dn_read); each name SOURCE also has is marked as the walk finds it,
+ * and when the directory is finished (dir_finish, contents copied, before
+ * its metadata) the unmarked ones are removed (del_dir): files, symlinks
+ * as links, directories with all they hold, always by name relative to a
+ * held descriptor, never following a symlink and never crossing into
+ * another file system of DEST.  All of it runs in the parent.
+ */
+
+/* Find name in dn, or the free slot where it belongs. */
+static struct dname *
+dn_slot(struct dnames *dn, const char *name)
+{
+	size_t i = fnv1a(name, strlen(name), 0xcbf29ce484222325ULL) & (dn->size - 1);
+
+	while (dn->tab[i].name && strcmp(dn->tab[i].name, name) != 0)
+		i = (i + 1) & (dn->size - 1);
+	return &dn->tab[i];
+}
+
+/* The entry for name in a directory's list, NULL if DEST had no such name. */
+static struct dname *
+dn_find(struct dnames *dn, const char *name)
+{
+	struct dname *e;
+
+	if (dn->size == 0)
+		return NULL;
+	e = dn_slot(dn, name);
+	return e->name ? e : NULL;
+}
+
+static void
+dn_free(struct dnames *dn)
+{
+	size_t i;
+
+	if (dn == NULL)
+		return;
+	for (i = 0; i < dn->size; i++)
+		free(dn->tab[i].name);
+	free(dn->tab);
+	free(dn);
+}
+
+/* Add name (of type, a DT_* value) to dn, growing it at 1/2 full. */
+static void
+dn_add(struct dnames *dn, const char *name, unsigned char type)
+{
+	struct dname *e, *old = dn->tab;
+	size_t i, n = dn->size;
+
+	if (2 * (dn->used + 1) > dn->size) {
+		dn->size = n ? 2 * n : 16;
+		dn->tab = xmalloc(dn->size * sizeof *dn->tab);
+		memset(dn->tab, 0, dn->size * sizeof *dn->tab);
+		for (i = 0; i < n; i++)
+			if (old[i].name)
+				*dn_slot(dn, old[i].name) = old[i];
+		free(old);
+	}
+	e = dn_slot(dn, name);
+	e->name = strdup(name);
+	if (e->name == NULL)
+		die("out of memory");
+	e->type = type;
+	e->seen = 0;
+	dn->used++;
+}
+
+/*
+ * List the names in DEST directory dfd (of d) before the walk reads its
+ * SOURCE counterpart.  Hidden temporaries are not listed (tmp_sweep owns
+ * them).  Returns NULL after naming the failure: then nothing is deleted
+ * there.  Parent only.
+ */
+static struct dnames *
+dn_read(const struct dir *d, int dfd)
+{
+	struct dnames *dn;
+	struct dirent *de;
+	struct stat st;
+	DIR *ds;
+	int fd = dup(dfd);
+
+	if (fd < 0 || (ds = fdopendir(fd)) == NULL) {
+		close_keep(fd);
+		warn_entry(1, 1, d, NULL, errno);
+		return NULL;
+	}
+	rewinddir(ds);  /* the dup shares tmp_sweep's offset, at the end */
+	dn = xmalloc(sizeof *dn);
+	memset(dn, 0, sizeof *dn);
+	for (;;) {
+		errno = 0;
+		if ((de = readdir(ds)) == NULL)
+			break;
+		if ((de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+		    (de->d_name[1] == '.' && de->d_name[2] == '\0'))) ||
+		    strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) == 0)
+			continue;
+		if (de->d_type == DT_UNKNOWN) {
+			if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;       /* gone already */
+			de->d_type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+		}
+		dn_add(dn, de->d_name, de->d_type);
+	}
+	if (errno) {
+		warn_entry(1, 1, d, NULL, errno);
+		dn_free(dn);
+		dn = NULL;
+	}
+	closedir(ds);
+	return dn;
+}
+
+/* May the parent delete now?  Not after a stop, a signal or del_stop. */
+static int
+del_ok(void)
+{
+	return g.del && !g.nodel && !g.stop && !got_sig;
+}
+
+/*
+ * After an error that makes the rest of the run doubtful (EIO, a full
+ * DEST), delete nothing more; say so once.  Parent only.
+ */
+static void
+del_check(int err)
+{
+	if (!g.del || g.nodel || (err != EIO && err != ENOSPC && err != EDQUOT))
+		return;
+	g.nodel = 1;
+	warn_path(0, g.dst, "%s seen: deleting nothing more in this run", strerror(err));
+}
+
+/* Count and (-v, -n) list one deletion: rel/name below DEST, '/' for dirs. */
+static void
+del_said(const char *rel, const char *name, int isdir)
+{
+	char *p;
+
+	g.deleted++;
+	if (!g.verbose && !g.dryrun)
+		return;
+	p = path_join(rel, name, NULL);
+	progress_clear();
+	printf("delete %s%s\n", p, isdir ? "/" : "");
+	free(p);
+}
+
+/* Name a failed deletion of rel/name (below DEST). */
+static void
+del_failed(const char *rel, const char *name, const char *why)
+{
+	char *p = path_join(g.dst, rel, name);
+
+	warn_path(1, p, "cannot delete: %s", why);
+	free(p);
+}
+
+/*
+ * Remove the directory `name` in dfd (rel below DEST) and everything in
+ * it, or with -n list what that would remove.  The directory is opened
+ * O_NOFOLLOW and must be on device dev: a mount point in DEST is named,
+ * not emptied.  Entries go as they are read, children before their
+ * directory, so an interrupted run leaves a smaller tree that the next
+ * run removes.  Returns 0, or -1 after naming the failure.  Parent only.
+ */
+static int
+del_tree(int dfd, const char *rel, const char *name, dev_t dev)
+{
+	struct dirent *de;
+	struct stat st;
+	char *sub;
+	DIR *ds;
+	int fd, ret = 0;
+
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && (errno == ENOTDIR || errno == ELOOP)) {
+		/* no longer a directory: remove what it is now */
+		if (!g.dryrun && unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+			goto fail;
+		del_said(rel, name, 0);
+		return 0;
+	}
+	if (fd < 0)
+		goto fail;
+	if (fstat(fd, &st) < 0) {
+		close_keep(fd);
+		goto fail;
+	}
+	if (st.st_dev != dev) {
+		close(fd);
+		del_failed(rel, name, "a mount point in DEST; not crossed");
+		return -1;
+	}
+	if (g.fdopen >= g.fdlimit + FD_RESERVE / 2) {
+		close(fd);
+		errno = EMFILE;
+		goto fail;
+	}
+	/* it goes anyway: let its owner empty it whatever its mode */
+	if (!g.dryrun && (st.st_mode & S_IRWXU) != S_IRWXU && st.st_uid == g.euid &&
+	    fchmod(fd, (st.st_mode & 07777) | S_IRWXU) < 0) {
+		/* then the unlinks below fail and are named */
+	}
+	if ((ds = fdopendir(fd)) == NULL) {
+		close_keep(fd);
+		goto fail;
+	}
+	g.fdopen++;
+	sub = path_join(rel, name, NULL);
+	while (!got_sig && !g.nodel) {
+		errno = 0;
+		if ((de = readdir(ds)) == NULL) {
+			if (errno) {
+				del_check(errno);
+				del_failed(rel, name, strerror(errno));
+				ret = -1;
+			}
+			break;
+		}
+		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+		    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+			continue;
+		if (de->d_type == DT_DIR || (g.dryrun && de->d_type == DT_UNKNOWN &&
+		    fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISDIR(st.st_mode))) {
+			ret |= del_tree(fd, sub, de->d_name, dev);
+		} else if (g.dryrun) {
+			del_said(sub, de->d_name, 0);
+		} else if (unlinkat(fd, de->d_name, 0) == 0) {
+			del_said(sub, de->d_name, 0);
+		} else if (errno == EISDIR) {   /* d_type was DT_UNKNOWN */
+			ret |= del_tree(fd, sub, de->d_name, dev);
+		} else if (errno != ENOENT) {
+			del_check(errno);
+			del_failed(sub, de->d_name, strerror(errno));
+			ret = -1;
+		}
+	}
+	free(sub);
+	closedir(ds);
+	g.fdopen--;
+	if (ret < 0 || got_sig || g.nodel)
+		return -1;
+	if (!g.dryrun && unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		goto fail;
+	del_said(rel, name, 1);
+	return 0;
+fail:
+	del_check(errno);
+	del_failed(rel, name, strerror(errno));
+	return -1;
+}
+
+/*
+ * Remove the entry `name` of DEST directory d, of DT_* type as listed
+ * (or with -n list it).  A symlink is removed as a link.  Parent only.
+ */
+static int
+del_entry(struct dir *d, const char *name, unsigned char type)
+{
+	struct stat st;
+
+	if (type != DT_DIR) {
+		if (g.dryrun || unlinkat(d->dfd, name, 0) == 0 || errno == ENOENT) {
+			del_said(d->rel, name, 0);
+			return 0;
+		}
+		if (errno != EISDIR) {  /* it became a directory: take it as one */
+			del_check(errno);
+			del_failed(d->rel, name, strerror(errno));
+			return -1;
+		}
+	}
+	if (fstat(d->dfd, &st) < 0) {
+		del_failed(d->rel, name, strerror(errno));
+		return -1;
+	}
+	return del_tree(d->dfd, d->rel, name, st.st_dev);
+}
+
+/*
+ * dir_finish's first step with --delete: remove the entries of d's DEST
+ * directory that SOURCE lacks, unless SOURCE's listing was incomplete.
+ * Excluded names stay, but for --delete-excluded.  Parent only.
+ */
+static void
+del_dir(struct dir *d)
+{
+	struct dnames *dn = d->dn;
+	size_t i;
+
+	d->dn = NULL;
+	if (d->partial) {
+		char *p = dst_path(d, NULL);
+
+		warn_path(1, p, "SOURCE directory not read completely: nothing deleted in it");
+		free(p);
+	}
+	for (i = 0; i < dn->size && !d->partial && del_ok(); i++) {
+		struct dname *e = &dn->tab[i];
+
+		if (e->name == NULL || e->seen)
+			continue;
+		if (g.del < 2 && filter_out(d->rel, e->name, e->type == DT_DIR))
+			continue;
+		del_entry(d, e->name, e->type);
+	}
+	dn_free(dn);
 }
 
 /*
@@ -1875,6 +2297,7 @@ static void
 outcome(int out, const struct dir *d, const char *name, const char *why)
 {
 	char *p;
+	int err;
 
 	if (out & OUT_NEW)
 		g.found++;
@@ -1894,6 +2317,7 @@ outcome(int out, const struct dir *d, const char *name, const char *why)
 		g.dropped++;
 		break;
 	default:
+		err = why ? 0 : errno;
 		if (why == NULL)
 			why = strerror(errno);
 		if (d == NULL)          /* not below SOURCE: as given */
@@ -1905,6 +2329,7 @@ outcome(int out, const struct dir *d, const char *name, const char *why)
 		warn_path(1, p, "%s", why);
 		free(p);
 		g.failed++;
+		del_check(err);         /* --delete: EIO stops deletions */
 		break;
 	}
 }
@@ -1942,6 +2367,8 @@ dir_finish(struct dir *d)
 	struct dir *up = d->up;
 	struct ent e;
 
+	if (d->dn)
+		del_dir(d);
 	ent_fill(&e, &d->st);
 	if (g.shard_n)          /* other shards may still write here: -u fixes */
 		e.mode |= S_IRWXU;
@@ -2061,6 +2488,9 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	}
 	if (up->dfd >= 0) {
 		dfd = openat(up->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* -n --delete: walk_entry said it would delete what is there */
+		if (dfd < 0 && g.dryrun && (errno == ENOTDIR || errno == ELOOP) && del_ok())
+			errno = ENOENT;
 		if (dfd < 0 && !(g.dryrun && errno == ENOENT)) {
 			outcome(OUT_FAIL_DST | OUT_NEW, up, name, errno == ENOTDIR || errno == ELOOP ?
 			    "cannot overwrite non-directory with directory" : NULL);
@@ -2096,12 +2526,20 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	if (sfd < 0 || (read && ((dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL))) {
 		/* unreadable: it stays an empty directory with its metadata */
 		outcome(OUT_FAIL_SRC | OUT_NEW, up, name, NULL);
+		if (g.del && dfd >= 0 && !made) {
+			char *p = dst_path(d, NULL);
+
+			warn_path(1, p, "SOURCE directory not read: nothing deleted in it");
+			free(p);
+		}
 		close_keep(sfd);
 		dir_put(d);
 		return NULL;
 	}
 	d->sfd = sfd;
 	g.fdopen++;
+	if (g.del && read && dfd >= 0 && !made)
+		d->dn = dn_read(d, dfd);
 	return d;
 }
 
@@ -2422,33 +2860,51 @@ fnv1a(const void *p, size_t n, uint64_t h)
 }
 
 /*
- * Filters shared by the walk and the census: --exclude on the name (or
- * the path below SOURCE when the pattern has a '/'), and --shard on
- * non-directories: a stable hash of the path, or of the inode number for
- * hard-linked files so a whole group falls in one shard.
+ * Is the entry `name` in directory rel (below SOURCE) filtered out?  The
+ * --exclude and --include rules are tried in order and the first that
+ * matches decides, as in rsync; no match: it is wanted.  A rule without
+ * '/' matches the name, one with '/' the whole path below SOURCE; a rule
+ * that ended in '/' matches directories only.  Parent only.
+ */
+static int
+filter_out(const char *rel, const char *name, int isdir)
+{
+	char *path = NULL;
+	unsigned i;
+	int out = 0, hit = 0;
+
+	for (i = 0; i < g.nrules && !hit; i++) {
+		const struct rule *r = &g.rules[i];
+
+		if (r->dironly && !isdir)
+			continue;
+		if (!r->path) {
+			hit = fnmatch(r->pat, name, FNM_PERIOD) == 0;
+		} else {
+			if (path == NULL)
+				path = path_join(rel, name, NULL);
+			hit = fnmatch(r->pat, path, FNM_PATHNAME | FNM_PERIOD) == 0;
+		}
+		out = hit && !r->incl;
+	}
+	free(path);
+	return out;
+}
+
+/*
+ * Filters shared by the walk and the census: the rules (filter_out), and
+ * --shard on non-directories: a stable hash of the path, or of the inode
+ * number for hard-linked files so a whole group falls in one shard.
  */
 static int
 wanted(const char *rel, const char *name, const struct stat *st)
 {
-	char *path = NULL;
-	unsigned i;
-	int out = 0;
 	uint64_t h;
 
-	for (i = 0; i < g.nexcl && !out; i++) {
-		const char *pat = g.excl[i];
-
-		if (strchr(pat, '/') == NULL) {
-			out = fnmatch(pat, name, FNM_PERIOD) == 0;
-			continue;
-		}
-		if (path == NULL)
-			path = path_join(rel, name, NULL);
-		out = fnmatch(pat + (pat[0] == '/'), path, FNM_PATHNAME | FNM_PERIOD) == 0;
-	}
-	free(path);
-	if (out || g.shard_n == 0 || S_ISDIR(st->st_mode))
-		return !out;
+	if (filter_out(rel, name, S_ISDIR(st->st_mode)))
+		return 0;
+	if (g.shard_n == 0 || S_ISDIR(st->st_mode))
+		return 1;
 	if (st->st_nlink > 1) {
 		uint64_t ino = st->st_ino;
 
@@ -2459,6 +2915,27 @@ wanted(const char *rel, const char *name, const struct stat *st)
 		h = fnv1a(name, strlen(name), h);
 	}
 	return h % g.shard_n == g.shard_k - 1;
+}
+
+/*
+ * -n -u: a file whose size and mtime match is skipped; with -c only if its
+ * bytes match too (the parent compares: -n starts no workers).
+ */
+static int
+dry_same(struct dir *d, const char *name, const struct stat *st)
+{
+	int in, ret;
+
+	if (!g.checksum)
+		return 1;
+	if (w.buf == NULL)
+		w.buf = xmalloc(BUF_SIZE);
+	in = src_openat(d->sfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (in < 0)
+		return 0;
+	ret = same_content(in, d->dfd, name, st->st_size);
+	close(in);
+	return ret < 0;
 }
 
 /* -n: say what would happen to a non-directory; change nothing. */
@@ -2474,7 +2951,7 @@ dry_entry(struct dir *d, const char *name, const struct stat *st)
 		if (g.update && S_ISREG(st->st_mode) && S_ISREG(ds.st_mode) &&
 		    ds.st_size == st->st_size && ds.st_mtim.tv_sec == st->st_mtim.tv_sec &&
 		    ds.st_mtim.tv_nsec == st->st_mtim.tv_nsec)
-			what = "skip";
+			what = dry_same(d, name, st) ? "skip" : "replace";
 	}
 	printf("%s %s\n", what, p);
 	free(p);
@@ -2494,9 +2971,16 @@ static void
 walk_entry(struct dir *d, const char *name, const struct stat *st)
 {
 	struct dir *sub;
+	struct dname *dn;
 
 	if (!wanted(d->rel, name, st))
 		return;
+	if (d->dn && (dn = dn_find(d->dn, name)) != NULL) {
+		dn->seen = 1;
+		/* --delete: a directory replaces a non-directory and vice versa */
+		if ((dn->type == DT_DIR) != !!S_ISDIR(st->st_mode) && del_ok())
+			del_entry(d, name, dn->type);
+	}
 	if (S_ISDIR(st->st_mode)) {
 		int read = !g.onefs || st->st_dev == g.topdev;
 
@@ -2652,16 +3136,24 @@ walk_step(void)
 	errno = 0;
 	de = readdir(d->ds);
 	if (de == NULL) {
-		if (errno)
+		if (errno) {
+			d->partial = 1;
 			warn_entry(1, 0, d, NULL, errno);
+		}
 		walk_pop();
 		return g.top != NULL;
 	}
 	name = de->d_name;
 	if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
 		return 1;
-	if (walk_stat(d, name, &st) == 0)
+	if (walk_stat(d, name, &st) == 0) {
 		walk_entry(d, name, &st);
+	} else if (d->dn) {     /* --delete: keep what could not be looked at */
+		struct dname *dn = dn_find(d->dn, name);
+
+		if (dn)
+			dn->seen = 1;
+	}
 	return 1;
 }
 
@@ -2917,6 +3409,7 @@ dest_full(int err)
 		warn_path(1, g.dst, "%s; stopping", strerror(err));
 		g.full = 1;
 	}
+	g.nodel = 1;
 	g.stop = 1;
 	g.walking = 0;
 }
@@ -3227,6 +3720,8 @@ summary(const char *how)
 		fprintf(stderr, ", %llu skipped", (unsigned long long)g.skipped);
 	if (g.failed)
 		fprintf(stderr, ", %llu failed", (unsigned long long)g.failed);
+	if (g.deleted)
+		fprintf(stderr, ", %llu deleted", (unsigned long long)g.deleted);
 	if (g.dropped)
 		fprintf(stderr, ", %llu not copied", (unsigned long long)g.dropped);
 	fputc('\n', stderr);
@@ -3480,6 +3975,39 @@ check_nesting(const struct stat *src, const char *dst)
 }
 
 /*
+ * --delete: refuse a DEST that holds SOURCE (pcopy --delete /d/src /d):
+ * SOURCE's own name in DEST is not in SOURCE, and mirroring would delete
+ * SOURCE itself.  Walks up from SOURCE by "..", comparing each directory
+ * with DEST.  Parent, at setup; exit 2.
+ */
+static void
+check_delete_nesting(int sfd, int dfd)
+{
+	struct stat dst, st, up;
+	int fd, nfd;
+
+	if (fstat(dfd, &dst) < 0 || (fd = dup(sfd)) < 0)
+		die("'%s': %s", g.dst, strerror(errno));
+	for (;;) {
+		if (fstat(fd, &st) < 0)
+			die("'%s': %s", g.src, strerror(errno));
+		if (st.st_dev == dst.st_dev && st.st_ino == dst.st_ino)
+			die("--delete: SOURCE '%s' is inside DEST '%s'; it would be deleted",
+			    g.src, g.dst);
+		nfd = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (nfd < 0 || fstat(nfd, &up) < 0) {
+			close_keep(nfd);
+			break;
+		}
+		close(fd);
+		fd = nfd;
+		if (up.st_dev == st.st_dev && up.st_ino == st.st_ino)
+			break;
+	}
+	close(fd);
+}
+
+/*
  * Decide how workers give names to new files, by trying it once in DEST:
  * O_TMPFILE + linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, the /proc
  * form needs /proc; else hidden names and rename.
@@ -3604,19 +4132,31 @@ usage(FILE *f)
 "  -j, --jobs N          worker processes (1-256; default: 4 per online CPU, at\n"
 "                        most 64)\n"
 "  -q, --quiet           no progress line and no summary (errors are still printed)\n"
-"  -v, --verbose         print each copied entry (path below SOURCE) on stdout\n"
+"  -v, --verbose         print each copied entry (path below SOURCE) on stdout,\n"
+"                        and 'delete PATH' for each entry --delete removes\n"
 "      --progress        show progress even when stderr is not a terminal\n"
 "                        (then as plain lines, about once a second)\n"
 "  -u, --update          skip regular files whose copy has the same size and\n"
 "                        mtime (to the ns, or as precise as DEST keeps times);\n"
 "                        they are not touched at all\n"
+"  -c, --checksum        -u, but compare the bytes of files -u would skip, and\n"
+"                        copy them again if they differ\n"
+"      --delete          remove DEST entries that SOURCE lacks (not in a\n"
+"                        directory SOURCE could not read fully, nor after EIO\n"
+"                        or ENOSPC; excluded names stay; symlinks never followed)\n"
+"      --delete-excluded  --delete, and remove excluded DEST entries too\n"
 "      --verify          read back each file and compare with the source\n"
 "                        before giving it its name\n"
 "      --fsync           sync each file before its rename, each directory at the end\n"
-"  -n, --dry-run         list what would be created, replaced or skipped;\n"
-"                        change nothing\n"
+"  -n, --dry-run         list what would be created, replaced, skipped or\n"
+"                        deleted; change nothing\n"
 "      --exclude GLOB    skip entries whose name matches GLOB, or whose path\n"
-"                        below SOURCE matches when GLOB has a '/' (repeatable)\n"
+"                        below SOURCE matches when GLOB has a '/'; 'GLOB/':\n"
+"                        directories only (repeatable)\n"
+"      --include GLOB    copy what GLOB matches: the first matching --include or\n"
+"                        --exclude decides, in the order given\n"
+"      --exclude-from FILE, --include-from FILE  patterns from FILE, one a line\n"
+"                        ('#' or ';' starts a comment line; '+ '/'- ' prefixes)\n"
 "  -x, --one-file-system  do not descend into other file systems (mount points\n"
 "                        are copied as empty directories)\n"
 "      --files-from FILE  copy only the paths listed in FILE ('-': stdin), one\n"
@@ -3625,6 +4165,7 @@ usage(FILE *f)
 "      --shard K/N       copy only shard K of N of the files (stable hash of the\n"
 "                        path); N runs into one DEST, then one 'pcopy -u', equal\n"
 "                        one run\n"
+"  -a, -r                accepted and ignored: pcopy always copies everything\n"
 "  -h, --help            show this help and exit\n"
 "  -V, --version         show the version and exit\n"
 "\n"
@@ -3667,6 +4208,70 @@ parse_shard(const char *s)
 	g.shard_n = n;
 }
 
+/*
+ * Add one --exclude (incl 0) or --include (incl 1) pattern.  A "- " or
+ * "+ " prefix makes it an exclude or an include whatever the option, as
+ * in rsync.  A trailing '/' limits it to directories; a leading '/' (or
+ * any '/') matches it against the path below SOURCE.  Empty: exit 2.
+ */
+static void
+rule_add(const char *arg, int incl, const char *from)
+{
+	struct rule *r;
+	size_t n;
+	char *pat;
+
+	if ((arg[0] == '+' || arg[0] == '-') && arg[1] == ' ') {
+		incl = arg[0] == '+';
+		arg += 2;
+	}
+	pat = strdup(arg[0] == '/' ? arg + 1 : arg);
+	if (pat == NULL)
+		die("out of memory");
+	n = strlen(pat);
+	g.rules = xrealloc(g.rules, (g.nrules + 1) * sizeof *g.rules);
+	r = &g.rules[g.nrules++];
+	r->dironly = n > 0 && pat[n - 1] == '/';
+	while (n > 0 && pat[n - 1] == '/')
+		pat[--n] = '\0';
+	if (n == 0)
+		die("%s: empty pattern '%s'", from ? from : incl ? "--include" : "--exclude", arg);
+	r->pat = pat;
+	r->incl = incl;
+	r->path = arg[0] == '/' || strchr(pat, '/') != NULL;
+}
+
+/*
+ * --exclude-from, --include-from: one pattern a line; blank lines and
+ * lines starting with '#' or ';' are ignored.  '-' reads stdin.
+ */
+static void
+rules_read(const char *file, int incl)
+{
+	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+	char *line = NULL, from[64];
+	size_t cap = 0;
+	ssize_t n;
+
+	if (f == NULL)
+		die("--%s-from '%s': %s", incl ? "include" : "exclude", file, strerror(errno));
+	snprintf(from, sizeof from, "--%s-from '%.40s'", incl ? "include" : "exclude", file);
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (n > 0 && line[n - 1] == '\r')
+			line[--n] = '\0';
+		if (n == 0 || line[0] == '#' || line[0] == ';')
+			continue;
+		rule_add(line, incl, from);
+	}
+	if (ferror(f))
+		die("--%s-from '%s': %s", incl ? "include" : "exclude", file, strerror(errno));
+	free(line);
+	if (f != stdin)
+		fclose(f);
+}
+
 /* No operands and a terminal: ask, like the program pcopy replaces. */
 static char *
 ask_source(void)
@@ -3700,6 +4305,10 @@ default_dest(const char *src)
 	return d;
 }
 
+/* long options without a short form (values above any char) */
+enum { OPT_DELETE = 0x200, OPT_DELETE_EXCLUDED, OPT_EXCLUDE_FROM, OPT_INCLUDE,
+	OPT_INCLUDE_FROM };
+
 static void
 parse_args(int argc, char **argv)
 {
@@ -3713,6 +4322,14 @@ parse_args(int argc, char **argv)
 		{ "fsync", no_argument, NULL, 'F' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "exclude", required_argument, NULL, 'E' },
+		{ "exclude-from", required_argument, NULL, OPT_EXCLUDE_FROM },
+		{ "include", required_argument, NULL, OPT_INCLUDE },
+		{ "include-from", required_argument, NULL, OPT_INCLUDE_FROM },
+		{ "delete", no_argument, NULL, OPT_DELETE },
+		{ "delete-excluded", no_argument, NULL, OPT_DELETE_EXCLUDED },
+		{ "checksum", no_argument, NULL, 'c' },
+		{ "archive", no_argument, NULL, 'a' },
+		{ "recursive", no_argument, NULL, 'r' },
 		{ "one-file-system", no_argument, NULL, 'x' },
 		{ "files-from", required_argument, NULL, 'L' },
 		{ "null", no_argument, NULL, '0' },
@@ -3730,7 +4347,7 @@ parse_args(int argc, char **argv)
 	g.jobs = ncpu < 1 ? 4 : ncpu > 16 ? 64 : 4 * (unsigned)ncpu;
 	opterr = 0;
 	g.listsep = '\n';
-	while ((c = getopt_long(argc, argv, ":j:qvhVunx0", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":j:qvhVunx0car", lo, NULL)) != -1) {
 		switch (c) {
 		case 'j': g.jobs = parse_jobs(optarg); break;
 		case 'q': g.quiet = 1; break;
@@ -3744,17 +4361,22 @@ parse_args(int argc, char **argv)
 		case '0': g.listsep = '\0'; break;
 		case 'L': list = optarg; break;
 		case 'S': parse_shard(optarg); break;
-		case 'E':
-			if (optarg[0] == '\0')
-				die("--exclude needs a pattern");
-			g.excl = xrealloc(g.excl, (g.nexcl + 1) * sizeof *g.excl);
-			g.excl[g.nexcl++] = optarg;
-			break;
+		case 'E': rule_add(optarg, 0, NULL); break;
+		case OPT_INCLUDE: rule_add(optarg, 1, NULL); break;
+		case OPT_EXCLUDE_FROM: rules_read(optarg, 0); break;
+		case OPT_INCLUDE_FROM: rules_read(optarg, 1); break;
+		case OPT_DELETE: g.del = g.del ? g.del : 1; break;
+		case OPT_DELETE_EXCLUDED: g.del = 2; break;
+		case 'c': g.checksum = g.update = 1; break;
+		case 'a': case 'r': break;      /* pcopy always copies whole trees, all of it */
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf("pcopy %s\n", VERSION); exit(0);
 		case ':':
 			for (c = 0; lo[c].name && lo[c].val != optopt; c++)
 				;
+			if (optopt > 255)
+				die("option '--%s' needs an argument (try 'pcopy --help')",
+				    lo[c].name ? lo[c].name : "?");
 			die("option '-%c' (--%s) needs an argument (try 'pcopy --help')",
 			    optopt, lo[c].name ? lo[c].name : "?");
 		default:
@@ -3777,6 +4399,10 @@ parse_args(int argc, char **argv)
 		die("DEST is an empty string");
 	if (!g.quiet && !g.dryrun && (force || isatty(2)))
 		g.progress = isatty(2) ? 1 : 2;
+	if (g.del && list)
+		die("--delete cannot be used with --files-from");
+	if (g.del && g.shard_n)
+		die("--delete cannot be used with --shard: a shard would delete the others' files");
 	if (list) {
 		g.list = strcmp(list, "-") == 0 ? stdin : fopen(list, "r");
 		if (g.list == NULL)
@@ -3857,6 +4483,10 @@ setup_dirs(const struct stat *st)
 			return d;       /* --files-from: list_step reads the list */
 		if ((dsfd = dup(d->sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL)
 			die("'%s': %s", g.src, strerror(errno));
+		if (g.del && d->dfd >= 0) {
+			check_delete_nesting(d->sfd, d->dfd);
+			d->dn = dn_read(d, d->dfd);
+		}
 		return d;
 	}
 	if (g.list)
