@@ -3604,12 +3604,18 @@ progress_bytes(void)
 	return b;
 }
 
-/* Seconds as "1:02:03" or "2:03". */
+/*
+ * Seconds as "1:02:03" or "2:03"; "?" from 99,999 hours on (a rate decayed
+ * to almost nothing), which also keeps the conversion within a 32-bit long.
+ */
 static const char *
 fmt_secs(char *buf, size_t n, double s)
 {
-	long t = (long)(s + 0.5);
+	long t;
 
+	if (!(s < 99999 * 3600.0))
+		return "?";
+	t = (long)(s + 0.5);
 	if (t >= 3600)
 		snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 	else
