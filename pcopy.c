@@ -372,7 +372,7 @@ static struct {
 	/* the time model: worker-seconds = files * cf + MB * cb (see model_solve) */
 	double m_nn, m_nb, m_bb, m_nt, m_bt;    /* decayed sums of the normal equations */
 	double cf, cb;          /* learned: s per file, s per MB of worker time */
-	double busy;            /* smoothed number of busy workers */
+	double wrate;           /* smoothed work done per second (worker-s/s) */
 	int64_t m_tlast;        /* ms of the last decay */
 	unsigned long m_seen;   /* observations so far */
 } g;
@@ -2806,8 +2806,8 @@ wk_input(unsigned i)
  *   work      = files * cf + MB * cb   (done, and total from the census)
  *   percent   = work done / total work: the fraction of the time, not of a
  *               count, so one large file moves it as its bytes move;
- *   ETA       = work left / busy workers (smoothed; at the tail, the
- *               workers still busy).
+ *   ETA       = work left / work done per second (smoothed), which
+ *               measures how many workers really progress at once.
  * While the totals are still being counted the line says "scanning" and
  * the ETA is a lower bound (">0:12"); sparse files count the data their
  * blocks hold (data_bytes), as only that is copied.
@@ -2900,14 +2900,14 @@ model_job(unsigned i, const struct msg *m)
 }
 
 /*
- * Every TICK_MS: fade old observations, learn from each worker that spent
- * the whole tick in one job, and smooth the number of busy workers.
+ * Every TICK_MS: fade old observations and learn from each worker that
+ * spent the whole tick in one job.
  */
 static void
 model_tick(int64_t t)
 {
 	double dt = (t - g.m_tlast) / 1000.0, f;
-	unsigned i, busy = 0;
+	unsigned i;
 
 	if (g.m_tlast == 0)
 		dt = 0;
@@ -2924,8 +2924,6 @@ model_tick(int64_t t)
 
 		if (k->nfly == 0)
 			job = 0;
-		else
-			busy++;
 		if (job != 0 && job == k->pjob && dt > 0 && idx >= k->pidx && bytes >= k->pbytes) {
 			double dn = idx - k->pidx, db = (bytes - k->pbytes) / 1e6;
 
@@ -2949,10 +2947,6 @@ model_tick(int64_t t)
 		k->pidx = idx;
 		k->pbytes = bytes;
 	}
-	if (g.m_tlast == 0)
-		g.busy = busy;
-	else
-		g.busy += dt / (2.0 + dt) * (busy - g.busy);
 	g.m_tlast = t;
 	model_solve();
 }
@@ -3024,15 +3018,14 @@ static void
 progress_show(int force)
 {
 	static double brate;                    /* smoothed bytes/s */
-	static uint64_t lastb;
+	static uint64_t lastb, lastf;
 	static int64_t lastt;
 	uint64_t tf, tb, done = g.copied + g.failed + g.skipped, bdone;
 	int final, width = 80, n, pad;
 	int64_t t = now_ms(), every;
-	double pct, dt, wdone, wtotal, par, eta = -1;
+	double pct, dt, wdone, wtotal, eta = -1;
 	char line[256], f[PF_N][80], b1[32], b2[32], b3[32];
 	struct winsize ws;
-	unsigned i, busy = 0;
 
 	if (!g.progress)
 		return;
@@ -3061,18 +3054,26 @@ progress_show(int force)
 		tb = bdone;
 	if (done > tf)
 		tf = done;
-	dt = (t - lastt) / 1000.0;
-	if (t - g.t0 < 3000 && t > g.t0)
-		brate = bdone * 1000.0 / (t - g.t0);    /* the mean: steadier at first */
-	else if (lastt && dt > 0.05)
-		brate += dt / (3.0 + dt) * ((bdone - lastb) / dt - brate);
-	if (lastt == 0 || dt > 0.05) {
-		lastt = t;
-		lastb = bdone;
-	}
 	/* the model: work in seconds of worker time */
 	wdone = done * g.cf + bdone / 1e6 * g.cb;
 	wtotal = tf * g.cf + tb / 1e6 * g.cb;
+	dt = (t - lastt) / 1000.0;
+	if (t - g.t0 < 3000 && t > g.t0) {
+		/* the mean so far: steadier than any sample at first */
+		brate = bdone * 1000.0 / (t - g.t0);
+		g.wrate = wdone * 1000.0 / (t - g.t0);
+	} else if (lastt && dt > 0.05) {
+		double a = dt / (3.0 + dt);     /* then ~3 s smoothing */
+
+		brate += a * ((bdone - lastb) / dt - brate);
+		/* both ends at today's costs: a new cf or cb is no progress */
+		g.wrate += a * (((done - lastf) * g.cf + (bdone - lastb) / 1e6 * g.cb) / dt - g.wrate);
+	}
+	if (lastt == 0 || dt > 0.05) {
+		lastt = t;
+		lastb = bdone;
+		lastf = done;
+	}
 	pct = wtotal > 0 ? 100.0 * wdone / wtotal : 100;
 	if (final) {
 		if (pct < g.pct_shown)
@@ -3081,17 +3082,8 @@ progress_show(int force)
 			pct = 100;
 		g.pct_shown = pct;
 	}
-	for (i = 0; i < g.jobs; i++)
-		busy += g.wk[i].nfly > 0;
-	par = g.busy;
-	if (!g.walking && g.qhead == NULL && par > busy)
-		par = busy;             /* the tail: only what is in flight is left */
-	if (par < 1)
-		par = 1;
-	if (getenv("PCOPY_DEBUG"))
-		fprintf(stderr, "\n[cf %g cb %g busy %g par %g seen %lu cen %p %llu fd %d/%d q %u]\n", g.cf, g.cb, g.busy, par, g.m_seen, (void *)g.cen, (unsigned long long)g.cen_files, g.fdopen, g.fdlimit, g.nqueued);
-	if (g.m_seen > 0)
-		eta = wtotal > wdone ? (wtotal - wdone) / par : 0;
+	if (g.m_seen > 0 && g.wrate > 0)
+		eta = wtotal > wdone ? (wtotal - wdone) / g.wrate : 0;
 	snprintf(f[PF_FILES], sizeof f[0], "%llu/%llu%s files", (unsigned long long)done,
 	    (unsigned long long)tf, final ? "" : "+");
 	if (final)

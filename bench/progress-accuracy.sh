@@ -33,7 +33,9 @@
 #                 the first second that show a percentage (lines saying
 #                 "scanning" show none; they are counted apart)
 #   ETA err       median over lines after 20% of the run of
-#                 (displayed ETA - (T - t)) / (T - t); ETAs shown as lower
+#                 (displayed ETA - (T - t)) / (T - t), where the displayed
+#                 ETA "0:03" stands for 2.5-3.5 s (the point of that
+#                 interval nearest the truth is taken); ETAs shown as lower
 #                 bounds (">0:12", while scanning) are left out and counted
 #   |ETA err|     the median of the absolute values
 #   back          times the percentage went down
@@ -96,19 +98,17 @@ for d in range(50):
         with open(os.path.join(p, "f%04d" % f), "wb") as fh:
             fh.write(blob[:n])
 EOF
-		# the walk reads directories in readdir order: put "big" where
-		# it comes last (tmpfs lists newest first or oldest first,
-		# depending on the kernel)
+		# the walk reads directories in readdir order: make "big" come
+		# last (tmpfs lists newest first or oldest first, depending on
+		# the kernel): renew the others' entries if it does not
 		mkdir "$dir/mixed/src/big"
 		if [ "$(ls -f "$dir/mixed/src" | grep -v '^\.' | tail -n 1)" != big ]; then
-			mv "$dir/mixed/src/big" "$dir/mixed/big.tmp"
 			for d in "$dir"/mixed/src/d*; do
-				mv "$d" "$dir/mixed/src/tmp.$$" && mv "$dir/mixed/src/tmp.$$" "$d"
+				mv "$d" "$dir/mixed/tmp.$$" && mv "$dir/mixed/tmp.$$" "$d"
 			done
-			mv "$dir/mixed/big.tmp" "$dir/mixed/src/big"
-			[ "$(ls -f "$dir/mixed/src" | grep -v '^\.' | tail -n 1)" = big ] ||
-			    echo "warning: big/ is not read last" >&2
 		fi
+		[ "$(ls -f "$dir/mixed/src" | grep -v '^\.' | tail -n 1)" = big ] ||
+		    echo "warning: big/ is not read last" >&2
 		for n in 1 2 3; do
 			head -c 500000000 /dev/zero >"$dir/mixed/src/big/f$n"
 		done
@@ -208,7 +208,12 @@ for t, line in samples:
         if e.group(1):
             lower += 1
         elif T - t > 0:
-            etaerr.append((secs(e.group(2)) - (T - t)) / (T - t))
+            # "0:03" means 2.5 to 3.5 s: the error is the distance from
+            # the truth to that interval (whole seconds are all it shows)
+            v, left = secs(e.group(2)), T - t
+            lo, hi = max(v - 0.5, 0), v + 0.5
+            near = lo if left < lo else hi if left > hi else left
+            etaerr.append((near - left) / left)
 if tsv:
     with open(tsv, "a") as fh:
         for t, line in samples:
