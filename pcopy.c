@@ -33,7 +33,10 @@
  *             (give it its metadata; the parent then links it).
  *   MSG_DONE  worker -> parent: the job is finished; `count` reports
  *             (struct rep) name the entries that failed, were skipped or
- *             deserve a warning; every other entry was copied.
+ *             deserve a warning; every other entry was copied.  `bytes`
+ *             were written in all (a report says how many of them were for
+ *             its entry), in `ns` nanoseconds: the progress line learns
+ *             from that what a file and a byte cost (see "progress").
  * At most QDEPTH jobs are in flight per worker, so neither side can fill
  * the other's socket buffer and block: no deadlock.  The dispatcher gives
  * a worker jobs from a directory it already works in, else from one no
@@ -54,7 +57,8 @@
  * walk pauses while it is full, so memory does not grow with the tree.
  * While the queue is full the parent spends its idle time in a census, a
  * second read-only walk that counts files and bytes so the progress line
- * has a real total long before the main walk ends.
+ * has a real total long before the main walk ends (until then it says
+ * "scanning" rather than show a percentage of a partial total).
  *
  * Filters.  --exclude, -x and --shard decide in the walk (and the census)
  * what is entered or queued; --files-from replaces reading the top
@@ -3547,7 +3551,8 @@ usage(FILE *f)
 "                        most 64)\n"
 "  -q, --quiet           no progress line and no summary (errors are still printed)\n"
 "  -v, --verbose         print each copied entry (path below SOURCE) on stdout\n"
-"      --progress        show progress even when stderr is not a terminal\n"
+"      --progress        show progress even when stderr is not a terminal:\n"
+"                        a line with the elapsed time, about once a second\n"
 "                        (then as plain lines, about once a second)\n"
 "  -u, --update          skip regular files whose copy has the same size and\n"
 "                        nanosecond mtime; they are not touched at all\n"
