@@ -370,6 +370,7 @@ static struct {
 	int line_shown;         /* length of the progress line on screen, 0: none */
 	struct cframe *cen;     /* census: directory being read, NULL when over */
 	uint64_t cen_files, cen_bytes;  /* census totals so far */
+	uint64_t cen_unstat;    /* files it counted without stat: bytes unknown */
 	int cen_done;           /* the census read the whole tree */
 	int counted;            /* totals: 1 final, -1 "scanning" was shown, 0 neither yet */
 	int vclear;             /* -v names and the progress line share a terminal */
@@ -2330,9 +2331,13 @@ census_pop(void)
 	free(c);
 }
 
-/* One entry of the census.  Gives up quietly on any error or no fds. */
+/*
+ * One entry of the census.  Gives up quietly on any error or no fds.
+ * cheap: the copy is waiting for the walk, so stat no file -- count its
+ * name (by d_type); its bytes are estimated (see progress_totals).
+ */
 static void
-census_step(void)
+census_step(int cheap)
 {
 	struct cframe *c = g.cen, *sub;
 	struct dirent *de;
@@ -2348,6 +2353,14 @@ census_step(void)
 	if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
 	    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
 		return;
+	if (cheap && g.shard_n == 0 && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) {
+		st.st_mode = DTTOIF(de->d_type);        /* all --exclude looks at */
+		if (wanted(c->rel, de->d_name, &st)) {
+			g.cen_files++;
+			g.cen_unstat += de->d_type == DT_REG;
+		}
+		return;
+	}
 	if (fstatat(dirfd(c->ds), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    !wanted(c->rel, de->d_name, &st))
 		return;
@@ -2817,16 +2830,28 @@ wk_input(unsigned i)
  * blocks hold (data_bytes), as only that is copied.
  */
 
-/* Totals shown: the census if it is ahead, the walk's when it is done. */
+/*
+ * Totals shown: the census if it is ahead, the walk's when it is done.
+ * *approx: the bytes are partly estimated: files the census counted
+ * without stat get the mean size of the files the walk has seen.
+ */
 static void
-progress_totals(uint64_t *files, uint64_t *bytes, int *final)
+progress_totals(uint64_t *files, uint64_t *bytes, int *final, int *approx)
 {
+	uint64_t b;
+
 	*files = g.found;
 	*bytes = g.bytes_found;
 	*final = !g.walking;
+	*approx = 0;
 	if (g.walking && g.cen_files > *files) {
 		*files = g.cen_files;
-		*bytes = g.cen_bytes > *bytes ? g.cen_bytes : *bytes;
+		b = g.cen_bytes;
+		if (g.cen_unstat > 0) {
+			b += g.found ? (double)g.bytes_found / g.found * g.cen_unstat : 0;
+			*approx = 1;
+		}
+		*bytes = b > *bytes ? b : *bytes;
 		*final = g.cen_done;
 	}
 }
@@ -3025,7 +3050,7 @@ progress_show(int force)
 	static uint64_t lastb, lastf;
 	static int64_t lastt;
 	uint64_t tf, tb, done = g.copied + g.failed + g.skipped, bdone;
-	int final, width = 80, n, pad;
+	int final, approx, width = 80, n, pad;
 	int64_t t = now_ms(), every;
 	double pct, dt, wdone, wtotal, eta = -1;
 	char line[256], f[PF_N][80], b1[32], b2[32], b3[32];
@@ -3035,12 +3060,12 @@ progress_show(int force)
 		return;
 	if (t - g.m_tlast >= TICK_MS)
 		model_tick(t);
-	progress_totals(&tf, &tb, &final);
+	progress_totals(&tf, &tb, &final, &approx);
 	if (final && g.counted < 0 && g.progress == 2 && done < tf) {
 		/* a "scanning" line was shown: say that the count is complete */
-		fprintf(stderr, "pcopy: [%s] counted: %llu files, %s\n",
+		fprintf(stderr, "pcopy: [%s] counted: %llu files, %s%s\n",
 		    fmt_secs(b1, sizeof b1, (t - g.t0) / 1000.0),
-		    (unsigned long long)tf, fmt_bytes(b2, sizeof b2, tb));
+		    (unsigned long long)tf, approx ? "~" : "", fmt_bytes(b2, sizeof b2, tb));
 		force = 1;
 	}
 	if (final)
@@ -3091,11 +3116,11 @@ progress_show(int force)
 	snprintf(f[PF_FILES], sizeof f[0], "%llu/%llu%s files", (unsigned long long)done,
 	    (unsigned long long)tf, final ? "" : "+");
 	if (final)
-		snprintf(f[PF_PCT], sizeof f[0], "%.2f%%", pct);
+		snprintf(f[PF_PCT], sizeof f[0], "%s%.2f%%", approx ? "~" : "", pct);
 	else
 		snprintf(f[PF_PCT], sizeof f[0], "scanning");
-	snprintf(f[PF_BYTES], sizeof f[0], "%s/%s%s", fmt_bytes(b1, sizeof b1, bdone),
-	    fmt_bytes(b2, sizeof b2, tb), final ? "" : "+");
+	snprintf(f[PF_BYTES], sizeof f[0], "%s/%s%s%s", fmt_bytes(b1, sizeof b1, bdone),
+	    approx ? "~" : "", fmt_bytes(b2, sizeof b2, tb), final ? "" : "+");
 	snprintf(f[PF_RATE], sizeof f[0], "%s/s", fmt_bytes(b3, sizeof b3, brate));
 	if (!final && eta < 1)
 		f[PF_ETA][0] = '\0';   /* a lower bound of nothing says nothing */
@@ -3287,15 +3312,20 @@ run(void)
 				break;
 			}
 		busy = walk_may();
-		if (!busy && g.walking && g.cen && !g.stop) {
-			/* a slice of time, not a count: the totals come early */
-			int64_t until = now_ns() + CENSUS_NS;
+		if (g.walking && g.cen && !g.stop) {
+			/*
+			 * The census, in slices of time: all the walk leaves
+			 * idle while the queue is full; else an eighth, and
+			 * then it only counts names (no stat), which keeps it
+			 * far ahead of a walk that the copy waits for.
+			 */
+			int64_t until = now_ns() + (busy ? CENSUS_NS / 8 : CENSUS_NS);
 
 			do
 				for (i = 0; i < 16 && g.cen; i++)
-					census_step();
+					census_step(busy);
 			while (g.cen && now_ns() < until);
-			busy = g.cen != NULL;
+			busy = busy || g.cen != NULL;
 		}
 		if (!g.walking)
 			while (g.cen)

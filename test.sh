@@ -2574,8 +2574,8 @@ pty_last()
 }
 
 # fields_ok WIDTH LINE...: each line fits in WIDTH columns and is made of
-# whole fields, two spaces apart: "N/M[+][ files]", "NN.NN%" or "NN%" or
-# "scanning", "X unit/Y unit[+]", "X unit/s", "ETA [>]M:SS" or "ETA ?".
+# whole fields, two spaces apart: "N/M[+][ files]", "[~]NN.NN%" or "[~]NN%"
+# or "scanning", "X unit/[~]Y unit[+]", "X unit/s", "ETA [>]M:SS" or "ETA ?".
 fields_ok()
 {
 	fo_w=$1
@@ -2586,8 +2586,8 @@ fields_ok()
 		n = split($0, f, "  ")
 		for (i = 1; i <= n; i++)
 			if (f[i] !~ /^[0-9]+\/[0-9]+\+?( files)?$/ &&
-			    f[i] !~ /^([0-9]+(\.[0-9][0-9])?%|scanning)$/ &&
-			    f[i] !~ /^[0-9.]+ [kMGTP]?B\/[0-9.]+ [kMGTP]?B\+?$/ &&
+			    f[i] !~ /^(~?[0-9]+(\.[0-9][0-9])?%|scanning)$/ &&
+			    f[i] !~ /^[0-9.]+ [kMGTP]?B\/~?[0-9.]+ [kMGTP]?B\+?$/ &&
 			    f[i] !~ /^[0-9.]+ [kMGTP]?B\/s$/ &&
 			    f[i] !~ /^ETA (>?[0-9:]+|\?)$/) {
 				print "field \"" f[i] "\" cut or unknown in: " $0
