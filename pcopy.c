@@ -3315,11 +3315,13 @@ run(void)
 		if (g.walking && g.cen && !g.stop) {
 			/*
 			 * The census, in slices of time: all the walk leaves
-			 * idle while the queue is full; else an eighth, and
-			 * then it only counts names (no stat), which keeps it
-			 * far ahead of a walk that the copy waits for.
+			 * idle while the queue is full.  When the copy waits
+			 * for the walk, half, and then it only counts names
+			 * (no stat: several times cheaper than the walk), so
+			 * it ends early; what it costs then is its own CPU
+			 * time, about a find(1) of the tree.
 			 */
-			int64_t until = now_ns() + (busy ? CENSUS_NS / 8 : CENSUS_NS);
+			int64_t until = now_ns() + (busy ? CENSUS_NS / 2 : CENSUS_NS);
 
 			do
 				for (i = 0; i < 16 && g.cen; i++)

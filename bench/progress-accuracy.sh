@@ -10,8 +10,8 @@
 #       real    the real corpus of bench/mkcorpus.sh (/usr/include, /usr/share)
 #       mixed   50,000 small files (1 B - 64 KiB) in 50 directories, then 3
 #               files of 500 MB in a directory the walk reaches last
-#       sparse  4 sparse files of 8 GiB, each holding 256 MiB of data in
-#               64 extents of 4 MiB, beside 2,000 small files
+#       sparse  4 sparse files of 16 GiB, each holding 512 MiB of data in
+#               128 extents of 4 MiB, beside 2,000 small files
 #   --dir DIR   where the workloads are built and copied (default
 #               /dev/shm/pcopy-progress; small and real are built by
 #               bench/mkcorpus.sh into DIR/corpus and kept for the next run)
@@ -123,8 +123,8 @@ build_sparse()
 		mkdir -p "$dir/sparse/src/small"
 		for n in 1 2 3 4; do
 			f=$dir/sparse/src/img$n
-			truncate -s 8G "$f"
-			for k in $(seq 0 63); do
+			truncate -s 16G "$f"
+			for k in $(seq 0 127); do
 				dd if=/dev/zero of="$f" bs=4M count=1 seek=$((k * 32)) conv=notrunc status=none
 			done
 		done
