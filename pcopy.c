@@ -2964,7 +2964,7 @@ model_tick(int64_t t)
 			k->acc_n += dn;
 			k->acc_b += db;
 			k->acc_t += dt;
-			if (k->acc_t >= 0.5) {  /* whole copy calls, idle ticks included */
+			if (k->acc_t >= 0.25) { /* whole copy calls, idle ticks included */
 				model_add(k->acc_n, k->acc_b, k->acc_t);
 				k->fed_n += k->acc_n;
 				k->fed_b += k->acc_b;
