@@ -38,6 +38,7 @@
 #                 interval nearest the truth is taken); ETAs shown as lower
 #                 bounds (">0:12", while scanning) are left out and counted
 #   |ETA err|     the median of the absolute values
+#   no rounding   the median of (displayed - (T - t)) / (T - t) as shown
 #   back          times the percentage went down
 #   late ?        lines showing "ETA ?" after the first 2 s
 # Needs bash, python3 (stdlib), coreutils.  Run as root from the repo root.
@@ -186,7 +187,7 @@ def secs(s):
     for part in s.split(":"):
         v = v * 60 + int(part)
     return v
-pcterr, etaerr, back, late, scan, lower, last, summary = [], [], 0, 0, 0, 0, -1, ""
+pcterr, etaerr, etaraw, back, late, scan, lower, last, summary = [], [], [], 0, 0, 0, 0, -1, ""
 for t, line in samples:
     if re.match(r"pcopy: \d+ files", line) or line.startswith("pcopy: interrupted"):
         summary = line
@@ -214,24 +215,26 @@ for t, line in samples:
             lo, hi = max(v - 0.5, 0), v + 0.5
             near = lo if left < lo else hi if left > hi else left
             etaerr.append((near - left) / left)
+            etaraw.append((v - left) / left)
 if tsv:
     with open(tsv, "a") as fh:
         for t, line in samples:
             fh.write("%s\t%.3f\t%.3f\t%s\n" % (name, t, T, line))
 fmt = lambda v, f: (f % v) if v is not None else "-"
-row = "| %s | %.2f | %d | %s | %d | %s | %s | %d | %d | %d |" % (
+row = "| %s | %.2f | %d | %s | %d | %s | %s | %s | %d | %d | %d |" % (
     name, T, len(samples),
     fmt(max(pcterr) if pcterr else None, "%.1f"), scan,
     fmt(100 * statistics.median(etaerr) if etaerr else None, "%+.0f%%"),
     fmt(100 * statistics.median([abs(x) for x in etaerr]) if etaerr else None, "%.0f%%"),
+    fmt(100 * statistics.median(etaraw) if etaraw else None, "%+.0f%%"),
     lower, back, late)
 print(row)
 print("  %s: exit %d; %s" % (name, rc, summary), file=sys.stderr)
 EOF
 }
 
-header="| workload | run s | lines | max \\|%-t/T\\| after 1 s | 'scanning' lines after 1 s | median ETA err after 20% | median \\|ETA err\\| | ETA lower bounds | % backwards | 'ETA ?' after 2 s |
-|---|---|---|---|---|---|---|---|---|---|"
+header="| workload | run s | lines | max \\|%-t/T\\| after 1 s | 'scanning' lines after 1 s | median ETA err after 20% | median \\|ETA err\\| | ETA err, no rounding allowance | ETA lower bounds | % backwards | 'ETA ?' after 2 s |
+|---|---|---|---|---|---|---|---|---|---|---|"
 {
 	echo "pcopy: $PCOPY ${PCOPY_ARGS:-} ($mode); $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%FT%TZ)"
 	echo
