@@ -20,17 +20,15 @@
  * parent has no more jobs or is dead.
  *
  * Messages.  A fixed header (struct msg: type, job id, payload length,
- * entry or report count, errno, bytes) and a payload.
- *   MSG_JOB   parent -> worker, with fds {source dir, dest dir}:
+ * entry or report count, job flags, bytes written) and a payload.
+ *   MSG_JOB   parent -> worker, with fds {source dir, dest dir} and
+ *             flags (JF_*: how to treat that destination directory):
  *             `count` entries (struct ent + name), all in that directory:
  *             regular files, symlinks, FIFOs, sockets and devices, with
  *             what the walk's fstatat saw (size, mode, owner, times), so
  *             the worker never stats the source again.  Small files are
  *             batched (BATCH_FILES, BATCH_BYTES) so that round-trips do not
- *             dominate on trees of many small files.  Two kinds of entry
- *             carry a third fd, the unnamed copy of a large file:
- *             ENT_CHUNK (copy bytes [off, off+len) into it) and ENT_FINISH
- *             (give it its metadata; the parent then links it).
+ *             dominate on trees of many small files.
  *   MSG_DONE  worker -> parent: the job is finished; `count` reports
  *             (struct rep) name the entries that failed, were skipped or
  *             deserve a warning; every other entry was copied.  `bytes`
@@ -55,16 +53,19 @@
  * metadata is applied after the contents, so read-only directories can be
  * filled and their mtimes stay.  The queue of jobs is bounded (QMAX); the
  * walk pauses while it is full, so memory does not grow with the tree.
- * While the queue is full the parent spends its idle time in a census, a
- * second read-only walk that counts files and bytes so the progress line
- * has a real total long before the main walk ends (until then it says
- * "scanning" rather than show a percentage of a partial total).
+ * With a progress line, while the queue is full the parent spends its
+ * idle time in a census (census_step), a second read-only walk that counts
+ * files and bytes so the line has a real total long before the main walk
+ * ends (until then it says "scanning" rather than show a percentage of a
+ * partial total; see "progress" for when the census also runs otherwise).
  *
  * Filters.  --exclude, -x and --shard decide in the walk (and the census)
  * what is entered or queued; --files-from replaces reading the top
  * directory by reading the list, entering parent directories as needed;
  * -n prints what the walk finds instead of queueing it, and starts no
- * workers.  -u, --verify and --fsync act in the workers, per file.
+ * workers.  -u, --verify and --fsync act in the workers, per file, and
+ * -u and --fsync in the parent too (hard links already in place are
+ * skipped; directories are synced after their metadata).
  *
  * Hard links.  Entries with st_nlink > 1 go through a (dev, ino) table in
  * the parent.  The first name is copied; later names wait until that copy
@@ -80,15 +81,16 @@
  * name that exists already is replaced by linking to a hidden name and
  * rename().  Where O_TMPFILE cannot be linked (no /proc, no capability)
  * the file is written under a hidden name ".pcopy-tmp.<pid>.<n>" and
- * renamed into place.  Hidden names of regular files are flock()ed before
- * they appear; a later run into the same directory removes those no lock
- * holds (left by a killed run).  So a name in DEST is always a complete
- * file.  On a network file
- * system, a file of CHUNK_MIN bytes or more is split: the parent creates
- * its unnamed copy, sized up front, queues one ENT_CHUNK job per CHUNK_SIZE
- * bytes -- idle workers take them in parallel -- and after the last one an
- * ENT_FINISH job; the worker sets the metadata and the parent, which
- * opened the file, links it under its name.
+ * renamed into place.  A hidden name of a regular file is flock()ed right
+ * after it is created (tmp_create) or, when it is a second link made to
+ * replace a name, before it appears (tmp_commit, link_replace); a later
+ * run into the same directory removes those no lock holds (left by a
+ * killed run); a worker whose new name was swept in the instant before
+ * its lock makes another.  So a name in DEST is always a complete
+ * file.  A large file is copied by one worker: writes to one inode
+ * serialize on its lock, and splitting files across workers measured no
+ * faster on every local file system here (version 0.1 did it on network
+ * file systems only, where it could not be measured; it was removed).
  *
  * Failures.  A worker that dies (end of file on its channel) is reaped and
  * named on stderr; the jobs it held go back to the front of the queue and a
@@ -99,23 +101,35 @@
  * link) stops dispatching: one message, the queue and the batches being
  * filled are dropped, in-flight jobs finish.
  *
+ * Errors, in three tiers.  die(): a usage or setup error before any
+ * worker starts; nothing was copied; exit 2.  outcome(): the one place
+ * an entry is decided -- copied, skipped, failed (named on stderr with
+ * the reason) or dropped (not copied because the run is stopping) -- and
+ * counted; the walk counts each entry it finds once, so the ledger found
+ * = copied + skipped + failed + dropped holds by construction.  fatal():
+ * an error that stops the run midway (no memory, poll failing, a worker
+ * breaking the protocol): named, then the workers are stopped and reaped
+ * as on a signal, the summary printed, exit 1.  Workers never print and
+ * never exit(): they report errno values up the channel and leave with
+ * _exit().
+ *
  * How a run ends.  When the walk is done, the queue empty and no job in
  * flight (so every directory is complete), the parent shuts the job side
  * of every channel; workers read end of file and _exit(0); the parent
  * reads end of file on each result side and reaps each pid.  It then
- * checks that the top directory was finished and the ledger: entries
- * found = copied + failed + skipped + dropped.  SIGINT, SIGTERM, SIGHUP
+ * checks that the top directory was finished and the ledger.  SIGINT, SIGTERM, SIGHUP
  * (workers ignore SIGINT and SIGHUP, so a ^C in a terminal reaches only the
  * parent's logic; the parent keeps SIGINT and SIGHUP ignored if it started
  * with them ignored): the parent stops the walk, sends SIGTERM to every
  * worker (each abandons its file, which being unnamed simply vanishes),
- * reaps them all, prints the summary and exits 128+signal.  A second
+ * reaps them all, prints the summary and dies of the same signal (the
+ * shell sees 128+signal).  A second
  * signal sends SIGKILL instead.  If the parent dies, workers get SIGTERM
  * (PR_SET_PDEATHSIG) or end of file and exit.
  *
- * Exit status: 0 everything copied; 1 some entries failed (each was named
- * on stderr); 2 usage or setup error, nothing copied; 128+n killed by
- * signal n.
+ * Exit status: 0 everything copied; 1 some entries failed or were not
+ * copied (each failure, or what stopped the run, was named on stderr); 2
+ * usage or setup error, nothing copied; 128+n killed by signal n.
  */
 
 #define _GNU_SOURCE /* O_TMPFILE, copy_file_range, SEEK_DATA, fdopendir, AT_EMPTY_PATH */
@@ -161,10 +175,9 @@
 #define BATCH_FILES 32          /* entries per job: amortises a round-trip over ~1 ms of work */
 #define BATCH_BYTES (1 << 20)   /* bytes per job: a big file travels alone */
 #define MSG_MAX (32 << 10)      /* largest message: far below the socket buffer (~200 KiB) */
+#define MSG_FDS 2               /* descriptors a job carries: source and DEST directory */
 #define COPY_CHUNK (8 << 20)    /* bytes per copy call: bounds how long ^C waits */
 #define BUF_SIZE (128 << 10)    /* read/write fallback buffer */
-#define CHUNK_MIN (128 << 20)  /* on network file systems, files this big ... */
-#define CHUNK_SIZE (64 << 20)  /* ... are split in chunks of this many bytes */
 #define AFFINITY_SCAN 64        /* queued jobs dispatch looks through for a good one */
 #define MAX_DEATHS 3            /* a job that kills this many workers fails its entry */
 #define FD_RESERVE 64           /* descriptors kept free for workers and files */
@@ -176,7 +189,8 @@
 #define PRIOR_CB 1e-3           /* ... and per MB (1 GB/s): guesses of the right size */
 #define PRIOR_S 0.001           /* ... which weigh as much as 1 ms of copying at those costs */
 #define HL_MIN 64               /* initial hard link table size (power of two) */
-#define TMP_PREFIX ".pcopy-tmp."
+#define TMP_PREFIX ".pcopy-tmp."  /* hidden names: TMP_PREFIX "<pid>.<n>" */
+#define TMP_NAME_MAX 48         /* room for one, with its NUL */
 
 /* -- types -- */
 
@@ -187,7 +201,6 @@ struct msg {                    /* header of every message, both ways */
 	uint32_t id;            /* job id, echoed in the result */
 	uint32_t len;           /* bytes after the header */
 	uint32_t count;         /* entries (job) or reports (result) */
-	int32_t err;            /* job-wide errno (result), 0 if none */
 	uint32_t flags;         /* JF_* (job) */
 	uint64_t bytes;         /* data bytes written (result) */
 	uint64_t ns;            /* time the worker spent on the job (result) */
@@ -203,7 +216,6 @@ struct ent {                    /* one entry of a job; name follows, NUL-ended *
 	int64_t atime, mtime;   /* seconds */
 	uint32_t atime_ns, mtime_ns;
 	uint32_t mode, uid, gid;
-	uint64_t off, len;      /* ENT_CHUNK: the byte range to copy */
 	uint16_t flags;         /* ENT_* */
 	uint16_t namelen;       /* source name length, without NUL */
 	uint16_t dnamelen;      /* destination name length, 0: same name */
@@ -213,8 +225,6 @@ struct ent {                    /* one entry of a job; name follows, NUL-ended *
 enum {
 	ENT_HLFIRST = 1,        /* first name of a hard link group: report to the table */
 	ENT_DROP = 2,           /* parent gave up on this entry: worker skips it */
-	ENT_CHUNK = 4,          /* copy [off, off+len) into the job's third fd */
-	ENT_FINISH = 8,         /* give the job's third fd its metadata (parent names it) */
 };
 
 struct rep {                    /* one report in a result */
@@ -234,9 +244,6 @@ enum {
 	R_SKIP,                 /* -u: destination already up to date */
 	R_NOXATTR,              /* copied, but DEST refused xattrs */
 	R_BADCOPY,              /* --verify: the copy differs from the source */
-	R_SHRUNK,               /* a chunked file ended early: not copied */
-	R_DROPPED,              /* (parent only) a chunk was never copied */
-	R_KILLED,               /* (parent only) a chunk killed MAX_DEATHS workers */
 };
 
 struct dir {                    /* a directory being copied (parent only) */
@@ -253,20 +260,9 @@ struct dir {                    /* a directory being copied (parent only) */
 	int nometa;             /* single-file mode: DEST's parent, leave alone */
 };
 
-struct big {                    /* a large file copied in chunks (parent only) */
-	int fd;                 /* its unnamed destination, sent with every job */
-	unsigned left;          /* chunk jobs not yet done */
-	uint32_t what;          /* first failure (R_*), 0 if none */
-	int32_t err;
-	uint64_t bytes;         /* written by the chunks so far */
-	struct job *finish;     /* the ENT_FINISH job, queued after the last chunk */
-};
-
 struct job {                    /* a message waiting for, or at, a worker (parent only) */
 	struct job *next;       /* queue link */
 	struct dir *dir;        /* holds one reference on it */
-	struct big *big;        /* chunk jobs: the file they belong to */
-	int xfd;                /* third descriptor to send, -1 if none */
 	char *buf;              /* struct msg + entries: sent as is, resent on retry */
 	size_t len, cap;
 	uint32_t id;
@@ -310,6 +306,11 @@ struct hl {                     /* one hard-linked inode (parent only) */
 
 enum { HL_PENDING = 1, HL_DONE, HL_FAILED };
 
+enum {                          /* what became of an entry: see outcome() */
+	OUT_COPIED, OUT_SKIPPED, OUT_DROPPED, OUT_FAIL_SRC, OUT_FAIL_DST,
+	OUT_NEW = 0x100,        /* also count it as found */
+};
+
 struct cframe {                 /* a directory the census is reading (parent only) */
 	struct cframe *up;
 	DIR *ds;
@@ -337,7 +338,6 @@ static struct {
 	/* set up by main, read by all */
 	const char *src, *dst;  /* as given (for messages) */
 	int tmpmode;            /* TMP_*: how workers name new files */
-	int chunky;             /* split large files: DEST is a network file system */
 	uid_t euid;
 	gid_t egid;
 	/* parent only */
@@ -385,17 +385,44 @@ static struct {
 static volatile sig_atomic_t got_sig;   /* parent: first signal; worker: SIGTERM */
 static volatile sig_atomic_t got_usr1;
 static volatile sig_atomic_t got_winch; /* parent: the terminal was resized */
+static int in_worker;                   /* this process is a worker */
 
 /* -- utilities -- */
 
 static void progress_clear(void);
 static void model_job(unsigned i, const struct msg *m);
+static void summary(const char *how);
+static void wk_signal(int sig);
+static void shutdown_workers(void);
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void warn_path(int fail, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Fatal setup error: message, exit 2.  Parent only, before any copy. */
+/*
+ * Fatal setup error: message, exit 2.  Parent only, before any worker is
+ * started, so nothing has been copied; after that, fatal().
+ */
 static void
 die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("pcopy: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+/*
+ * Fatal error in the middle of a run (no memory, poll failing, a worker
+ * breaking the protocol): say it, stop the workers as a signal would (the
+ * files they were writing vanish), reap them, print the summary and exit 1.
+ * What was copied is complete; the rest is not copied.  Parent only.
+ */
+static void
+fatal(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -404,8 +431,27 @@ die(const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
+	fputs("; stopping\n", stderr);
+	g.stop = 1;
+	wk_signal(SIGTERM);
+	shutdown_workers();
+	summary("stopped: ");
+	exit(1);
+}
+
+/*
+ * Out of memory: die() before the workers start, fatal() after.  Worker
+ * code does not come here (it reports ENOMEM for the entry); if it ever
+ * did, the worker leaves silently and the parent names its death.
+ */
+static void
+nomem(void)
+{
+	if (in_worker)
+		_exit(3);
+	if (g.wk)
+		fatal("out of memory");
+	die("out of memory");
 }
 
 /* Print a one-line message about an entry and remember the failure. */
@@ -430,7 +476,7 @@ xmalloc(size_t n)
 	void *p = malloc(n);
 
 	if (p == NULL)
-		die("out of memory");
+		nomem();
 	return p;
 }
 
@@ -439,7 +485,18 @@ xrealloc(void *p, size_t n)
 {
 	p = realloc(p, n);
 	if (p == NULL)
-		die("out of memory");
+		nomem();
+	return p;
+}
+
+/* strdup, or no memory. */
+static char *
+xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		nomem();
 	return p;
 }
 
@@ -524,6 +581,20 @@ close_keep(int fd)
 }
 
 /*
+ * A new hidden name, TMP_PREFIX "<pid>.<n>", in buf: unique to this
+ * process (the pid) and this call (n).  Parent and workers, each with its
+ * own sequence.  Returns buf.
+ */
+static char *
+tmp_name(char *buf, size_t n)
+{
+	static unsigned seq;
+
+	snprintf(buf, n, TMP_PREFIX "%ld.%u", (long)getpid(), seq++);
+	return buf;
+}
+
+/*
  * Open the directory at a relative path below dirfd one component at a
  * time, refusing symlinks, so that neither PATH_MAX nor a swapped-in
  * symlink matters.  Returns a descriptor or -1 with errno set.
@@ -570,13 +641,13 @@ src_openat(int dirfd, const char *name, int flags)
 /* -- messages -- */
 
 /*
- * Send one message with up to three descriptors attached.  Both sides use
- * it.  Returns 0, or -1 with errno (EPIPE: the peer is gone).
+ * Send one message with up to MSG_FDS descriptors attached.  Both sides
+ * use it.  Returns 0, or -1 with errno (EPIPE: the peer is gone).
  */
 static int
 msg_send(int sock, const void *buf, size_t len, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(3 * sizeof(int))];
+	char cbuf[CMSG_SPACE(MSG_FDS * sizeof(int))];
 	struct iovec iov = { (void *)buf, len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	struct cmsghdr *c;
@@ -599,29 +670,34 @@ msg_send(int sock, const void *buf, size_t len, const int *fds, int nfds)
 }
 
 /*
- * Receive one message into buf (cap bytes) and up to three descriptors
- * into fds (set to -1 when absent).  Returns its length, 0 at end of file, -1
- * on error (EINTR is returned to the caller, which checks its flags).
+ * Receive one message into buf (cap bytes) and up to MSG_FDS descriptors
+ * into fds (set to -1 when absent).  Returns its length, 0 at end of file,
+ * -1 on error (EINTR is returned to the caller, which checks its flags;
+ * EPROTO for a message or descriptor list that did not fit: running a job
+ * against the wrong directories is worse than losing the worker).
  */
 static ssize_t
 msg_recv(int sock, void *buf, size_t cap, int *fds)
 {
-	char cbuf[CMSG_SPACE(3 * sizeof(int))];
+	char cbuf[CMSG_SPACE(MSG_FDS * sizeof(int))];
 	struct iovec iov = { buf, cap };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 	    .msg_control = cbuf, .msg_controllen = sizeof cbuf };
 	struct cmsghdr *c;
 	ssize_t n;
 
-	fds[0] = fds[1] = fds[2] = -1;
+	fds[0] = fds[1] = -1;
 	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	if (n <= 0)
 		return n;
 	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-		    c->cmsg_len - CMSG_LEN(0) <= 3 * sizeof(int))
+		    c->cmsg_len - CMSG_LEN(0) <= MSG_FDS * sizeof(int))
 			memcpy(fds, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0));
-	if (n < (ssize_t)sizeof(struct msg) || (mh.msg_flags & MSG_TRUNC)) {
+	if (n < (ssize_t)sizeof(struct msg) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+		close_keep(fds[0]);
+		close_keep(fds[1]);
+		fds[0] = fds[1] = -1;
 		errno = EPROTO;
 		return -1;
 	}
@@ -677,8 +753,7 @@ static struct {                 /* worker-only state */
 	int sock;               /* channel to the parent */
 	struct wstat *ws;       /* this worker's shared slot */
 	char *buf;              /* read/write fallback buffer */
-	unsigned tmpseq;        /* for hidden temporary names */
-	char tmpname[64];       /* named temporary being written, "" if none */
+	char tmpname[TMP_NAME_MAX];     /* hidden name being written, "" if none */
 	int tmpdir;             /* ... and the directory it is in */
 	int noxattr_dst;        /* DEST refused xattrs: stop trying */
 } w;
@@ -951,8 +1026,7 @@ tmp_create(int dirfd, mode_t mode)
 			return fd;
 	}
 	for (;;) {
-		snprintf(w.tmpname, sizeof w.tmpname, TMP_PREFIX "%ld.%u",
-		    (long)getpid(), w.tmpseq++);
+		tmp_name(w.tmpname, sizeof w.tmpname);
 		fd = openat(dirfd, w.tmpname, (g.verify ? O_RDWR : O_WRONLY) | O_CREAT | O_EXCL |
 		    O_NOFOLLOW | O_CLOEXEC, mode);
 		if (fd >= 0 || errno != EEXIST)
@@ -1013,7 +1087,7 @@ tmp_rename(int dirfd, const char *tmp, const char *name)
 static int
 tmp_commit(int fd, int dirfd, const char *name)
 {
-	char proc[64], hide[64];
+	char proc[64], hide[TMP_NAME_MAX];
 	int r;
 
 	if (w.tmpname[0]) {
@@ -1030,9 +1104,12 @@ tmp_commit(int fd, int dirfd, const char *name)
 		if (r == 0 || errno != EEXIST)
 			break;
 		/* the name exists: replace it through a hidden name, locked
-		 * before it appears so that no other run's tmp_sweep takes it */
-		flock(fd, LOCK_EX | LOCK_NB);
-		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
+		 * before it appears so that no other run's tmp_sweep takes it
+		 * (without locks, ENOLCK, a sweep could; the rename then fails
+		 * visibly) */
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno != ENOLCK)
+			return -1;
+		tmp_name(hide, sizeof hide);
 		if (g.tmpmode == TMP_EMPTY)
 			r = linkat(fd, "", dirfd, hide, AT_EMPTY_PATH);
 		else
@@ -1064,10 +1141,33 @@ src_open(int sfd, const char *name, struct rep *r)
 }
 
 /*
+ * pread until len bytes or end of file, through short reads and EINTR.
+ * Returns the bytes read or -1 with errno.
+ */
+static ssize_t
+pread_full(int fd, char *buf, size_t len, off_t off)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len) {
+		n = pread(fd, buf + got, len - got, off + got);
+		if (n < 0 && errno == EINTR && !got_sig)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		got += n;
+	}
+	return got;
+}
+
+/*
  * --verify: read back source and copy from the start and compare.  (The
  * copy is read through the page cache: this proves what was written, not
  * the medium.)  Returns 0 if equal, -1 if they differ, or an errno from
- * reading the source.
+ * reading the source.  Worker.
  */
 static int
 verify(int in, int out)
@@ -1077,10 +1177,10 @@ verify(int in, int out)
 	ssize_t n, m;
 
 	for (;;) {
-		n = pread(in, a, BUF_SIZE / 2, off);
+		n = pread_full(in, a, BUF_SIZE / 2, off);
 		if (n < 0)
 			return errno;
-		m = pread(out, b, BUF_SIZE / 2, off);
+		m = pread_full(out, b, BUF_SIZE / 2, off);
 		if (m < 0)
 			return -1;
 		if (n != m || memcmp(a, b, n) != 0)
@@ -1168,75 +1268,13 @@ fail:
 }
 
 /*
- * One chunk of a large file: copy [off, off+len) of the source into the
- * shared destination `out` at the same offset.  A source that ends early
- * fails the whole file (R_SHRUNK): its tail would be zeros.
- */
-static int
-copy_chunk(int sfd, int out, const struct ent *e, struct rep *r)
-{
-	int in, werr = 0;
-	off_t pos = e->off;
-	int64_t n;
-
-	if ((in = src_open(sfd, ent_name(e), r)) < 0)
-		return -1;
-	n = copy_range(in, out, &pos, e->len, 0, &werr);
-	r->err = errno;
-	close(in);
-	if (n < 0) {
-		r->what = werr ? R_FAIL_DST : R_FAIL_SRC;
-		return -1;
-	}
-	if ((uint64_t)n != e->len) {
-		r->what = R_SHRUNK;
-		r->val = e->off + n;
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * The last step of a large file whose chunks are all copied: owner, mode,
- * xattrs, times -- the same order as copy_reg.  The parent, which opened
- * the file, then links it under its name: since Linux 6.10 an unprivileged
- * linkat(AT_EMPTY_PATH) works only for the opener's own descriptor.
- */
-static int
-finish_big(int sfd, int out, const struct ent *e, int always_chown, struct rep *r)
-{
-	int in;
-
-	if ((in = src_open(sfd, ent_name(e), r)) < 0)
-		return -1;
-	r->what = R_FAIL_DST;
-	if (meta_owner_mode(out, -1, NULL, e, always_chown, e->mode & 0777) < 0)
-		goto fail;
-	if (!w.noxattr_dst && xattr_copy(in, out) < 0) {
-		w.noxattr_dst = 1;
-		r->what = R_NOXATTR;
-	}
-	if (meta_times(out, -1, NULL, e) < 0 || (g.fsync && fsync(out) < 0))
-		goto fail;
-	close(in);
-	if (r->what == R_NOXATTR)
-		return 1;
-	r->what = 0;
-	return 0;
-fail:
-	r->err = errno;
-	close(in);
-	return -1;
-}
-
-/*
  * Create a symlink, FIFO, socket or device at `name`; one that exists
  * already is replaced through a hidden name and rename.
  */
 static int
 make_node(int dfd, const char *name, const struct ent *e, const char *target)
 {
-	char hide[64];
+	char hide[TMP_NAME_MAX];
 	const char *at = name;
 	mode_t perm = e->mode & 0777;
 	int r;
@@ -1248,8 +1286,7 @@ make_node(int dfd, const char *name, const struct ent *e, const char *target)
 			r = mknodat(dfd, at, (e->mode & S_IFMT) | perm, e->rdev);
 		if (r == 0 || errno != EEXIST)
 			break;
-		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
-		at = hide;
+		at = tmp_name(hide, sizeof hide);
 	}
 	if (r < 0)
 		return -1;
@@ -1300,7 +1337,7 @@ on_term(int sig)
  * one MSG_DONE with a report for every entry that was not simply copied.
  */
 static void
-wk_job(struct msg *m, int sfd, int dfd, int xfd)
+wk_job(struct msg *m, int sfd, int dfd)
 {
 	struct {
 		struct msg h;
@@ -1325,11 +1362,7 @@ wk_job(struct msg *m, int sfd, int dfd, int xfd)
 		if (e->flags & ENT_DROP)
 			continue;
 		memset(r, 0, sizeof *r);
-		if (e->flags & ENT_CHUNK)
-			rc = copy_chunk(sfd, xfd, e, r);
-		else if (e->flags & ENT_FINISH)
-			rc = finish_big(sfd, xfd, e, always_chown, r);
-		else if (S_ISREG(e->mode))
+		if (S_ISREG(e->mode))
 			rc = copy_reg(sfd, dfd, e, always_chown, r);
 		else
 			rc = copy_node(sfd, dfd, e, always_chown, r);
@@ -1364,12 +1397,15 @@ wk_main(int sock, struct wstat *ws)
 {
 	static uint64_t msgbuf[MSG_MAX / 8];
 	struct sigaction sa = { .sa_handler = on_term };
-	int fds[3];
+	int fds[MSG_FDS];
 	ssize_t n;
 
 	w.sock = sock;
 	w.ws = ws;
-	w.buf = xmalloc(BUF_SIZE);
+	in_worker = 1;
+	w.buf = malloc(BUF_SIZE);
+	if (w.buf == NULL)
+		_exit(3);       /* the parent names the death */
 	umask(0);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGINT, SIG_IGN);        /* ^C goes to the parent, which tells us */
@@ -1388,11 +1424,11 @@ wk_main(int sock, struct wstat *ws)
 			continue;
 		if (n <= 0)
 			_exit(n == 0 ? 0 : 1);
-		wk_job((struct msg *)msgbuf, fds[0], fds[1], fds[2]);
+		if (fds[0] < 0 || fds[1] < 0)
+			_exit(1);       /* a job always carries its two directories */
+		wk_job((struct msg *)msgbuf, fds[0], fds[1]);
 		close(fds[0]);
 		close(fds[1]);
-		if (fds[2] >= 0)
-			close(fds[2]);
 	}
 }
 
@@ -1503,6 +1539,56 @@ warn_entry(int fail, int dst, const struct dir *d, const char *name, int err)
 }
 
 /*
+ * Record what became of one entry: the one place the ledger is kept.
+ * Every entry the walk counts as found ends here exactly once, as copied,
+ * skipped, failed or dropped, so that at the end found = copied + skipped
+ * + failed + dropped.  OUT_NEW: the entry is decided as it is found (it
+ * is counted found here too).  A failure is printed with `why` (NULL:
+ * strerror(errno)), naming the source path (OUT_FAIL_SRC) or the
+ * destination path (OUT_FAIL_DST), or with d NULL the name as given; with -v a copied entry is printed on
+ * stdout.  Parent only.
+ */
+static void
+outcome(int out, const struct dir *d, const char *name, const char *why)
+{
+	char *p;
+
+	if (out & OUT_NEW)
+		g.found++;
+	switch (out & ~OUT_NEW) {
+	case OUT_COPIED:
+		g.copied++;
+		if (g.verbose && !g.dryrun) {
+			p = path_join(d ? d->rel : NULL, name, NULL);
+			if (g.vclear)
+				progress_clear();
+			printf("%s\n", p);
+			free(p);
+		}
+		break;
+	case OUT_SKIPPED:
+		g.skipped++;
+		break;
+	case OUT_DROPPED:
+		g.dropped++;
+		break;
+	default:
+		if (why == NULL)
+			why = strerror(errno);
+		if (d == NULL)          /* not below SOURCE: as given */
+			p = xstrdup(name);
+		else if ((out & ~OUT_NEW) == OUT_FAIL_DST)
+			p = dst_path(d, name);
+		else
+			p = src_path(d, name);
+		warn_path(1, p, "%s", why);
+		free(p);
+		g.failed++;
+		break;
+	}
+}
+
+/*
  * Give a finished directory its metadata, in the per-inode order (owner,
  * mode, xattrs, times), close it and release its parent.  Runs in the
  * parent when nothing is pending in the directory any more.
@@ -1600,27 +1686,19 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 		made = mkdirat(up->dfd, name, 0700) == 0;
 		if (!made && (errno == ENOSPC || errno == EDQUOT)) {
 			dest_full(errno);
-			g.found++;
-			g.dropped++;
+			outcome(OUT_DROPPED | OUT_NEW, up, name, NULL);
 			return NULL;
 		}
 		if (!made && errno != EEXIST) {
-			warn_entry(1, 1, up, name, errno);
-			g.found++;
-			g.failed++;
+			outcome(OUT_FAIL_DST | OUT_NEW, up, name, NULL);
 			return NULL;
 		}
 	}
 	if (up->dfd >= 0) {
 		dfd = openat(up->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (dfd < 0 && !(g.dryrun && errno == ENOENT)) {
-			char *p = dst_path(up, name);
-
-			warn_path(1, p, "%s", errno == ENOTDIR || errno == ELOOP ?
-			    "cannot overwrite non-directory with directory" : strerror(errno));
-			free(p);
-			g.found++;
-			g.failed++;
+			outcome(OUT_FAIL_DST | OUT_NEW, up, name, errno == ENOTDIR || errno == ELOOP ?
+			    "cannot overwrite non-directory with directory" : NULL);
 			return NULL;
 		}
 		if (dfd >= 0)
@@ -1652,9 +1730,7 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	sfd = src_openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sfd < 0 || (read && ((dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL))) {
 		/* unreadable: it stays an empty directory with its metadata */
-		warn_entry(1, 0, up, name, errno);
-		g.failed++;
-		g.found++;
+		outcome(OUT_FAIL_SRC | OUT_NEW, up, name, NULL);
 		close_keep(sfd);
 		dir_put(d);
 		return NULL;
@@ -1676,7 +1752,6 @@ job_new(struct dir *d)
 	j->buf = xmalloc(j->cap);
 	j->len = sizeof *m;
 	j->dir = d;
-	j->xfd = -1;
 	d->pending++;
 	m = (struct msg *)j->buf;
 	memset(m, 0, sizeof *m);
@@ -1690,10 +1765,6 @@ job_free(struct job *j)
 {
 	struct dir *d = j->dir;
 
-	if (j->xfd >= 0 && j->big == NULL) {
-		close(j->xfd);          /* the finish job owns a big file's fd */
-		g.fdopen--;
-	}
 	free(j->buf);
 	free(j);
 	dir_put(d);
@@ -1731,61 +1802,12 @@ job_append(struct job *j, struct ent *e, const char *name, const char *dname)
 		memcpy(j->buf + j->len + sizeof *e + e->namelen + 1, dname, e->dnamelen);
 	j->len += need;
 	j->nent++;
-	j->bytes += S_ISREG(e->mode) && !(e->flags & ENT_FINISH) ? (e->flags & ENT_CHUNK ? e->len : e->size) : 0;
-}
-
-/*
- * A large file: create its unnamed destination here, sized up front, and
- * queue one job per CHUNK_SIZE bytes, which idle workers take in
- * parallel.  The ENT_FINISH job waits in b->finish for the last chunk.
- * Returns 0, or -1 to copy it the ordinary way.
- */
-static int
-big_add(struct dir *d, const char *name, const struct stat *st, int flags)
-{
-	struct big *b;
-	struct ent e;
-	struct job *j;
-	uint64_t off;
-	int fd;
-
-	fd = openat(d->dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, st->st_mode & 0777);
-	if (fd < 0)
-		return -1;
-	if (ftruncate(fd, st->st_size) < 0) {
-		close(fd);
-		return -1;
-	}
-	g.fdopen++;
-	b = xmalloc(sizeof *b);
-	memset(b, 0, sizeof *b);
-	b->fd = fd;
-	ent_fill(&e, st);
-	e.flags = flags | ENT_FINISH;
-	b->finish = job_new(d);
-	b->finish->xfd = fd;
-	job_append(b->finish, &e, name, NULL);
-	for (off = 0; off < (uint64_t)st->st_size; off += CHUNK_SIZE) {
-		ent_fill(&e, st);
-		e.flags = ENT_CHUNK;
-		e.off = off;
-		e.len = st->st_size - off < CHUNK_SIZE ? st->st_size - off : CHUNK_SIZE;
-		j = job_new(d);
-		j->big = b;
-		j->xfd = fd;
-		job_append(j, &e, name, NULL);
-		job_queue(j, 0);
-		b->left++;
-	}
-	g.found++;
-	g.bytes_found += st->st_size;
-	return 0;
+	j->bytes += S_ISREG(e->mode) ? e->size : 0;
 }
 
 /*
  * Add an entry to d's batch, flushing first when it would overflow.
- * dname, if not NULL, is a different destination name.  Large files go
- * to big_add instead.
+ * dname, if not NULL, is a different destination name.
  */
 static void
 batch_add(struct dir *d, const char *name, const char *dname,
@@ -1795,11 +1817,6 @@ batch_add(struct dir *d, const char *name, const char *dname,
 	struct job *j;
 	size_t need;
 
-	if (g.chunky && S_ISREG(st->st_mode) && st->st_size >= CHUNK_MIN && g.jobs > 1 &&
-	    dname == NULL && g.tmpmode != TMP_NAMED && !g.verify && !g.update &&
-	    (uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size &&
-	    big_add(d, name, st, flags) == 0)
-		return;
 	ent_fill(&e, st);
 	e.flags = flags;
 	e.namelen = strlen(name);
@@ -1812,9 +1829,8 @@ batch_add(struct dir *d, const char *name, const char *dname,
 	if (d->batch == NULL)
 		d->batch = job_new(d);
 	job_append(d->batch, &e, name, dname);
-	g.found++;
-	if (S_ISREG(st->st_mode) && !(flags & ENT_DROP))
-		g.bytes_found += data_bytes(st->st_size, st->st_blocks);
+	if (S_ISREG(st->st_mode))
+		g.bytes_found += data_bytes(st->st_size, st->st_blocks);    /* for progress */
 }
 
 /* -- hard links (parent side) -- */
@@ -1870,17 +1886,57 @@ hl_lookup(uint64_t dev, uint64_t ino, int *isnew)
 }
 
 /*
- * Make `name` in d another name of the hard link group h, whose first
- * name is complete.  EMLINK: copy the data instead, with a warning.
- * Returns 1 if it queued a copy, 0 if linked or failed (counted).
+ * Link the existing entry `from` in fromfd as `name` in dirfd, replacing
+ * an entry of that name atomically (link to a hidden name, then rename).
+ * The inode is locked before its hidden name appears, so that no other
+ * run's tmp_sweep takes it.  Returns 0 or -1 with errno.  Parent only.
  */
 static int
+link_replace(int fromfd, const char *from, int dirfd, const char *name)
+{
+	char hide[TMP_NAME_MAX];
+	struct stat st;
+	int r, e, lk;
+
+	if (linkat(fromfd, from, dirfd, name, 0) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -1;
+	/* the lock only keeps other runs' sweeps away: held by another run
+	 * (EWOULDBLOCK) it protects as well; without locks (ENOLCK) a sweep
+	 * could take the hidden name, and the rename then fails visibly */
+	lk = openat(fromfd, from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (lk >= 0 && flock(lk, LOCK_EX | LOCK_NB) < 0 && errno != EWOULDBLOCK && errno != ENOLCK) {
+		close_keep(lk);
+		return -1;
+	}
+	do
+		r = linkat(fromfd, from, dirfd, tmp_name(hide, sizeof hide), 0);
+	while (r < 0 && errno == EEXIST);
+	if (r == 0) {
+		r = renameat(dirfd, hide, dirfd, name);
+		e = errno;
+		/* a rename onto another name of the same inode does nothing */
+		if (fstatat(dirfd, hide, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			unlinkat(dirfd, hide, 0);
+		errno = e;
+	}
+	close_keep(lk);
+	return r;
+}
+
+/*
+ * Make `name` in d another name of the hard link group h, whose first
+ * name is complete, and record the outcome.  EMLINK: copy the data
+ * instead, with a warning.  Parent only.
+ */
+static void
 hl_link(struct hl *h, struct dir *d, const char *name)
 {
 	char *slash = strrchr(h->path, '/');
 	const char *fname = slash ? slash + 1 : h->path;
-	char hide[64];
-	int fd, r, e, lk = -1;
+	struct stat a, b;
+	int fd, r;
 
 	if (slash) {
 		*slash = '\0';
@@ -1889,76 +1945,32 @@ hl_link(struct hl *h, struct dir *d, const char *name)
 	} else
 		fd = dup(g.dstfd);
 	if (fd < 0) {
-		warn_entry(1, 1, d, name, errno);
-		g.failed++;
-		return 0;
+		outcome(OUT_FAIL_DST, d, name, NULL);
+		return;
 	}
-	if (g.update) {
-		struct stat a, b;
-
-		if (fstatat(fd, fname, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    fstatat(d->dfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-			close(fd);
-			g.skipped++;
-			return 0;
-		}
+	if (g.update && fstatat(fd, fname, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    fstatat(d->dfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+		close(fd);
+		outcome(OUT_SKIPPED, d, name, NULL);
+		return;
 	}
-	r = linkat(fd, fname, d->dfd, name, 0);
-	if (r < 0 && errno == EEXIST) {         /* merging: replace atomically */
-		/* lock the inode before its hidden name appears (tmp_sweep) */
-		lk = openat(fd, fname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		if (lk >= 0)
-			flock(lk, LOCK_EX | LOCK_NB);
-		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
-		r = linkat(fd, fname, d->dfd, hide, 0);
-		if (r == 0) {
-			struct stat st;
-
-			r = renameat(d->dfd, hide, d->dfd, name);
-			e = errno;
-			if (fstatat(d->dfd, hide, &st, AT_SYMLINK_NOFOLLOW) == 0)
-				unlinkat(d->dfd, hide, 0);
-			errno = e;
-		}
-		close_keep(lk);
-	}
-	e = errno;
-	close(fd);
-	if (r == 0) {
-		g.copied++;
-		if (g.verbose) {
-			char *p = path_join(d->rel, name, NULL);
-
-			if (g.vclear)
-				progress_clear();
-			printf("%s\n", p);
-			free(p);
-		}
-		return 0;
-	}
-	if (e == ENOSPC || e == EDQUOT) {
-		dest_full(e);
-		g.dropped++;
-		return 0;
-	}
-	if (e == EMLINK) {
+	r = link_replace(fd, fname, d->dfd, name);
+	close_keep(fd);
+	if (r == 0)
+		outcome(OUT_COPIED, d, name, NULL);
+	else if (errno == ENOSPC || errno == EDQUOT) {
+		dest_full(errno);
+		outcome(OUT_DROPPED, d, name, NULL);
+	} else if (errno == EMLINK && fstatat(d->sfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0) {
 		char *p = src_path(d, name);
-		struct stat st;
 
 		warn_path(0, p, "too many links; copied as a separate file");
 		free(p);
-		if (fstatat(d->sfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			g.found--;      /* batch_add counts it again */
-			batch_add(d, name, NULL, &st, 0);
-			batch_flush(d);
-			return 1;
-		}
-		e = errno;
-	}
-	warn_entry(1, 1, d, name, e);
-	g.failed++;
-	return 0;
+		batch_add(d, name, NULL, &a, 0);        /* the same entry: found once */
+		batch_flush(d);
+	} else
+		outcome(OUT_FAIL_DST, d, name, NULL);
 }
 
 /*
@@ -1975,7 +1987,7 @@ hl_settle(struct hl *h, int ok)
 	for (wt = h->wait, h->wait = NULL; wt; wt = next) {
 		next = wt->next;
 		if (ok < 0) {
-			g.dropped++;    /* the copy stopped: these go with it */
+			outcome(OUT_DROPPED, wt->dir, wt->name, NULL);  /* the copy stopped */
 		} else if (h->state == HL_DONE) {
 			hl_link(h, wt->dir, wt->name);
 		} else {
@@ -1987,7 +1999,6 @@ hl_settle(struct hl *h, int ok)
 				h->path = path_join(wt->dir->rel, wt->name, NULL);
 				h->state = HL_PENDING;
 				h->wait = next;
-				g.found--;
 				batch_add(wt->dir, wt->name, NULL, &st, ENT_HLFIRST);
 				batch_flush(wt->dir);
 				dir_put(wt->dir);
@@ -1995,8 +2006,7 @@ hl_settle(struct hl *h, int ok)
 				free(wt);
 				return;
 			}
-			warn_entry(1, 0, wt->dir, wt->name, errno);
-			g.failed++;
+			outcome(OUT_FAIL_SRC, wt->dir, wt->name, NULL);
 		}
 		dir_put(wt->dir);
 		free(wt->name);
@@ -2022,17 +2032,13 @@ hl_entry(struct dir *d, const char *name, const struct stat *st)
 		h->state = HL_PENDING;
 		return 1;
 	}
-	g.found++;
 	if (h->state == HL_DONE) {
-		if (hl_link(h, d, name))
-			g.found--;      /* requeued as a copy, counted there */
+		hl_link(h, d, name);
 		return 0;
 	}
 	wt = xmalloc(sizeof *wt);
 	wt->dir = d;
-	wt->name = strdup(name);
-	if (wt->name == NULL)
-		die("out of memory");
+	wt->name = xstrdup(name);
 	wt->next = h->wait;
 	h->wait = wt;
 	d->pending++;
@@ -2098,7 +2104,6 @@ dry_entry(struct dir *d, const char *name, const struct stat *st)
 	const char *what = "create";
 	char *p = path_join(d->rel, name, NULL);
 
-	g.found++;
 	if (d->dfd >= 0 && fstatat(d->dfd, name, &ds, AT_SYMLINK_NOFOLLOW) == 0) {
 		what = "replace";
 		if (g.update && S_ISREG(st->st_mode) && S_ISREG(ds.st_mode) &&
@@ -2109,9 +2114,9 @@ dry_entry(struct dir *d, const char *name, const struct stat *st)
 	printf("%s %s\n", what, p);
 	free(p);
 	if (what[0] == 's') {
-		g.skipped++;
+		outcome(OUT_SKIPPED, d, name, NULL);
 	} else {
-		g.copied++;
+		outcome(OUT_COPIED, d, name, NULL);
 		g.bytes_done += S_ISREG(st->st_mode) ? data_bytes(st->st_size, st->st_blocks) : 0;
 	}
 }
@@ -2137,6 +2142,7 @@ walk_entry(struct dir *d, const char *name, const struct stat *st)
 			dir_put(sub);   /* -x: a mount point stays an empty directory */
 		return;
 	}
+	g.found++;              /* decided once, in outcome() */
 	if (g.dryrun)
 		dry_entry(d, name, st);
 	else if (st->st_nlink <= 1 || hl_entry(d, name, st))
@@ -2147,18 +2153,10 @@ walk_entry(struct dir *d, const char *name, const struct stat *st)
 static int
 walk_stat(struct dir *d, const char *name, struct stat *st)
 {
-	char *p;
-
 	if (fstatat(d->sfd, name, st, AT_SYMLINK_NOFOLLOW) == 0)
 		return 0;
-	p = src_path(d, name);
-	if (errno == ENOENT)
-		warn_path(1, p, "vanished before it could be copied");
-	else
-		warn_path(1, p, "%s", strerror(errno));
-	free(p);
-	g.found++;
-	g.failed++;
+	outcome(OUT_FAIL_SRC | OUT_NEW, d, name,
+	    errno == ENOENT ? "vanished before it could be copied" : NULL);
 	return -1;
 }
 
@@ -2178,9 +2176,50 @@ walk_pop(void)
 }
 
 /*
- * --files-from: read the next listed path and make the walk's chain of
- * directories its parents (leaving those it does not share, entering the
- * new ones), then hand its last component to walk_entry.  A listed
+ * --files-from: make the walk's chain of directories end at `par` (a
+ * path below SOURCE, "" for the top): leave those that are not its
+ * parents, enter the missing ones one component at a time.  Returns 0, or
+ * -1 if a component could not be entered (named and counted).  Parent.
+ */
+static int
+list_enter(const char *par)
+{
+	struct stat st;
+	struct dir *d;
+	char *comp;
+	size_t k;
+
+	for (;;) {
+		k = strlen(g.top->rel);
+		if (k == 0 || (strncmp(g.top->rel, par, k) == 0 && (par[k] == '/' || par[k] == '\0')))
+			break;
+		walk_pop();
+	}
+	while (strcmp(g.top->rel, par) != 0) {
+		k = strlen(g.top->rel);
+		comp = xstrdup(par + k + (k > 0));
+		if (strchr(comp, '/'))
+			*strchr(comp, '/') = '\0';
+		d = NULL;
+		if (walk_stat(g.top, comp, &st) == 0) {
+			if (S_ISDIR(st.st_mode))
+				d = dir_enter(g.top, comp, &st, 0);
+			else {
+				errno = ENOTDIR;
+				outcome(OUT_FAIL_SRC | OUT_NEW, g.top, comp, NULL);
+			}
+		}
+		free(comp);
+		if (d == NULL)
+			return -1;
+		g.top = d;
+	}
+	return 0;
+}
+
+/*
+ * --files-from: read the next listed path, reach its parent directory
+ * (list_enter) and hand its last component to walk_entry.  A listed
  * directory is then walked whole.  Returns 0 at the end of the list.
  */
 static int
@@ -2188,11 +2227,9 @@ list_step(void)
 {
 	static char *line;
 	static size_t cap;
-	char *p, *par, *last, *comp;
+	char *p, *par, *last;
 	struct stat st;
-	struct dir *d;
 	ssize_t n;
-	size_t k;
 
 	n = getdelim(&line, &cap, g.listsep, g.list);
 	if (n < 0) {
@@ -2214,9 +2251,7 @@ list_step(void)
 	if (*p == '/' || strcmp(p, "..") == 0 || strncmp(p, "../", 3) == 0 ||
 	    strstr(p, "/../") || (n >= 3 && strcmp(line + n - 3, "/..") == 0) ||
 	    strstr(p, "//") || strstr(p, "/./")) {
-		warn_path(1, p, "listed path is not a plain path below SOURCE");
-		g.found++;
-		g.failed++;
+		outcome(OUT_FAIL_SRC | OUT_NEW, NULL, p, "listed path is not a plain path below SOURCE");
 		return 1;
 	}
 	last = strrchr(p, '/');
@@ -2227,37 +2262,7 @@ list_step(void)
 		last = p;
 		par = "";
 	}
-	/* leave the directories that are not parents of this path */
-	for (;;) {
-		k = strlen(g.top->rel);
-		if (k == 0 || (strncmp(g.top->rel, par, k) == 0 && (par[k] == '/' || par[k] == '\0')))
-			break;
-		walk_pop();
-	}
-	/* enter the missing ones, one component at a time */
-	while (strcmp(g.top->rel, par) != 0) {
-		k = strlen(g.top->rel);
-		comp = strdup(par + k + (k > 0));
-		if (comp == NULL)
-			die("out of memory");
-		if (strchr(comp, '/'))
-			*strchr(comp, '/') = '\0';
-		d = NULL;
-		if (walk_stat(g.top, comp, &st) == 0) {
-			if (S_ISDIR(st.st_mode))
-				d = dir_enter(g.top, comp, &st, 0);
-			else {
-				warn_entry(1, 0, g.top, comp, ENOTDIR);
-				g.found++;
-				g.failed++;
-			}
-		}
-		free(comp);
-		if (d == NULL)
-			return 1;
-		g.top = d;
-	}
-	if (walk_stat(g.top, last, &st) == 0)
+	if (list_enter(par) == 0 && walk_stat(g.top, last, &st) == 0)
 		walk_entry(g.top, last, &st);
 	return 1;
 }
@@ -2314,7 +2319,7 @@ census_start(int sfd)
 	g.cen = xmalloc(sizeof *g.cen);
 	g.cen->up = NULL;
 	g.cen->ds = ds;
-	g.cen->rel = strdup("");
+	g.cen->rel = xstrdup("");
 	g.fdopen++;
 }
 
@@ -2437,20 +2442,20 @@ job_pop(void)
 }
 
 /*
- * Take a job for worker w from the queue: one of a directory w already
+ * Take a job for worker k from the queue: one of a directory k already
  * works in, else one of a directory no worker is in, else the first.
  * Workers in different directories do not contend for one directory's
  * lock nor, on ext4, for one block group's inode bitmap: with two workers
  * in one directory ext4 spent 2.5 times the CPU of one.
  */
 static struct job *
-job_pick(unsigned w)
+job_pick(unsigned k)
 {
 	struct job *j, *prev = NULL, *free_prev = NULL, *pick = NULL;
 	int n = 0, found = 0;
 
 	for (j = g.qhead; j && n < AFFINITY_SCAN; prev = j, j = j->next, n++) {
-		if (j->dir->owner == (int)w) {
+		if (j->dir->owner == (int)k) {
 			pick = j;
 			free_prev = prev;
 			found = 2;
@@ -2473,11 +2478,11 @@ job_pick(unsigned w)
 	return pick;
 }
 
-/* Record that job j went to worker w (fly) or came back (land). */
+/* Record that job j went to worker k (fly) or came back (land). */
 static void
-job_fly(struct job *j, unsigned w)
+job_fly(struct job *j, unsigned k)
 {
-	j->dir->owner = w;
+	j->dir->owner = k;
 	j->dir->busy++;
 }
 
@@ -2499,8 +2504,6 @@ job_ent(struct job *j, uint32_t i)
 	return (struct ent *)p;
 }
 
-static void big_done(struct job *j, const struct msg *m, const struct rep *r);
-
 /* Count a job's entries as dropped (destination full or interrupted). */
 static void
 job_drop(struct job *j)
@@ -2508,18 +2511,10 @@ job_drop(struct job *j)
 	struct ent *e;
 	uint32_t i;
 
-	if (j->big) {           /* a chunk: the file is dropped after the last */
-		struct msg m;
-
-		memset(&m, 0, sizeof m);
-		j->big->what = R_DROPPED;
-		big_done(j, &m, NULL);
-		return;
-	}
 	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
 		if (e->flags & ENT_DROP)
 			continue;
-		g.dropped++;
+		outcome(OUT_DROPPED, j->dir, ent_dname(e), NULL);
 		if (e->flags & ENT_HLFIRST) {
 			int isnew;
 
@@ -2549,9 +2544,9 @@ dispatch(void)
 			return;
 		j = job_pick(best);
 		{
-			int fds[3] = { j->dir->sfd, j->dir->dfd, j->xfd };
+			int fds[2] = { j->dir->sfd, j->dir->dfd };
 
-			if (msg_send(g.wk[best].fd, j->buf, j->len, fds, j->xfd >= 0 ? 3 : 2) < 0) {
+			if (msg_send(g.wk[best].fd, j->buf, j->len, fds, 2) < 0) {
 				job_queue(j, 1);        /* the worker is gone: EOF comes */
 				g.wk[best].broken = 1;
 				continue;
@@ -2577,157 +2572,142 @@ dest_full(int err)
 static void job_done(struct job *j, const struct msg *m, const struct rep *r);
 
 /*
- * Say what a worker's report on entry e of directory d means: one line
- * naming the source (reading) or destination (writing) path.
+ * Decide entry e of directory d from the worker's report on it (NULL:
+ * copied, nothing to say), print what needs saying and record the
+ * outcome.  Returns 1 if the copy exists (hard link groups wait for it).
  */
-static void
-rep_print(struct dir *d, const struct ent *e, const struct rep *rp)
+static int
+rep_outcome(struct dir *d, const struct ent *e, const struct rep *rp)
 {
-	const char *why = NULL;
 	char *p;
 
-	switch (rp->what) {
-	case R_VANISHED: why = "vanished before it could be copied"; break;
-	case R_SHRUNK: why = "shrank while being copied; not copied"; break;
-	case R_BADCOPY: why = "verification failed: the copy differs from the source; not copied"; break;
-	case R_KILLED:
-		p = src_path(d, ent_name(e));
-		warn_path(1, p, "a worker was killed %u times while copying it; giving up", MAX_DEATHS);
-		free(p);
-		return;
-	case R_CHANGED:
+	switch (rp ? rp->what : 0) {
+	case 0:
+		break;
+	case R_SKIP:
+		g.bytes_skipped += S_ISREG(e->mode) ? data_bytes(e->size, e->blocks) : 0;
+		outcome(OUT_SKIPPED, d, ent_dname(e), NULL);
+		return 1;
+	case R_CHANGED:         /* copied as read: a warning, exit 1 */
 		p = src_path(d, ent_name(e));
 		warn_path(1, p, "changed size while being copied (%llu bytes, now %llu)",
 		    (unsigned long long)e->size, (unsigned long long)rp->val);
 		free(p);
-		return;
+		break;
 	case R_NOXATTR:
 		if (!g.noxattr_warned++)
 			warn_path(0, g.dst, "extended attributes not supported; not copied");
-		return;
+		break;
+	case R_VANISHED:
+		outcome(OUT_FAIL_SRC, d, ent_name(e), "vanished before it could be copied");
+		return 0;
+	case R_BADCOPY:
+		outcome(OUT_FAIL_SRC, d, ent_name(e),
+		    "verification failed: the copy differs from the source; not copied");
+		return 0;
 	case R_FAIL_DST:
-		if (rp->err == ENOSPC || rp->err == EDQUOT)
-			dest_full(rp->err);
-		else if (rp->err == EISDIR) {
-			p = dst_path(d, ent_dname(e));
-			warn_path(1, p, "cannot overwrite directory with non-directory");
-			free(p);
-		} else
-			warn_entry(1, 1, d, ent_dname(e), rp->err);
-		return;
+		if (rp->err == ENOSPC || rp->err == EDQUOT) {
+			dest_full(rp->err);     /* said once for the whole run */
+			outcome(OUT_DROPPED, d, ent_dname(e), NULL);
+			return 0;
+		}
+		errno = rp->err;
+		outcome(OUT_FAIL_DST, d, ent_dname(e), rp->err == EISDIR ?
+		    "cannot overwrite directory with non-directory" : NULL);
+		return 0;
 	default:
-		warn_entry(1, 0, d, ent_name(e), rp->err);
-		return;
+		errno = rp->err;
+		outcome(OUT_FAIL_SRC, d, ent_name(e), NULL);
+		return 0;
 	}
-	p = src_path(d, ent_name(e));
-	warn_path(1, p, "%s", why);
-	free(p);
+	outcome(OUT_COPIED, d, ent_dname(e), NULL);
+	return 1;
 }
 
 /*
- * A chunk of a large file is done.  After the last one, queue the finish
- * job -- or, if a chunk failed, account for the file as failed (through
- * job_done, with the chunk's report) and let its unnamed copy vanish.
- */
-static void
-big_done(struct job *j, const struct msg *m, const struct rep *r)
-{
-	struct big *b = j->big;
-	struct msg fm;
-	struct rep fr;
-
-	if (m->count > 0 && b->what == 0) {
-		b->what = r[0].what;
-		b->err = r[0].err;
-	}
-	b->bytes += m->bytes;
-	job_free(j);
-	if (--b->left > 0)
-		return;
-	if (b->what)
-		g.bytes_done -= b->bytes;       /* not copied after all */
-	if (b->what == 0) {
-		job_queue(b->finish, 0);
-	} else if (b->what == R_DROPPED) {
-		job_drop(b->finish);
-	} else {
-		memset(&fm, 0, sizeof fm);
-		memset(&fr, 0, sizeof fr);
-		fm.count = 1;
-		fr.what = b->what;
-		fr.err = b->err;
-		job_done(b->finish, &fm, &fr);
-	}
-	free(b);
-}
-
-/*
- * A worker finished job j: account for every entry, print what failed,
- * settle hard links, and free the job.
+ * A worker finished job j: decide every entry from its report, settle
+ * hard link groups, and free the job.
  */
 static void
 job_done(struct job *j, const struct msg *m, const struct rep *r)
 {
-	struct dir *d = j->dir;
-	uint32_t i, k = 0;
-	char *p;
-
 	struct ent *e;
+	uint32_t i, k = 0;
+	int ok, isnew;
 
 	g.bytes_done += m->bytes;
-	if (j->big) {
-		big_done(j, m, r);
-		return;
-	}
 	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
 		const struct rep *rp = k < m->count && r[k].idx == i ? &r[k++] : NULL;
-		int ok = rp == NULL || rp->what == R_CHANGED || rp->what == R_NOXATTR ||
-		    rp->what == R_SKIP;
 
 		if (e->flags & ENT_DROP)
-			continue;
-		if (ok && (e->flags & ENT_FINISH) && tmp_commit(j->xfd, d->dfd, ent_dname(e)) < 0) {
-			if (errno == ENOSPC || errno == EDQUOT)
-				dest_full(errno);
-			else
-				warn_entry(1, 1, d, ent_dname(e), errno);
-			ok = 0;
+			continue;       /* decided when it was dropped */
+		ok = rep_outcome(j->dir, e, rp);
+		if (!ok && rp) {        /* its bytes were written, not copied */
+			g.bytes_done -= rp->wrote;
+			g.bytes_lost += rp->wrote;
 		}
-		if (rp && rp->what == R_SKIP) {
-			g.skipped++;
-			g.bytes_skipped += S_ISREG(e->mode) ? data_bytes(e->size, e->blocks) : 0;
-		} else if (rp)
-			rep_print(d, e, rp);
-		if (ok && !(rp && rp->what == R_SKIP)) {
-			g.copied++;
-			if (g.verbose) {
-				p = path_join(d->rel, ent_dname(e), NULL);
-				if (g.vclear)
-					progress_clear();
-				printf("%s\n", p);
-				free(p);
-			}
-		} else if (!ok) {
-			g.failed++;
-			if (rp) {       /* its bytes were written, not copied */
-				g.bytes_done -= rp->wrote;
-				g.bytes_lost += rp->wrote;
-			}
-		}
-		if (e->flags & ENT_HLFIRST) {
-			int isnew;
-			struct hl *h = hl_lookup(e->dev, e->ino, &isnew);
-
-			hl_settle(h, ok);
-		}
+		if (e->flags & ENT_HLFIRST)
+			hl_settle(hl_lookup(e->dev, e->ino, &isnew), ok);
 	}
 	job_free(j);
 }
 
 /*
- * Read one message from worker i.  End of file: the worker died; reap it,
- * say how, respawn it and put its jobs back at the front of the queue.
- * A job whose entry killed MAX_DEATHS workers loses that entry.
+ * Worker i is gone (end of file on its channel): reap it, say how it
+ * ended, put the jobs it held back at the front of the queue and start a
+ * new worker in its slot.  The entry it was on when it died (its shared
+ * slot says which) is given up after MAX_DEATHS deaths.  Parent only.
+ */
+static void
+wk_died(unsigned i)
+{
+	struct worker *k = &g.wk[i];
+	uint32_t cur = g.ws[i].job, idx = g.ws[i].idx;
+	pid_t pid = k->pid;
+	int st = wk_reap(i), isnew;
+	unsigned f;
+
+	if (!got_sig) {
+		progress_clear();
+		if (WIFSIGNALED(st))
+			fprintf(stderr, "pcopy: worker %u (pid %ld) killed by signal %d\n",
+			    i + 1, (long)pid, WTERMSIG(st));
+		else
+			fprintf(stderr, "pcopy: worker %u (pid %ld) exited with status %d\n",
+			    i + 1, (long)pid, WEXITSTATUS(st));
+	}
+	for (f = k->nfly; f-- > 0;) {
+		struct job *j = k->fly[f];
+
+		job_land(j);
+		if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS) {
+			struct ent *e = job_ent(j, idx);
+			char why[80];
+
+			snprintf(why, sizeof why, "a worker was killed %u times while copying it; giving up", j->deaths);
+			outcome(OUT_FAIL_SRC, j->dir, ent_name(e), why);
+			e->flags |= ENT_DROP;
+			if (e->flags & ENT_HLFIRST)
+				hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
+			j->deaths = 0;
+		}
+		job_queue(j, 1);
+	}
+	k->nfly = 0;
+	if (got_sig || g.stop || wk_spawn(i) == 0)
+		return;
+	warn_path(1, "fork", "cannot start a new worker: %s", strerror(errno));
+	for (f = 0; f < g.jobs && g.wk[f].fd < 0; f++)
+		;
+	if (f == g.jobs) {      /* none left: stop rather than wait forever */
+		g.stop = 1;
+		g.walking = 0;
+	}
+}
+
+/*
+ * Read one message from worker i: the result of its oldest job.  End of
+ * file (or a broken channel): the worker is gone (wk_died).  Parent only.
  */
 static void
 wk_input(unsigned i)
@@ -2735,76 +2715,26 @@ wk_input(unsigned i)
 	static uint64_t buf[(sizeof(struct msg) + (BATCH_FILES + 1) * sizeof(struct rep)) / 8 + 1];
 	struct worker *k = &g.wk[i];
 	struct msg *m = (struct msg *)buf;
-	int fds[3], st;
+	int fds[MSG_FDS];
 	ssize_t n;
 	unsigned f;
 
 	n = msg_recv(k->fd, buf, sizeof buf, fds);
 	if (n < 0 && errno == EINTR)
 		return;
-	if (n > 0) {
-		if (m->type != MSG_DONE || k->nfly == 0 || k->fly[0]->id != m->id)
-			die("worker %u: unexpected message", i + 1);
-		job_land(k->fly[0]);
-		model_job(i, m);
-		job_done(k->fly[0], m, (struct rep *)(m + 1));
-		for (f = 1; f < k->nfly; f++)
-			k->fly[f - 1] = k->fly[f];
-		k->nfly--;
+	if (n <= 0) {
+		wk_died(i);
 		return;
 	}
-	/* end of file (or a broken channel): the worker is gone */
-	{
-		uint32_t cur = g.ws[i].job, idx = g.ws[i].idx;
-		pid_t pid = k->pid;
-
-		st = wk_reap(i);
-		if (!got_sig) {
-			progress_clear();
-			if (WIFSIGNALED(st))
-				fprintf(stderr, "pcopy: worker %u (pid %ld) killed by signal %d\n",
-				    i + 1, (long)pid, WTERMSIG(st));
-			else
-				fprintf(stderr, "pcopy: worker %u (pid %ld) exited with status %d\n",
-				    i + 1, (long)pid, WEXITSTATUS(st));
-		}
-		for (f = k->nfly; f-- > 0;) {
-			struct job *j = k->fly[f];
-
-			job_land(j);
-			if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS && j->big) {
-				/* a chunk: the whole file fails after its last chunk */
-				j->big->what = R_KILLED;
-				job_ent(j, idx)->flags |= ENT_DROP;
-				j->deaths = 0;
-			} else if (j->id == cur && idx < j->nent && j->deaths >= MAX_DEATHS) {
-				struct ent *e = job_ent(j, idx);
-				char *p = src_path(j->dir, ent_name(e));
-
-				warn_path(1, p, "a worker was killed %u times while copying it; giving up", j->deaths);
-				free(p);
-				e->flags |= ENT_DROP;
-				g.failed++;
-				if (e->flags & ENT_HLFIRST) {
-					int isnew;
-
-					hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
-				}
-				j->deaths = 0;
-			}
-			job_queue(j, 1);
-		}
-		k->nfly = 0;
-		if (!got_sig && !g.stop && wk_spawn(i) < 0) {
-			warn_path(1, "fork", "cannot start a new worker: %s", strerror(errno));
-			for (f = 0; f < g.jobs && g.wk[f].fd < 0; f++)
-				;
-			if (f == g.jobs) {      /* none left: stop rather than wait forever */
-				g.stop = 1;
-				g.walking = 0;
-			}
-		}
-	}
+	if (m->type != MSG_DONE || k->nfly == 0 || k->fly[0]->id != m->id ||
+	    m->count > BATCH_FILES + 1 || (size_t)n < sizeof *m + m->count * sizeof(struct rep))
+		fatal("worker %u: unexpected message", i + 1);
+	job_land(k->fly[0]);
+	model_job(i, m);
+	job_done(k->fly[0], m, (struct rep *)(m + 1));
+	for (f = 1; f < k->nfly; f++)
+		k->fly[f - 1] = k->fly[f];
+	k->nfly--;
 }
 
 /* -- progress -- */
@@ -3349,7 +3279,7 @@ run(void)
 		}
 		timeout = busy ? 0 : g.progress ? TICK_MS : -1;
 		if (poll(pf, n, timeout) < 0 && errno != EINTR)
-			die("poll: %s", strerror(errno));
+			fatal("poll: %s", strerror(errno));
 		if (pf[0].revents && read(g.sigpipe[0], sink, sizeof sink) < 0) {
 			/* nothing to do: the flags say what happened */
 		}
@@ -3385,7 +3315,7 @@ shutdown_workers(void)
 		for (;;) {
 			struct pollfd pf = { g.wk[i].fd, POLLIN, 0 };
 			uint64_t buf[512];
-			int fds[3];
+			int fds[MSG_FDS];
 			ssize_t n;
 
 			if (got_sig < 0 && sig >= 0) {  /* a second signal: now */
@@ -3412,11 +3342,9 @@ static void
 check_nesting(const struct stat *src, const char *dst)
 {
 	struct stat st, up;
-	char *copy = strdup(dst), *p;
+	char *copy = xstrdup(dst), *p;
 	int fd, nfd;
 
-	if (copy == NULL)
-		die("out of memory");
 	for (;;) {
 		fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd >= 0)
@@ -3476,37 +3404,6 @@ tmp_probe(int dfd)
 	return mode;
 }
 
-/*
- * Split large files across workers?  Only where DEST is a network or
- * cluster file system: on local ones (tmpfs, ext4) writes to one inode
- * serialize on its lock, and splitting measured no faster and up to 75%
- * more CPU.  PCOPY_CHUNK=1 forces it (the tests use it).
- */
-static int
-chunk_wanted(int dfd)
-{
-	static const unsigned long net[] = {
-		0x6969,                 /* NFS */
-		0xff534d42, 0xfe534d42, /* CIFS, SMB2 */
-		0x0bd00bd0,             /* Lustre */
-		0x00c36400,             /* CephFS */
-		0x47504653,             /* GPFS */
-		0x19830326,             /* BeeGFS */
-		0x65735546,             /* FUSE */
-	};
-	struct statfs sf;
-	size_t i;
-
-	if (getenv("PCOPY_CHUNK"))
-		return 1;
-	if (dfd < 0 || fstatfs(dfd, &sf) < 0)
-		return 0;
-	for (i = 0; i < sizeof net / sizeof net[0]; i++)
-		if ((unsigned long)sf.f_type == net[i])
-			return 1;
-	return 0;
-}
-
 /* Raise the descriptor limit to the hard one and budget the walk's share. */
 static void
 fd_budget(void)
@@ -3535,12 +3432,8 @@ signals_setup(void)
 	struct sigaction sa = { .sa_handler = on_signal };
 
 	signal(SIGPIPE, SIG_IGN);
-	if (pipe(g.sigpipe) < 0)
+	if (pipe2(g.sigpipe, O_NONBLOCK | O_CLOEXEC) < 0)
 		die("pipe: %s", strerror(errno));
-	fcntl(g.sigpipe[0], F_SETFL, O_NONBLOCK);
-	fcntl(g.sigpipe[1], F_SETFL, O_NONBLOCK);
-	fcntl(g.sigpipe[0], F_SETFD, FD_CLOEXEC);
-	fcntl(g.sigpipe[1], F_SETFD, FD_CLOEXEC);
 	catch_signal(SIGINT, &sa);
 	catch_signal(SIGHUP, &sa);
 	sigaction(SIGTERM, &sa, NULL);
@@ -3809,7 +3702,7 @@ setup_dirs(const struct stat *st)
 	int dsfd;
 
 	memset(d, 0, sizeof *d);
-	d->rel = strdup("");
+	d->rel = xstrdup("");
 	d->st = *st;
 	d->pending = 1;
 	d->owner = -1;
@@ -3872,7 +3765,6 @@ setup_top(const struct stat *st)
 	char *dir;
 
 	g.dstfd = d->dfd;
-	g.chunky = chunk_wanted(g.dstfd);
 	if (g.dryrun)
 		;
 	else if (getenv("PCOPY_NO_TMPFILE"))
@@ -3888,6 +3780,7 @@ setup_top(const struct stat *st)
 	if (g.dryrun)
 		printf("%s %s\n", lstat(g.dst, &dst) == 0 ? "replace" : "create", g.dst);
 	else {
+		g.found++;
 		batch_add(d, sbase, strcmp(sbase, dbase) ? dbase : NULL, st, 0);
 		batch_flush(d);
 	}
@@ -3931,7 +3824,11 @@ main(int argc, char **argv)
 		int sig = got_sig < 0 ? -got_sig : got_sig;
 
 		summary("interrupted: ");
+		/* die of the signal, as shells expect of an interrupted
+		 * program (a script running pcopy then stops too) */
+		fflush(NULL);
 		signal(sig, SIG_DFL);
+		raise(sig);
 		return 128 + sig;
 	}
 	if (!g.topdone && !g.stop)
