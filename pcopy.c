@@ -3449,6 +3449,7 @@ wk_start(void)
 	unsigned i;
 
 	g.wk = xmalloc((g.jobs + 1) * sizeof *g.wk);
+	memset(g.wk, 0, (g.jobs + 1) * sizeof *g.wk);  /* progress fields start at 0 */
 	g.ws = mmap(NULL, (g.jobs + 1) * sizeof *g.ws, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (g.ws == MAP_FAILED)
