@@ -31,7 +31,10 @@
  *             dominate on trees of many small files.
  *   MSG_DONE  worker -> parent: the job is finished; `count` reports
  *             (struct rep) name the entries that failed, were skipped or
- *             deserve a warning; every other entry was copied.
+ *             deserve a warning; every other entry was copied.  `bytes`
+ *             were written in all (a report says how many of them were for
+ *             its entry), in `ns` nanoseconds: the progress line learns
+ *             from that what a file and a byte cost (see "progress").
  * At most QDEPTH jobs are in flight per worker, so neither side can fill
  * the other's socket buffer and block: no deadlock.  The dispatcher gives
  * a worker jobs from a directory it already works in, else from one no
@@ -53,7 +56,8 @@
  * With a progress line, while the queue is full the parent spends its
  * idle time in a census (census_step), a second read-only walk that counts
  * files and bytes so the line has a real total long before the main walk
- * ends.
+ * ends (until then it says "scanning" rather than show a percentage of a
+ * partial total; see "progress" for when the census also runs otherwise).
  *
  * Filters.  --exclude/--include (in order, first match wins), -x and
  * --shard decide in the walk (and the census) what is entered or queued;
@@ -209,7 +213,13 @@
 #define AFFINITY_SCAN 64        /* queued jobs dispatch looks through for a good one */
 #define MAX_DEATHS 3            /* a job that kills this many workers fails its entry */
 #define FD_RESERVE 64           /* descriptors kept free for workers and files */
+#define CENSUS_NS 1000000       /* census time per turn of the loop (1 ms): workers hold a job meanwhile */
 #define TICK_MS 100             /* progress refresh: 10 times a second at most */
+#define LOG_MAX_MS 30000        /* --progress to a file: a line every 1 s, backing off to this */
+#define PROGRESS_TAU 20.0       /* s: the time model forgets what it saw this long ago */
+#define PRIOR_CF 1e-4           /* s of worker time per file, until measured ... */
+#define PRIOR_CB 1e-3           /* ... and per MB (1 GB/s): guesses of the right size */
+#define PRIOR_S 0.001           /* ... which weigh as much as 1 ms of copying at those costs */
 #define HL_MIN 64               /* initial hard link table size (power of two) */
 #define TMP_PREFIX ".pcopy-tmp."  /* hidden names: TMP_PREFIX "<pid>.<n>" */
 #define TMP_NAME_MAX 48         /* room for one, with its NUL */
@@ -225,6 +235,7 @@ struct msg {                    /* header of every message, both ways */
 	uint32_t count;         /* entries (job) or reports (result) */
 	uint32_t flags;         /* JF_* (job) */
 	uint64_t bytes;         /* data bytes written (result) */
+	uint64_t ns;            /* time the worker spent on the job (result) */
 };
 
 enum {
@@ -260,6 +271,7 @@ struct rep {                    /* one report in a result */
 	int32_t err;            /* errno, if any */
 	uint32_t warn;          /* W_*: copied, but not all of its metadata */
 	uint64_t val;           /* R_CHANGED: bytes actually copied */
+	uint64_t wrote;         /* bytes written for this entry (not copied if it failed) */
 	int32_t xerr;           /* W_XATTR: why */
 	int32_t oerr;           /* W_OWNER: why */
 	char xname[XNAME_MAX];  /* W_XATTR: the first xattr not copied */
@@ -347,6 +359,11 @@ struct worker {                 /* a worker slot (parent only) */
 	struct job *fly[QDEPTH];/* jobs sent, oldest first */
 	unsigned nfly;
 	int broken;             /* a send failed: wait for its end of file */
+	uint32_t pjob, pidx;    /* progress: job and entry the last tick saw */
+	uint64_t pbytes;        /* ... and the job's bytes then */
+	uint32_t fedjob;        /* job the ticks learned from so far, 0: none */
+	double fed_n, fed_b, fed_t;     /* ... files, MB and s of it they learned */
+	double acc_n, acc_b, acc_t;     /* ... and what they saw since, not learned yet */
 };
 
 struct waiter {                 /* a hard link name waiting for its first copy */
@@ -422,6 +439,7 @@ static struct {
 	uint64_t found, copied, failed, skipped, dropped;
 	uint64_t ndirs, bytes_found, bytes_done, bytes_skipped;
 	uint64_t deleted;       /* --delete: DEST entries removed (or, -n, to remove) */
+	uint64_t bytes_lost;    /* written for entries that failed: work, not copies */
 	int status;             /* exit status so far */
 	int topdone;            /* the top directory was finished */
 	/* progress */
@@ -431,16 +449,27 @@ static struct {
 	int line_shown;         /* length of the progress line on screen, 0: none */
 	struct cframe *cen;     /* census: directory being read, NULL when over */
 	uint64_t cen_files, cen_bytes;  /* census totals so far */
+	uint64_t cen_unstat;    /* files it counted without stat: bytes unknown */
 	int cen_done;           /* the census read the whole tree */
+	int counted;            /* totals: 1 final, -1 "scanning" was shown, 0 neither yet */
+	int vclear;             /* -v names and the progress line share a terminal */
+	/* the time model: worker-seconds = files * cf + MB * cb (see model_solve) */
+	double m_nn, m_nb, m_bb, m_nt, m_bt;    /* decayed sums of the normal equations */
+	double cf, cb;          /* learned: s per file, s per MB of worker time */
+	double wrate;           /* smoothed work done per second (worker-s/s) */
+	int64_t m_tlast;        /* ms of the last decay */
+	unsigned long m_seen;   /* observations so far */
 } g;
 
 static volatile sig_atomic_t got_sig;   /* parent: first signal; worker: SIGTERM */
 static volatile sig_atomic_t got_usr1;
+static volatile sig_atomic_t got_winch; /* parent: the terminal was resized */
 static int in_worker;                   /* this process is a worker */
 
 /* -- utilities -- */
 
 static void progress_clear(void);
+static void model_job(unsigned i, const struct msg *m);
 static void summary(const char *how);
 static void wk_signal(int sig);
 static void shutdown_workers(void);
@@ -583,6 +612,16 @@ now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Nanoseconds on the monotonic clock: how long a job took (workers). */
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Format a byte count as "12.3 MB" into buf. */
 static const char *
 fmt_bytes(char *buf, size_t n, double v)
@@ -596,6 +635,17 @@ fmt_bytes(char *buf, size_t n, double v)
 	}
 	snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
 	return buf;
+}
+
+/*
+ * The bytes a copy of a regular file will write: its size, or for a
+ * sparse file (fewer blocks than its size) the data its blocks hold, as
+ * only data extents are copied.  The progress totals and -n use it.
+ */
+static uint64_t
+data_bytes(uint64_t size, uint64_t blocks)
+{
+	return blocks * 512 < size ? blocks * 512 : size;
 }
 
 /* close() that keeps errno: used on cleanup paths. */
@@ -1769,6 +1819,7 @@ wk_job(struct msg *m, int sfd, int dfd)
 	} res;
 	char *p = (char *)(m + 1);
 	uint32_t i, nrep = 0;
+	int64_t t0 = now_ns();
 
 	memset(&res.h, 0, sizeof res.h);
 	w.ws->bytes = 0;
@@ -1776,10 +1827,11 @@ wk_job(struct msg *m, int sfd, int dfd)
 	for (i = 0; i < m->count && !got_sig; i++) {
 		struct ent *e = (struct ent *)p;
 		struct rep *r = &res.r[nrep];
+		uint64_t b0 = w.ws->bytes;
 		int rc;
 
 		p += ent_size(e);
-		ws_post(i, w.ws->bytes);
+		ws_post(i, b0);
 		if (e->flags & ENT_DROP)
 			continue;
 		memset(r, 0, sizeof *r);
@@ -1789,6 +1841,7 @@ wk_job(struct msg *m, int sfd, int dfd)
 			rc = copy_node(sfd, dfd, e, m->flags, r);
 		if (rc != 0 && nrep < BATCH_FILES + 1) {
 			r->idx = i;
+			r->wrote = w.ws->bytes - b0;
 			nrep++;
 		}
 	}
@@ -1801,6 +1854,7 @@ wk_job(struct msg *m, int sfd, int dfd)
 	res.h.id = m->id;
 	res.h.count = nrep;
 	res.h.bytes = w.ws->bytes;
+	res.h.ns = now_ns() - t0;
 	res.h.len = nrep * sizeof(struct rep);
 	if (msg_send(w.sock, &res, sizeof res.h + res.h.len, NULL, 0) < 0)
 		_exit(1);       /* the parent is gone */
@@ -1830,6 +1884,7 @@ wk_main(int sock, struct wstat *ws)
 	signal(SIGINT, SIG_IGN);        /* ^C goes to the parent, which tells us */
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGUSR1, SIG_IGN);
+	signal(SIGWINCH, SIG_DFL);      /* the terminal is the parent's */
 	signal(SIGPIPE, SIG_IGN);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
@@ -2306,6 +2361,8 @@ outcome(int out, const struct dir *d, const char *name, const char *why)
 		g.copied++;
 		if (g.verbose && !g.dryrun) {
 			p = path_join(d ? d->rel : NULL, name, NULL);
+			if (g.vclear)
+				progress_clear();
 			printf("%s\n", p);
 			free(p);
 		}
@@ -2512,8 +2569,11 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	g.ndirs++;
 	if (g.dryrun && dfd < 0)
 		printf("create %s/\n", d->rel);
-	else if (g.verbose && !g.dryrun)
+	else if (g.verbose && !g.dryrun) {
+		if (g.vclear)
+			progress_clear();
 		printf("%s\n", d->rel);
+	}
 	if (!made && dfd >= 0 && !g.dryrun) {
 		if (fstat(dfd, &dst) == 0 && (dst.st_mode & S_ISGID))
 			d->jflags |= JF_SGID;
@@ -2633,7 +2693,7 @@ batch_add(struct dir *d, const char *name, const char *dname,
 		d->batch = job_new(d);
 	job_append(d->batch, &e, name, dname);
 	if (S_ISREG(st->st_mode))
-		g.bytes_found += st->st_size;   /* bytes to copy, for progress */
+		g.bytes_found += data_bytes(st->st_size, st->st_blocks);    /* for progress */
 }
 
 /* -- hard links (parent side) -- */
@@ -2959,7 +3019,7 @@ dry_entry(struct dir *d, const char *name, const struct stat *st)
 		outcome(OUT_SKIPPED, d, name, NULL);
 	} else {
 		outcome(OUT_COPIED, d, name, NULL);
-		g.bytes_done += S_ISREG(st->st_mode) ? st->st_size : 0;
+		g.bytes_done += S_ISREG(st->st_mode) ? data_bytes(st->st_size, st->st_blocks) : 0;
 	}
 }
 
@@ -3193,9 +3253,13 @@ census_pop(void)
 	free(c);
 }
 
-/* One entry of the census.  Gives up quietly on any error or no fds. */
+/*
+ * One entry of the census.  Gives up quietly on any error or no fds.
+ * cheap: the copy is waiting for the walk, so stat no file -- count its
+ * name (by d_type); its bytes are estimated (see progress_totals).
+ */
 static void
-census_step(void)
+census_step(int cheap)
 {
 	struct cframe *c = g.cen, *sub;
 	struct dirent *de;
@@ -3211,13 +3275,22 @@ census_step(void)
 	if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
 	    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
 		return;
+	if (cheap && g.shard_n == 0 && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) {
+		st.st_mode = DTTOIF(de->d_type);        /* all --exclude looks at */
+		if (wanted(c->rel, de->d_name, &st)) {
+			g.cen_files++;
+			g.cen_unstat += de->d_type == DT_REG;
+		}
+		return;
+	}
 	if (fstatat(dirfd(c->ds), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    !wanted(c->rel, de->d_name, &st))
 		return;
 	if (!S_ISDIR(st.st_mode)) {
 		g.cen_files++;
 		if (S_ISREG(st.st_mode))
-			g.cen_bytes += st.st_size / (st.st_nlink ? st.st_nlink : 1);
+			g.cen_bytes += data_bytes(st.st_size, st.st_blocks) /
+			    (st.st_nlink ? st.st_nlink : 1);
 		return;
 	}
 	if (g.onefs && st.st_dev != g.topdev)
@@ -3430,7 +3503,7 @@ rep_outcome(struct dir *d, const struct ent *e, const struct rep *rp)
 	case 0:
 		break;
 	case R_SKIP:
-		g.bytes_skipped += S_ISREG(e->mode) ? e->size : 0;
+		g.bytes_skipped += S_ISREG(e->mode) ? data_bytes(e->size, e->blocks) : 0;
 		outcome(OUT_SKIPPED, d, ent_dname(e), NULL);
 		return 1;
 	case R_CHANGED:         /* copied as read: a warning, exit 1 */
@@ -3485,6 +3558,10 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 		if (e->flags & ENT_DROP)
 			continue;       /* decided when it was dropped */
 		ok = rep_outcome(j->dir, e, rp);
+		if (!ok && rp) {        /* its bytes were written, not copied */
+			g.bytes_done -= rp->wrote;
+			g.bytes_lost += rp->wrote;
+		}
 		if (e->flags & ENT_HLFIRST)
 			hl_settle(hl_lookup(e->dev, e->ino, &isnew), ok);
 	}
@@ -3569,6 +3646,7 @@ wk_input(unsigned i)
 	    m->count > BATCH_FILES + 1 || (size_t)n < sizeof *m + m->count * sizeof(struct rep))
 		fatal("worker %u: unexpected message", i + 1);
 	job_land(k->fly[0]);
+	model_job(i, m);
 	job_done(k->fly[0], m, (struct rep *)(m + 1));
 	for (f = 1; f < k->nfly; f++)
 		k->fly[f - 1] = k->fly[f];
@@ -3577,31 +3655,175 @@ wk_input(unsigned i)
 
 /* -- progress -- */
 
-/* Totals shown: the census if it is ahead, the walk's when it is done. */
+/*
+ * How the progress line estimates.  Time goes into two things: a cost per
+ * file (open, create, metadata, link) and a cost per byte.  Both are
+ * learned as the copy runs, in seconds of worker time: each finished job
+ * tells how many files and bytes it had and how long its worker took
+ * (struct msg ns), and every tick a worker spends inside one job tells how
+ * far it got (a large file's bytes advance long before it is done).  A
+ * weighted least-squares fit of  seconds = files * cf + MB * cb  over what
+ * was seen, older observations fading with PROGRESS_TAU, gives cf and cb;
+ * two weak priors (PRIOR_CF, PRIOR_CB) settle what the data cannot tell
+ * apart, such as a tree whose files all have the same size.  Then
+ *   work      = files * cf + MB * cb   (done, and total from the census)
+ *   percent   = work done / total work: the fraction of the time, not of a
+ *               count, so one large file moves it as its bytes move;
+ *   ETA       = work left / work done per second (smoothed), which
+ *               measures how many workers really progress at once.
+ * While the totals are still being counted the line says "scanning" and
+ * the ETA is a lower bound (">0:12"); sparse files count the data their
+ * blocks hold (data_bytes), as only that is copied.
+ */
+
+/*
+ * Totals shown: the census if it is ahead, the walk's when it is done.
+ * *approx: the bytes are partly estimated: files the census counted
+ * without stat get the mean size of the files the walk has seen.
+ */
 static void
-progress_totals(uint64_t *files, uint64_t *bytes, int *final)
+progress_totals(uint64_t *files, uint64_t *bytes, int *final, int *approx)
 {
+	uint64_t b;
+
 	*files = g.found;
 	*bytes = g.bytes_found;
 	*final = !g.walking;
+	*approx = 0;
 	if (g.walking && g.cen_files > *files) {
 		*files = g.cen_files;
-		*bytes = g.cen_bytes > *bytes ? g.cen_bytes : *bytes;
+		b = g.cen_bytes;
+		if (g.cen_unstat > 0) {
+			b += g.found ? (double)g.bytes_found / g.found * g.cen_unstat : 0;
+			*approx = 1;
+		}
+		*bytes = b > *bytes ? b : *bytes;
 		*final = g.cen_done;
 	}
 }
 
-/* Bytes written so far, counting the work in progress in each worker. */
+/*
+ * Bytes written so far, counting the work in progress in each worker and
+ * the bytes of files that failed (the time was spent all the same).
+ */
 static uint64_t
 progress_bytes(void)
 {
-	uint64_t b = g.bytes_done + g.bytes_skipped;
+	uint64_t b = g.bytes_done + g.bytes_lost + g.bytes_skipped;
 	unsigned i;
 
 	for (i = 0; i < g.jobs; i++)
 		if (g.wk[i].nfly > 0 && g.ws[i].job == g.wk[i].fly[0]->id)
 			b += g.ws[i].bytes;
 	return b;
+}
+
+/* Learn from one observation: n files and mb MB took t s of worker time. */
+static void
+model_add(double n, double mb, double t)
+{
+	double wt;
+
+	if (t <= 0 || n < 0 || mb < 0 || (n == 0 && mb == 0))
+		return;
+	wt = 1 / (t > 1e-3 ? t : 1e-3);  /* relative errors: a 2 s job is no louder than a 2 ms one */
+	g.m_nn += wt * n * n;
+	g.m_nb += wt * n * mb;
+	g.m_bb += wt * mb * mb;
+	g.m_nt += wt * n * t;
+	g.m_bt += wt * mb * t;
+	g.m_seen++;
+}
+
+/* Solve the normal equations (with the priors) for g.cf and g.cb. */
+static void
+model_solve(void)
+{
+	double ln = PRIOR_S / (PRIOR_CF * PRIOR_CF), lb = PRIOR_S / (PRIOR_CB * PRIOR_CB);
+	double a = g.m_nn + ln, b = g.m_nb, d = g.m_bb + lb;
+	double y1 = g.m_nt + ln * PRIOR_CF, y2 = g.m_bt + lb * PRIOR_CB;
+	double det = a * d - b * b;
+
+	g.cf = (y1 * d - b * y2) / det;
+	g.cb = (a * y2 - b * y1) / det;
+	if (g.cf < 0) {                 /* costs are never negative */
+		g.cf = 0;
+		g.cb = y2 / d;
+	} else if (g.cb < 0) {
+		g.cb = 0;
+		g.cf = y1 / a;
+	}
+}
+
+/*
+ * Worker i finished a job (result m): learn from the part of it the ticks
+ * have not already seen.  Parent only, called before job_done.
+ */
+static void
+model_job(unsigned i, const struct msg *m)
+{
+	struct worker *k = &g.wk[i];
+	double n = k->fly[0]->nent, mb = m->bytes / 1e6, t = m->ns / 1e9;
+
+	if (k->fedjob == m->id) {
+		n -= k->fed_n;
+		mb -= k->fed_b;
+		t -= k->fed_t;
+		k->fedjob = 0;
+	}
+	model_add(n, mb < 0 ? 0 : mb, t);
+}
+
+/*
+ * Every TICK_MS: fade old observations and learn from each worker that
+ * spent the whole tick in one job.
+ */
+static void
+model_tick(int64_t t)
+{
+	double dt = (t - g.m_tlast) / 1000.0, f;
+	unsigned i;
+
+	if (g.m_tlast == 0)
+		dt = 0;
+	f = 1 / (1 + dt / PROGRESS_TAU);        /* exp(-dt/tau) for a short tick */
+	g.m_nn *= f;
+	g.m_nb *= f;
+	g.m_bb *= f;
+	g.m_nt *= f;
+	g.m_bt *= f;
+	for (i = 0; i < g.jobs; i++) {
+		struct worker *k = &g.wk[i];
+		uint32_t job = g.ws[i].job, idx = g.ws[i].idx;
+		uint64_t bytes = g.ws[i].bytes;
+
+		if (k->nfly == 0)
+			job = 0;
+		if (job != 0 && job == k->pjob && dt > 0 && idx >= k->pidx && bytes >= k->pbytes) {
+			double dn = idx - k->pidx, db = (bytes - k->pbytes) / 1e6;
+
+			if (k->fedjob != job) {
+				k->fedjob = job;
+				k->fed_n = k->fed_b = k->fed_t = 0;
+				k->acc_n = k->acc_b = k->acc_t = 0;
+			}
+			k->acc_n += dn;
+			k->acc_b += db;
+			k->acc_t += dt;
+			if (k->acc_t >= 0.25) { /* whole copy calls, idle ticks included */
+				model_add(k->acc_n, k->acc_b, k->acc_t);
+				k->fed_n += k->acc_n;
+				k->fed_b += k->acc_b;
+				k->fed_t += k->acc_t;
+				k->acc_n = k->acc_b = k->acc_t = 0;
+			}
+		}
+		k->pjob = job;
+		k->pidx = idx;
+		k->pbytes = bytes;
+	}
+	g.m_tlast = t;
+	model_solve();
 }
 
 /*
@@ -3623,75 +3845,160 @@ fmt_secs(char *buf, size_t n, double s)
 	return buf;
 }
 
+enum { PF_FILES, PF_PCT, PF_BYTES, PF_RATE, PF_ETA, PF_N };
+
 /*
- * Show the progress line: files done/total, percent, bytes, rate, ETA.
- * A '+' marks totals that are still growing.  At most every TICK_MS,
- * unless forced.  Parent only.
+ * Join the fields (shown in PF_* order, "" for none) into out, at most
+ * width columns: while too wide, drop or shorten the least important
+ * field first -- the rate, the word "files", the bytes, the files, the
+ * ETA, the percentage's decimals -- never cutting one in half.
+ */
+static void
+progress_fit(char *out, size_t n, char (*f)[80], int width)
+{
+	static const struct { int field, shorten; } step[] = {
+		{ PF_RATE, 0 }, { PF_FILES, 1 }, { PF_BYTES, 0 }, { PF_FILES, 0 },
+		{ PF_ETA, 0 }, { PF_PCT, 1 }, { PF_PCT, 0 },
+	};
+	size_t s = 0, len;
+	int i;
+	char *p;
+
+	for (;;) {
+		out[0] = '\0';
+		for (i = 0, len = 0; i < PF_N; i++) {
+			if (f[i][0] == '\0')
+				continue;
+			len = strlen(out);
+			snprintf(out + len, n - len, "%s%s", len ? "  " : "", f[i]);
+		}
+		if ((int)strlen(out) <= width || s >= sizeof step / sizeof step[0])
+			break;
+		i = step[s].field;
+		if (step[s].shorten && i == PF_FILES && (p = strstr(f[i], " files")))
+			*p = '\0';
+		else if (step[s].shorten && i == PF_PCT && (p = strchr(f[i], '.')))
+			strcpy(p, "%");
+		else if (!step[s].shorten)
+			f[i][0] = '\0';
+		s++;
+	}
+	if ((int)strlen(out) > width)
+		out[0] = '\0';  /* not even the percentage fits */
+}
+
+/*
+ * Show the progress line: files done/total, percent (or "scanning" while
+ * the totals are still counted), bytes, rate, ETA; see the comment at the
+ * top of this section.  On a terminal at most every TICK_MS and as wide as
+ * the terminal; to a file (--progress) one line with the elapsed time
+ * about every second, every 30 s at most once the run is long.  Forced
+ * lines ignore the interval.  Parent only.
  */
 static void
 progress_show(int force)
 {
-	static double frate, brate;             /* smoothed files/s and bytes/s */
-	static uint64_t lastf, lastb;
+	static double brate;                    /* smoothed bytes/s */
+	static uint64_t lastb, lastf;
 	static int64_t lastt;
 	uint64_t tf, tb, done = g.copied + g.failed + g.skipped, bdone;
-	int final, width = 80, n;
-	int64_t t = now_ms();
-	double pct, dt, eta = -1;
-	char line[256], b1[32], b2[32], b3[32], b4[32];
+	int final, approx, width = 80, n, pad;
+	int64_t t = now_ms(), every;
+	double pct, dt, wdone, wtotal, eta = -1;
+	char line[256], f[PF_N][80], b1[32], b2[32], b3[32];
 	struct winsize ws;
 
-	if (!g.progress || (!force && t - g.tlast < (g.progress == 1 ? TICK_MS : 1000)))
+	if (!g.progress)
+		return;
+	if (t - g.m_tlast >= TICK_MS)
+		model_tick(t);
+	progress_totals(&tf, &tb, &final, &approx);
+	if (final && g.counted < 0 && g.progress == 2 && done < tf) {
+		/* a "scanning" line was shown: say that the count is complete */
+		fprintf(stderr, "pcopy: [%s] counted: %llu files, %s%s\n",
+		    fmt_secs(b1, sizeof b1, (t - g.t0) / 1000.0),
+		    (unsigned long long)tf, approx ? "~" : "", fmt_bytes(b2, sizeof b2, tb));
+		force = 1;
+	}
+	if (final)
+		g.counted = 1;
+	every = g.progress == 1 ? TICK_MS : (t - g.t0) / 20;
+	if (every < 1000 && g.progress == 2)
+		every = 1000;
+	if (every > LOG_MAX_MS)
+		every = LOG_MAX_MS;
+	if (!force && t - g.tlast < every)
 		return;
 	g.tlast = t;
-	progress_totals(&tf, &tb, &final);
 	bdone = progress_bytes();
 	if (bdone > tb)
 		tb = bdone;
 	if (done > tf)
 		tf = done;
+	/* the model: work in seconds of worker time */
+	wdone = done * g.cf + bdone / 1e6 * g.cb;
+	wtotal = tf * g.cf + tb / 1e6 * g.cb;
 	dt = (t - lastt) / 1000.0;
 	if (t - g.t0 < 3000 && t > g.t0) {
-		/* the first seconds: the mean so far, steadier than any sample */
-		frate = done * 1000.0 / (t - g.t0);
+		/* the mean so far: steadier than any sample at first */
 		brate = bdone * 1000.0 / (t - g.t0);
+		g.wrate = wdone * 1000.0 / (t - g.t0);
 	} else if (lastt && dt > 0.05) {
 		double a = dt / (3.0 + dt);     /* then ~3 s smoothing */
 
-		frate += a * ((done - lastf) / dt - frate);
 		brate += a * ((bdone - lastb) / dt - brate);
+		/* both ends at today's costs: a new cf or cb is no progress */
+		g.wrate += a * (((done - lastf) * g.cf + (bdone - lastb) / 1e6 * g.cb) / dt - g.wrate);
 	}
 	if (lastt == 0 || dt > 0.05) {
 		lastt = t;
-		lastf = done;
 		lastb = bdone;
+		lastf = done;
 	}
-	pct = 100.0 * ((tf ? (double)done / tf : 1) + (tb ? (double)bdone / tb : 1)) / 2;
-	if (pct < g.pct_shown)
-		pct = g.pct_shown;
-	if (pct > 100)
-		pct = 100;
-	g.pct_shown = pct;
-	if (final && frate > 0 && brate > 0) {
-		double ef = (tf - done) / frate, eb = (tb - bdone) / brate;
-
-		eta = ef > eb ? ef : eb;
+	pct = wtotal > 0 ? 100.0 * wdone / wtotal : 100;
+	if (final) {
+		if (pct < g.pct_shown)
+			pct = g.pct_shown;      /* never backwards */
+		if (pct > 100)
+			pct = 100;
+		g.pct_shown = pct;
 	}
-	snprintf(line, sizeof line, "%llu/%llu%s files %6.2f%%  %s/%s%s  %s/s  ETA %s",
-	    (unsigned long long)done, (unsigned long long)tf, final ? "" : "+", pct,
-	    fmt_bytes(b1, sizeof b1, bdone), fmt_bytes(b2, sizeof b2, tb), final ? "" : "+",
-	    fmt_bytes(b3, sizeof b3, brate), eta < 0 ? "?" : fmt_secs(b4, sizeof b4, eta));
+	if (g.m_seen > 0 && g.wrate > 0)
+		eta = wtotal > wdone ? (wtotal - wdone) / g.wrate : 0;
+	snprintf(f[PF_FILES], sizeof f[0], "%llu/%llu%s files", (unsigned long long)done,
+	    (unsigned long long)tf, final ? "" : "+");
+	if (final)
+		snprintf(f[PF_PCT], sizeof f[0], "%s%.2f%%", approx ? "~" : "", pct);
+	else
+		snprintf(f[PF_PCT], sizeof f[0], "scanning");
+	snprintf(f[PF_BYTES], sizeof f[0], "%s/%s%s%s", fmt_bytes(b1, sizeof b1, bdone),
+	    approx ? "~" : "", fmt_bytes(b2, sizeof b2, tb), final ? "" : "+");
+	snprintf(f[PF_RATE], sizeof f[0], "%s/s", fmt_bytes(b3, sizeof b3, brate));
+	if (!final && eta < 1)
+		f[PF_ETA][0] = '\0';   /* a lower bound of nothing says nothing */
+	else if (eta < 0)
+		snprintf(f[PF_ETA], sizeof f[0], "ETA ?");
+	else
+		snprintf(f[PF_ETA], sizeof f[0], "ETA %s%s", final ? "" : ">",
+		    fmt_secs(b1, sizeof b1, eta));
+	if (!final)
+		g.counted = -1;
 	if (g.progress == 1) {
 		if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1)
 			width = ws.ws_col;
-		if (width - 1 < (int)sizeof line)
-			line[width - 1] = '\0';
+		width--;                /* the last column would wrap on some terminals */
+		if (width > (int)sizeof line - 1)
+			width = sizeof line - 1;
+		progress_fit(line, sizeof line, f, width);
 		/* pad over the last line: no escape codes, dumb terminals too */
 		n = strlen(line);
-		fprintf(stderr, "\r%s%*s", line, g.line_shown > n ? g.line_shown - n : 0, "");
-		g.line_shown = n;
-	} else
-		fprintf(stderr, "pcopy: %s\n", line);
+		pad = (g.line_shown < width ? g.line_shown : width) - n;
+		fprintf(stderr, "\r%s%*s", line, pad > 0 ? pad : 0, "");
+		g.line_shown = n > 0 ? n : 1;
+	} else {
+		progress_fit(line, sizeof line, f, sizeof line - 1);
+		fprintf(stderr, "pcopy: [%s] %s\n", fmt_secs(b1, sizeof b1, (t - g.t0) / 1000.0), line);
+	}
 	fflush(stderr);
 }
 
@@ -3742,6 +4049,8 @@ on_signal(int sig)
 
 	if (sig == SIGUSR1)
 		got_usr1 = 1;
+	else if (sig == SIGWINCH)
+		got_winch = 1;
 	else if (got_sig == 0)
 		got_sig = sig;
 	else
@@ -3857,10 +4166,22 @@ run(void)
 				break;
 			}
 		busy = walk_may();
-		if (!busy && g.walking && g.cen && !g.stop) {
-			for (i = 0; i < 64 && g.cen; i++)
-				census_step();
-			busy = g.cen != NULL;
+		if (g.walking && g.cen && !g.stop) {
+			/*
+			 * The census, in slices of time: all the walk leaves
+			 * idle while the queue is full.  When the copy waits
+			 * for the walk, half, and then it only counts names
+			 * (no stat: several times cheaper than the walk), so
+			 * it ends early; what it costs then is its own CPU
+			 * time, about a find(1) of the tree.
+			 */
+			int64_t until = now_ns() + (busy ? CENSUS_NS / 2 : CENSUS_NS);
+
+			do
+				for (i = 0; i < 16 && g.cen; i++)
+					census_step(busy);
+			while (g.cen && now_ns() < until);
+			busy = busy || g.cen != NULL;
 		}
 		if (!g.walking)
 			while (g.cen)
@@ -3893,7 +4214,8 @@ run(void)
 		for (i = 1; i < n; i++)
 			if (pf[i].revents)
 				wk_input(map[i]);
-		progress_show(0);
+		progress_show(got_winch);
+		got_winch = 0;
 	}
 }
 
@@ -4103,6 +4425,8 @@ signals_setup(void)
 	catch_signal(SIGHUP, &sa);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
+	if (g.progress == 1)
+		sigaction(SIGWINCH, &sa, NULL); /* redraw at the new width */
 }
 
 /* The worker slots, their shared page, and the workers themselves. */
@@ -4112,6 +4436,7 @@ wk_start(void)
 	unsigned i;
 
 	g.wk = xmalloc((g.jobs + 1) * sizeof *g.wk);
+	memset(g.wk, 0, (g.jobs + 1) * sizeof *g.wk);  /* progress fields start at 0 */
 	g.ws = mmap(NULL, (g.jobs + 1) * sizeof *g.ws, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (g.ws == MAP_FAILED)
@@ -4141,7 +4466,8 @@ usage(FILE *f)
 "  -v, --verbose         print each copied entry (path below SOURCE) on stdout,\n"
 "                        and 'delete PATH' for each entry --delete removes\n"
 "      --progress        show progress even when stderr is not a terminal\n"
-"                        (then as plain lines, about once a second)\n"
+"                        (then as plain lines with the elapsed time, about\n"
+"                        once a second, every 30 s at most in long runs)\n"
 "  -u, --update          skip regular files whose copy has the same size and\n"
 "                        mtime (to the ns, or as precise as DEST keeps times);\n"
 "                        they are not touched at all\n"
@@ -4409,6 +4735,12 @@ parse_args(int argc, char **argv)
 		die("--delete cannot be used with --files-from");
 	if (g.del && g.shard_n)
 		die("--delete cannot be used with --shard: a shard would delete the others' files");
+	if (g.progress == 1 && g.verbose && isatty(1)) {
+		struct stat o, e;
+
+		/* names and the line on one terminal: clear the line first */
+		g.vclear = fstat(1, &o) == 0 && fstat(2, &e) == 0 && o.st_rdev == e.st_rdev;
+	}
 	if (list) {
 		g.list = strcmp(list, "-") == 0 ? stdin : fopen(list, "r");
 		if (g.list == NULL)

@@ -3217,6 +3217,278 @@ t_reflink_xfs()
 }
 
 
+# -- the progress line, rendered on a pseudo-terminal --
+
+# pty_bg COLUMNS ARG...: like pc_bg, but pcopy runs on a pseudo-terminal
+# of script(1), COLUMNS wide; all it writes goes to tty.out, the terminal's
+# name to pc.tty.  $pid is pcopy's pid; pty_wait waits for it.
+pty_bg()
+{
+	have script || skip "script (util-linux) missing"
+	have ps && have pgrep || skip "ps or pgrep missing (procps)"
+	case $PCOPY$PCOPY_WRAP$* in *"'"*) skip "a quote in the command" ;; esac
+	pb_cols=$1
+	shift
+	bg_n=$((${bg_n:-0} + 1))
+	tag=pcopy-test.$$.${PWD##*/}.$bg_n.
+	at_exit "kill_tagged $tag"
+	rm -f pc.pid
+	# shellcheck disable=SC2086 # PCOPY_WRAP is a command and its arguments
+	timeout -k 5 $((${PC_TIMEOUT:-60} * tmul)) env "PCOPY_TEST_TAG=$tag" \
+	    script -qec "stty cols $pb_cols rows 24; tty >pc.tty; echo \$\$ >pc.pid.new &&
+		mv pc.pid.new pc.pid; exec nice -n 10 $PCOPY_WRAP '$PCOPY' $*" /dev/null \
+	    </dev/null >tty.out 2>&1 &
+	bg=$!
+	i=0
+	while [ ! -s pc.pid ] && [ $i -lt $((1000 * tmul)) ] && alive "$bg"; do
+		sleep 0.01
+		i=$((i + 1))
+	done
+	pid=$(cat pc.pid 2>/dev/null) || :
+	[ -n "$pid" ] || { pty_wait; fail "pcopy on a pty did not start: $(head -c 300 tty.out)"; }
+}
+
+# pty_wait: wait for the run of pty_bg; its exit status goes to $rc.
+pty_wait()
+{
+	rc=0
+	wait "$bg" || rc=$?
+	[ "$rc" -ne 124 ] || echo "pcopy hung: killed by timeout"
+	wrap_check tty.out
+}
+
+# pty_last: the progress line on the screen now (the last one drawn).
+pty_last()
+{
+	tail -c 2000 tty.out | tr '\r' '\n' | sed 's/ *$//' | grep -v '^$' | tail -n 1
+}
+
+# fields_ok WIDTH LINE...: each line fits in WIDTH columns and is made of
+# whole fields, two spaces apart: "N/M[+][ files]", "[~]NN.NN%" or "[~]NN%"
+# or "scanning", "X unit/[~]Y unit[+]", "X unit/s", "ETA [>]M:SS" or "ETA ?".
+fields_ok()
+{
+	fo_w=$1
+	shift
+	printf '%s\n' "$@" | awk -v w="$fo_w" '
+	length($0) > w { print "wider than " w ": " $0; bad = 1; next }
+	{
+		n = split($0, f, "  ")
+		for (i = 1; i <= n; i++)
+			if (f[i] !~ /^[0-9]+\/[0-9]+\+?( files)?$/ &&
+			    f[i] !~ /^(~?[0-9]+(\.[0-9][0-9])?%|scanning)$/ &&
+			    f[i] !~ /^[0-9.]+ [kMGTP]?B\/~?[0-9.]+ [kMGTP]?B\+?$/ &&
+			    f[i] !~ /^[0-9.]+ [kMGTP]?B\/s$/ &&
+			    f[i] !~ /^ETA (>?[0-9:]+|\?)$/) {
+				print "field \"" f[i] "\" cut or unknown in: " $0
+				bad = 1
+			}
+	}
+	END { exit bad }'
+}
+
+# step_until W FILE PERCENT: worker W is stopped with FILE open; let it run
+# in slices of a few ms until it has read PERCENT of FILE, and leave it
+# stopped.  Returns 1 if the file was closed first (the copy ran past).
+step_until()
+{
+	su_fd=$(find "/proc/$1/fd" -lname "$2" -print 2>/dev/null | head -n 1)
+	[ -n "$su_fd" ] || return 1
+	su_want=$(($(stat -c %s "$2") / 100 * $3))
+	su_i=0
+	while [ $su_i -lt 2000 ]; do
+		su_pos=$(awk '/^pos:/ { print $2 }' "/proc/$1/fdinfo/${su_fd##*/}" 2>/dev/null) || return 1
+		[ -n "$su_pos" ] || return 1
+		[ "$(readlink "$su_fd" 2>/dev/null)" = "$2" ] || return 1
+		[ "$su_pos" -lt "$su_want" ] || return 0
+		kill -CONT "$1"
+		sleep 0.002
+		kill -STOP "$1"
+		su_i=$((su_i + 1))
+	done
+	return 1
+}
+
+# mk_one_big: src/big, 256 MiB of data, and src/sparse, a 1 GiB file
+# holding 1 MiB of data.  Skips where holes are not kept.
+mk_one_big()
+{
+	mkdir src
+	head -c 268435456 /dev/zero >src/big
+	truncate -s 1G src/sparse
+	dd if=/dev/zero of=src/sparse bs=1M count=1 seek=100 conv=notrunc status=none
+	[ "$(stat -c %b src/sparse)" -lt 4096 ] || skip "no holes in files here"
+}
+
+# One large file: the percentage follows its bytes (past 50% when more than
+# half is copied, where it used to be the mean of 0/1 files and the byte
+# fraction), there is an ETA (it used to say "?" until a file was done),
+# and the total counts the data of the sparse file, not its 1 GiB size.
+t_progress_one_file()
+{
+	mk_one_big
+	pty_bg 200 -j 1 src dst
+	w=$(stop_worker_on "$(pwd -P)/src/big")
+	[ -n "$w" ] || { pty_wait; skip "never saw the worker copying src/big"; }
+	at_exit "kill -CONT $w 2>/dev/null"
+	if ! step_until "$w" "$(pwd -P)/src/big" 60; then
+		kill -CONT "$w"
+		pty_wait
+		skip "could not stop the worker in the middle of src/big"
+	fi
+	sleep 0.7                       # the parent draws the line a few times
+	line=$(pty_last)
+	kill -CONT "$w"
+	pty_wait
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(tail -c 300 tty.out)"
+	same_tree src dst
+	pct=$(printf '%s\n' "$line" | grep -Eo '[0-9]+\.[0-9][0-9]%' | tr -d %)
+	[ -n "$pct" ] || fail "no percentage in: $line"
+	awk -v p="$pct" 'BEGIN { exit !(p >= 50) }' ||
+	    fail "60% of the only large file read, the line says $pct%: $line"
+	printf '%s\n' "$line" | grep -Eq 'ETA [0-9]+:[0-9][0-9]' ||
+	    fail "no ETA while the large file is copied: $line"
+	printf '%s\n' "$line" | grep -Eq '/2[67][0-9]\.[0-9] MB( |$)' ||
+	    fail "total should be 269.5 MB (256 MiB + the sparse file's 1 MiB): $line"
+	fields_ok 199 "$line" || fail "malformed line"
+}
+
+# A narrow terminal: fields are dropped or shortened, least important first,
+# never cut; the percentage and the ETA stay at 40 columns.  After the
+# terminal shrinks to 24 columns (SIGWINCH), lines fit the new width.
+t_progress_narrow()
+{
+	mk_one_big
+	pty_bg 40 -j 1 src dst
+	w=$(stop_worker_on "$(pwd -P)/src/big")
+	[ -n "$w" ] || { pty_wait; skip "never saw the worker copying src/big"; }
+	at_exit "kill -CONT $w 2>/dev/null"
+	if ! step_until "$w" "$(pwd -P)/src/big" 30; then
+		kill -CONT "$w"
+		pty_wait
+		skip "could not stop the worker in the middle of src/big"
+	fi
+	sleep 0.7
+	line40=$(pty_last)
+	stty -F "$(cat pc.tty)" cols 24 || { kill -CONT "$w"; pty_wait; skip "cannot resize the pty"; }
+	mark=$(wc -c <tty.out)
+	sleep 0.5
+	line24=$(tail -c +$((mark + 1)) tty.out | tr '\r' '\n' | sed 's/ *$//' | grep -v '^$' | tail -n 1)
+	kill -CONT "$w"
+	pty_wait
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(tail -c 300 tty.out)"
+	same_tree src dst
+	fields_ok 39 "$line40" || fail "at 40 columns"
+	printf '%s\n' "$line40" | grep -Eq '%  ETA [0-9]' ||
+	    fail "at 40 columns the percentage and ETA should stay: $line40"
+	[ -n "$line24" ] || fail "nothing drawn after the resize"
+	fields_ok 23 "$line24" || fail "after shrinking to 24 columns"
+}
+
+# While the totals are still counted the line says "scanning" (and "+");
+# to a file, a line says when the count is complete, and every line has
+# the elapsed time.  --files-from has no census: the totals grow with the
+# list, which waits while the queue is full (a large file holds the worker;
+# 300 directories make 300 jobs).
+t_progress_scanning()
+{
+	mkdir -p src/b
+	head -c 268435456 /dev/zero >src/b/big
+	echo b/big >list
+	i=0
+	while [ $i -lt 300 ]; do
+		mkdir src/d$i
+		echo $i >src/d$i/f
+		echo d$i/f
+		i=$((i + 1))
+	done >>list
+	pty_bg 200 -j 1 --files-from=list src dst
+	w=$(stop_worker_on "$(pwd -P)/src/b/big")
+	[ -n "$w" ] || { pty_wait; skip "never saw the worker copying"; }
+	at_exit "kill -CONT $w 2>/dev/null"
+	sleep 0.5
+	line=$(pty_last)
+	kill -CONT "$w"
+	pty_wait
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(tail -c 300 tty.out)"
+	printf '%s\n' "$line" | grep -q 'scanning' || fail "no 'scanning' while counting: $line"
+	printf '%s\n' "$line" | grep -Eq '[0-9]+/[0-9]+\+ files' || fail "no '+' on the count: $line"
+	fields_ok 199 "$line" || fail "malformed line"
+	rm -rf dst
+	pc_bg -j 1 --progress --files-from=list src dst
+	w=$(stop_worker_on "$(pwd -P)/src/b/big")
+	[ -n "$w" ] || { pc_wait; skip "never saw the worker copying"; }
+	sleep 1.2
+	kill -CONT "$w"
+	pc_wait
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(head -n 5 pc.err)"
+	grep -Eq '^pcopy: \[0:0[0-9]\] [0-9]+/[0-9]+\+ files  scanning' pc.err ||
+	    fail "no 'scanning' line with the elapsed time: $(head -n 5 pc.err)"
+	grep -Eq '^pcopy: \[0:0[0-9]\] counted: 301 files, ' pc.err ||
+	    fail "no line saying the count is complete: $(cat pc.err)"
+	grep -v '^pcopy: \[[0-9:]*\] ' pc.err | grep -qv '^pcopy: 301 files' &&
+	    fail "a line without the elapsed time: $(cat pc.err)"
+	:
+}
+
+# -v on the terminal: the progress line is cleared before a name is printed
+# (it used to read "... ETA 0:01big").
+t_progress_verbose_tty()
+{
+	mkdir src
+	head -c 268435456 /dev/zero >src/big
+	echo a >src/small
+	pty_bg 200 -v -j 1 src dst
+	w=$(stop_worker_on "$(pwd -P)/src/big")
+	[ -n "$w" ] || { pty_wait; skip "never saw the worker copying src/big"; }
+	at_exit "kill -CONT $w 2>/dev/null"
+	sleep 0.5                       # a progress line is drawn meanwhile
+	kill -CONT "$w"
+	pty_wait
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(tail -c 300 tty.out)"
+	same_tree src dst
+	tr -d '\r' <tty.out | grep -Eq 'ETA' || fail "no progress line was drawn: $(head -c 300 tty.out)"
+	# what stays on each line is the text after its last carriage return
+	# (the terminal ends lines in \r\n)
+	sed 's/\r$//; s/.*\r//' tty.out >shown
+	grep -E '%|ETA|files  ' shown &&
+	    fail "a name printed after the progress line: $(od -c tty.out | head -n 20)"
+	grep -qx 'big' shown || fail "no 'big' line: $(od -c tty.out | head -n 20)"
+}
+
+# The summary counts the bytes of files copied, not of those that failed
+# (here: the destination filled up in the middle of one).
+t_summary_failed_bytes()
+{
+	is_root || skip "needs root to mount a tmpfs"
+	mkdir -p src/a src/b mnt
+	head -c 102400 /dev/urandom >src/a/small
+	head -c 4194304 /dev/urandom >src/b/large
+	mnt=$(pwd -P)/mnt
+	mount -t tmpfs -o size=1m pcopy-test "$mnt" 2>/dev/null || skip "cannot mount a tmpfs"
+	at_exit "umount -l '$mnt' 2>/dev/null"
+	pc -j 1 src mnt/dst
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
+	want=$(find mnt/dst -type f -exec stat -c %s {} + | awk '
+	{ v += $1 } END { u = 0; split("B kB MB GB", n, " ")
+		while (v >= 1000 && u < 3) { v /= 1000; u++ }
+		printf(u ? "%.1f %s\n" : "%.0f %s\n", v, n[u + 1]) }')
+	grep -Eq "^pcopy: [0-9]+ files, [0-9]+ dirs, $want in " pc.err ||
+	    fail "summary should say $want (the files in DEST): $(tail -n 1 pc.err)"
+}
+
+# -n counts the data of a sparse file, not its size.
+t_dry_run_sparse()
+{
+	mkdir src
+	truncate -s 1G src/sparse
+	dd if=/dev/zero of=src/sparse bs=1M count=1 seek=100 conv=notrunc status=none
+	[ "$(stat -c %b src/sparse)" -lt 4096 ] || skip "no holes in files here"
+	pc_ok -n src dst
+	grep -Eq '^pcopy: dry run: would copy 1 files, 0 dirs, 1\.[0-9] MB' pc.err ||
+	    fail "want 1.x MB (the data), not the 1.1 GB size: $(tail -n 1 pc.err)"
+}
+
 # -- runner --
 
 # every case, in the order they are defined

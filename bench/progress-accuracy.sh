@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# progress-accuracy.sh -- how far pcopy's progress line is from the truth.
+#
+# usage: bench/progress-accuracy.sh [--workloads LIST] [--dir DIR] [--pipe]
+#                                   [--out FILE.md] [--keep]
+#
+#   --workloads LIST  any of one,small,real,mixed,sparse (default all five):
+#       one     one 2 GiB file (zeros: tmpfs stores them like any data)
+#       small   the small corpus of bench/mkcorpus.sh (100,000 files, 0.9 GB)
+#       real    the real corpus of bench/mkcorpus.sh (/usr/include, /usr/share)
+#       mixed   50,000 small files (1 B - 64 KiB) in 50 directories, then 3
+#               files of 500 MB in a directory the walk reaches last
+#       sparse  4 sparse files of 16 GiB, each holding 512 MiB of data in
+#               128 extents of 4 MiB, beside 2,000 small files
+#   --dir DIR   where the workloads are built and copied (default
+#               /dev/shm/pcopy-progress; small and real are built by
+#               bench/mkcorpus.sh into DIR/corpus and kept for the next run)
+#   --pipe      run with --progress to a pipe (about a line a second)
+#               instead of on a pseudo-terminal (ten lines a second)
+#   --out FILE  also write the table to FILE (Markdown) and every sample to
+#               FILE.samples.tsv
+#   --keep      keep the built workloads (default: delete one, mixed and
+#               sparse afterwards; the corpora always stay)
+#
+# PCOPY (env) names the binary (default ./pcopy); PCOPY_ARGS (env) adds
+# options, e.g. PCOPY_ARGS="-j 4".  Each run starts from an empty DEST.
+#
+# How it measures: pcopy runs on a pty 200 columns wide (or with --progress
+# into a pipe); every line it draws is recorded with the time since the
+# start.  The run's total time T is when pcopy exits.  For each line at time
+# t the true fraction done is t/T and the true time left is T - t.
+#   max |%-t/T|   largest |displayed percentage - 100 t/T| over lines after
+#                 the first second that show a percentage (lines saying
+#                 "scanning" show none; they are counted apart)
+#   ETA err       median over lines after 20% of the run of
+#                 (displayed ETA - (T - t)) / (T - t), where the displayed
+#                 ETA "0:03" stands for 2.5-3.5 s (the point of that
+#                 interval nearest the truth is taken); ETAs shown as lower
+#                 bounds (">0:12", while scanning) are left out and counted
+#   |ETA err|     the median of the absolute values
+#   no rounding   the median of (displayed - (T - t)) / (T - t) as shown
+#   back          times the percentage went down
+#   late ?        lines showing "ETA ?" after the first 2 s
+# Needs bash, python3 (stdlib), coreutils.  Run as root from the repo root.
+set -euo pipefail
+
+usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+
+workloads=one,small,real,mixed,sparse
+dir=/dev/shm/pcopy-progress
+mode=pty
+out=
+keep=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--workloads) workloads=$2; shift 2 ;;
+	--dir) dir=$2; shift 2 ;;
+	--pipe) mode=pipe; shift ;;
+	--out) out=$2; shift 2 ;;
+	--keep) keep=1; shift ;;
+	*) usage ;;
+	esac
+done
+here=$(cd "$(dirname "$0")" && pwd)
+PCOPY=${PCOPY:-$here/../pcopy}
+[ -x "$PCOPY" ] || { echo "no pcopy at $PCOPY (run make)" >&2; exit 2; }
+PCOPY=$(cd "$(dirname "$PCOPY")" && pwd)/$(basename "$PCOPY")
+corpus=$dir/corpus
+mkdir -p "$dir"
+
+# build_NAME: make the source tree, print its path.
+build_one()
+{
+	if [ ! -e "$dir/one/.done" ]; then
+		rm -rf "$dir/one"
+		mkdir -p "$dir/one/src"
+		head -c $((2 << 30)) /dev/zero >"$dir/one/src/big"
+		touch "$dir/one/.done"
+	fi
+	echo "$dir/one/src"
+}
+build_small() { "$here/mkcorpus.sh" "$corpus" small >&2; echo "$corpus/small/src"; }
+build_real() { "$here/mkcorpus.sh" "$corpus" real >&2; echo "$corpus/real/src"; }
+build_mixed()
+{
+	if [ ! -e "$dir/mixed/.done" ]; then
+		rm -rf "$dir/mixed"
+		mkdir -p "$dir/mixed/src"
+		python3 - "$dir/mixed/src" <<'EOF'
+import os, random, sys
+r = random.Random(11)
+blob = os.urandom(65536)
+top = sys.argv[1]
+for d in range(50):
+    p = os.path.join(top, "d%02d" % d)
+    os.mkdir(p)
+    for f in range(1000):
+        n = int(min(65536, r.lognormvariate(8.0, 1.5)))
+        with open(os.path.join(p, "f%04d" % f), "wb") as fh:
+            fh.write(blob[:n])
+EOF
+		# the walk reads directories in readdir order: make "big" come
+		# last (tmpfs lists newest first or oldest first, depending on
+		# the kernel): renew the others' entries if it does not
+		mkdir "$dir/mixed/src/big"
+		if [ "$(ls -f "$dir/mixed/src" | grep -v '^\.' | tail -n 1)" != big ]; then
+			for d in "$dir"/mixed/src/d*; do
+				mv "$d" "$dir/mixed/tmp.$$" && mv "$dir/mixed/tmp.$$" "$d"
+			done
+		fi
+		[ "$(ls -f "$dir/mixed/src" | grep -v '^\.' | tail -n 1)" = big ] ||
+		    echo "warning: big/ is not read last" >&2
+		for n in 1 2 3; do
+			head -c 500000000 /dev/zero >"$dir/mixed/src/big/f$n"
+		done
+		touch "$dir/mixed/.done"
+	fi
+	echo "$dir/mixed/src"
+}
+build_sparse()
+{
+	if [ ! -e "$dir/sparse/.done" ]; then
+		rm -rf "$dir/sparse"
+		mkdir -p "$dir/sparse/src/small"
+		for n in 1 2 3 4; do
+			f=$dir/sparse/src/img$n
+			truncate -s 16G "$f"
+			for k in $(seq 0 127); do
+				dd if=/dev/zero of="$f" bs=4M count=1 seek=$((k * 32)) conv=notrunc status=none
+			done
+		done
+		(cd "$dir/sparse/src/small" && head -c 8192000 /dev/urandom | split -b 4096 -a 4 - f)
+		touch "$dir/sparse/.done"
+	fi
+	echo "$dir/sparse/src"
+}
+
+# measure SRC NAME: copy SRC to a fresh DEST, print one Markdown row.
+measure()
+{
+	rm -rf "$dir/dst"
+	sync
+	python3 - "$mode" "$1" "$dir/dst" "$2" "${out:+$out.samples.tsv}" "$PCOPY" ${PCOPY_ARGS:-} <<'EOF'
+import fcntl, os, re, select, statistics, struct, subprocess, sys, termios, time
+mode, src, dst, name, tsv, pcopy = sys.argv[1:7]
+extra = sys.argv[7:]
+cmd = [pcopy] + extra + (["--progress"] if mode == "pipe" else []) + [src, dst]
+if mode == "pty":
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+    err = slave
+else:
+    master, err = os.pipe()
+t0 = time.monotonic()
+p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=err, start_new_session=(mode == "pty"))
+os.close(err)
+samples, cur, cur_t = [], b"", None
+while True:
+    r, _, _ = select.select([master], [], [], 0.5)
+    if not r:
+        if p.poll() is not None:
+            break
+        continue
+    try:
+        data = os.read(master, 65536)
+    except OSError:
+        data = b""
+    now = time.monotonic() - t0
+    if not data:
+        break
+    for ch in re.split(rb"([\r\n])", data):
+        if ch in (b"\r", b"\n"):
+            if cur.strip():
+                samples.append((cur_t, cur.decode(errors="replace").strip()))
+            cur, cur_t = b"", None
+        elif ch:
+            if cur_t is None:
+                cur_t = now
+            cur += ch
+if cur.strip():
+    samples.append((cur_t, cur.decode(errors="replace").strip()))
+rc = p.wait()
+T = time.monotonic() - t0
+def secs(s):
+    v = 0
+    for part in s.split(":"):
+        v = v * 60 + int(part)
+    return v
+pcterr, etaerr, etaraw, back, late, scan, lower, last, summary = [], [], [], 0, 0, 0, 0, -1, ""
+for t, line in samples:
+    if re.match(r"pcopy: \d+ files", line) or line.startswith("pcopy: interrupted"):
+        summary = line
+        continue
+    m = re.search(r"(\d+(?:\.\d+)?)%", line)
+    e = re.search(r"ETA (>?)(\?|[\d:]+)", line)
+    if m:
+        pct = float(m.group(1))
+        if pct < last:
+            back += 1
+        last = pct
+        if t >= 1:
+            pcterr.append(abs(pct - 100 * t / T))
+    elif "scanning" in line and t >= 1:
+        scan += 1
+    if e and e.group(2) == "?" and t >= 2:
+        late += 1
+    if e and e.group(2) != "?" and t >= 0.2 * T:
+        if e.group(1):
+            lower += 1
+        elif T - t > 0:
+            # "0:03" means 2.5 to 3.5 s: the error is the distance from
+            # the truth to that interval (whole seconds are all it shows)
+            v, left = secs(e.group(2)), T - t
+            lo, hi = max(v - 0.5, 0), v + 0.5
+            near = lo if left < lo else hi if left > hi else left
+            etaerr.append((near - left) / left)
+            etaraw.append((v - left) / left)
+if tsv:
+    with open(tsv, "a") as fh:
+        for t, line in samples:
+            fh.write("%s\t%.3f\t%.3f\t%s\n" % (name, t, T, line))
+fmt = lambda v, f: (f % v) if v is not None else "-"
+row = "| %s | %.2f | %d | %s | %d | %s | %s | %s | %d | %d | %d |" % (
+    name, T, len(samples),
+    fmt(max(pcterr) if pcterr else None, "%.1f"), scan,
+    fmt(100 * statistics.median(etaerr) if etaerr else None, "%+.0f%%"),
+    fmt(100 * statistics.median([abs(x) for x in etaerr]) if etaerr else None, "%.0f%%"),
+    fmt(100 * statistics.median(etaraw) if etaraw else None, "%+.0f%%"),
+    lower, back, late)
+print(row)
+print("  %s: exit %d; %s" % (name, rc, summary), file=sys.stderr)
+EOF
+}
+
+header="| workload | run s | lines | max \\|%-t/T\\| after 1 s | 'scanning' lines after 1 s | median ETA err after 20% | median \\|ETA err\\| | ETA err, no rounding allowance | ETA lower bounds | % backwards | 'ETA ?' after 2 s |
+|---|---|---|---|---|---|---|---|---|---|---|"
+{
+	echo "pcopy: $PCOPY ${PCOPY_ARGS:-} ($mode); $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%FT%TZ)"
+	echo
+	echo "$header"
+} | tee ${out:+"$out"}
+[ -z "$out" ] || : >"$out.samples.tsv"
+for w in ${workloads//,/ }; do
+	src=$(build_$w)
+	row=$(measure "$src" "$w")
+	echo "$row" | tee ${out:+-a "$out"}
+done
+rm -rf "$dir/dst"
+if [ "$keep" = 0 ]; then
+	rm -rf "$dir/one" "$dir/mixed" "$dir/sparse"
+fi
