@@ -1216,6 +1216,30 @@ make_node(int dfd, const char *name, const struct ent *e, const char *target)
 	return 0;
 }
 
+/*
+ * -u: is DEST's dname already this symlink, FIFO, socket or device: same
+ * type, target (symlinks) or device number, permission bits and
+ * nanosecond mtime?  Then it is left alone, as an up-to-date file is.
+ * Worker side.
+ */
+static int
+node_same(int dfd, const char *dname, const struct ent *e, const char *target, size_t n)
+{
+	char have[PATH_MAX + 1];
+	struct stat ds;
+
+	if (fstatat(dfd, dname, &ds, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    (ds.st_mode & S_IFMT) != (e->mode & S_IFMT) ||
+	    ds.st_mtim.tv_sec != e->mtime || (uint64_t)ds.st_mtim.tv_nsec != e->mtime_ns)
+		return 0;
+	if (S_ISLNK(e->mode))
+		return (size_t)ds.st_size == n &&
+		    readlinkat(dfd, dname, have, sizeof have) == (ssize_t)n &&
+		    memcmp(have, target, n) == 0;
+	return (ds.st_mode & 07777) == (e->mode & 07777) &&
+	    ((!S_ISCHR(e->mode) && !S_ISBLK(e->mode)) || ds.st_rdev == e->rdev);
+}
+
 /* Copy a symlink, FIFO, socket or device node: never opened, never followed. */
 static int
 copy_node(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
@@ -1232,6 +1256,10 @@ copy_node(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r
 			return -1;
 		}
 		target[n] = '\0';
+	}
+	if (g.update && node_same(dfd, dname, e, target, (size_t)n)) {
+		r->what = R_SKIP;
+		return 1;
 	}
 	r->what = R_FAIL_DST;
 	if (make_node(dfd, dname, e, target) < 0 ||
@@ -2002,6 +2030,19 @@ fnv1a(const void *p, size_t n, uint64_t h)
 }
 
 /*
+ * --shard: is the non-directory with inode number ino in this run's
+ * shard?  The inode, not the path: readdir gives it (d_ino), so the walk
+ * can pass over other shards' entries without a stat (N shards cost
+ * little more than one walk), and all names of a hard-linked inode fall
+ * in one shard.  Parent.
+ */
+static int
+shard_mine(uint64_t ino)
+{
+	return fnv1a(&ino, sizeof ino, 0xcbf29ce484222325ULL) % g.shard_n == g.shard_k - 1;
+}
+
+/*
  * Filters shared by the walk and the census: --exclude on the name (or
  * the path below SOURCE when the pattern has a '/'), and --shard on
  * non-directories: a stable hash of the path, or of the inode number for
@@ -2013,7 +2054,6 @@ wanted(const char *rel, const char *name, const struct stat *st)
 	char *path = NULL;
 	unsigned i;
 	int out = 0;
-	uint64_t h;
 
 	for (i = 0; i < g.nexcl && !out; i++) {
 		const char *pat = g.excl[i];
@@ -2029,16 +2069,7 @@ wanted(const char *rel, const char *name, const struct stat *st)
 	free(path);
 	if (out || g.shard_n == 0 || S_ISDIR(st->st_mode))
 		return !out;
-	if (st->st_nlink > 1) {
-		uint64_t ino = st->st_ino;
-
-		h = fnv1a(&ino, sizeof ino, 0xcbf29ce484222325ULL);
-	} else {
-		h = fnv1a(rel, strlen(rel), 0xcbf29ce484222325ULL);
-		h = fnv1a("/", 1, h);
-		h = fnv1a(name, strlen(name), h);
-	}
-	return h % g.shard_n == g.shard_k - 1;
+	return shard_mine(st->st_ino);
 }
 
 /* -n: say what would happen to a non-directory; change nothing. */
@@ -2056,6 +2087,16 @@ dry_entry(struct dir *d, const char *name, const struct stat *st)
 		    ds.st_size == st->st_size && ds.st_mtim.tv_sec == st->st_mtim.tv_sec &&
 		    ds.st_mtim.tv_nsec == st->st_mtim.tv_nsec)
 			what = "skip";
+		if (g.update && !S_ISREG(st->st_mode)) {
+			char target[PATH_MAX + 1];
+			ssize_t n = S_ISLNK(st->st_mode) ?
+			    readlinkat(d->sfd, name, target, sizeof target - 1) : 0;
+			struct ent e;
+
+			ent_fill(&e, st);
+			if (n >= 0 && node_same(d->dfd, name, &e, target, (size_t)n))
+				what = "skip";
+		}
 	}
 	printf("%s %s\n", what, p);
 	free(p);
@@ -2241,6 +2282,9 @@ walk_step(void)
 	name = de->d_name;
 	if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
 		return 1;
+	if (g.shard_n && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN &&
+	    !shard_mine(de->d_ino))
+		return 1;       /* another shard's: not even a stat */
 	if (walk_stat(d, name, &st) == 0)
 		walk_entry(d, name, &st);
 	return 1;
@@ -2299,6 +2343,9 @@ census_step(void)
 	}
 	if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
 	    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+		return;
+	if (g.shard_n && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN &&
+	    !shard_mine(de->d_ino))
 		return;
 	if (fstatat(dirfd(c->ds), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    !wanted(c->rel, de->d_name, &st))
@@ -3258,7 +3305,7 @@ wk_start(void)
 	for (i = 0; i < g.jobs; i++)
 		if (wk_spawn(i) < 0)
 			break;
-	if (i == 0)
+	if (i == 0 && g.jobs > 0)
 		die("cannot start a worker: %s", strerror(errno));
 	if (i < g.jobs) {       /* fork refused (RLIMIT_NPROC, pids cgroup) */
 		warn_path(0, g.src, "started %u of %u workers (%s); copying with %u",
