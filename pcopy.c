@@ -57,7 +57,9 @@
  * has a real total long before the main walk ends.
  *
  * Filters.  --exclude, -x and --shard decide in the walk (and the census)
- * what is entered or queued; --files-from replaces reading the top
+ * what is entered or queued; --shard hashes a non-directory's inode
+ * number, which readdir gives, so other shards' entries are passed over
+ * without a stat; --files-from replaces reading the top
  * directory by reading the list, entering parent directories as needed;
  * -n prints what the walk finds instead of queueing it, and starts no
  * workers.  -u, --verify and --fsync act in the workers, per file.
@@ -91,12 +93,15 @@
  * new worker takes its slot.  Jobs are idempotent, so redoing one is safe.
  * The shared page tells which entry it was on; after MAX_DEATHS deaths on
  * the same job that entry is dropped as failed.  If no worker is left and
- * none can be forked, the copy stops.  ENOSPC or EDQUOT (on data, mkdir or
- * link) stops dispatching: one message, the queue and the batches being
+ * none can be forked, the copy stops (at the start: as many workers as
+ * fork allows, at least one, else exit 2).  ENOSPC, EDQUOT or EROFS (on
+ * data, mkdir or link) stops dispatching: one message, the queue and the batches being
  * filled are dropped, in-flight jobs finish.
  *
  * How a run ends.  When the walk is done, the queue empty and no job in
- * flight (so every directory is complete), the parent shuts the job side
+ * flight (so every directory is complete), the next SOURCE of -t DIR
+ * SOURCE... is set up and walked with the same workers (all were checked
+ * before the first was copied).  After the last, the parent shuts the job side
  * of every channel; workers read end of file and _exit(0); the parent
  * reads end of file on each result side and reaps each pid.  It then
  * checks that the top directory was finished and the ledger: entries
