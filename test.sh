@@ -2177,7 +2177,7 @@ $(grep -Ev '^(create|replace|skip) ' pc.out)"
 $(diff snap now | head -n 10)"
 		[ -z "$u" ] && want=replace || want=skip
 		for l in "$want keep" "$want a/b/deep" "replace changed" \
-		    "create gone" "create new/f" "replace link"; do
+		    "create gone" "create new/f" "$want link"; do
 			grep -qx "$l" pc.out || fail "-n $u: no '$l':
 $(cat pc.out)"
 		done
