@@ -3572,6 +3572,7 @@ parse_args(int argc, char **argv)
 		if (g.list == NULL)
 			die("--files-from '%s': %s", list, strerror(errno));
 	}
+	free(av);
 }
 
 /* Split path into a directory (malloc'd) and its last component. */
@@ -3777,8 +3778,8 @@ copy_one(const struct stat *st)
 int
 main(int argc, char **argv)
 {
-	struct stat *sts;
-	const char **dsts;
+	static struct stat *sts;        /* static: reachable until exit */
+	static const char **dsts;
 	int i;
 
 	parse_args(argc, argv);
