@@ -3069,7 +3069,7 @@ wk_start(void)
 	if (i == 0 && g.jobs > 0)
 		die("cannot start a worker: %s", strerror(errno));
 	if (i < g.jobs) {       /* fork refused (RLIMIT_NPROC, pids cgroup) */
-		warn_path(0, g.src, "started %u of %u workers (%s); copying with %u",
+		fprintf(stderr, "pcopy: started %u of %u workers (%s); copying with %u\n",
 		    i, g.jobs, strerror(errno), i);
 		g.jobs = i;
 	}
