@@ -2713,48 +2713,50 @@ t_dest_readonly()
 	grep -q "Read-only file system; stopping" pc.err || fail "$(cat pc.err)"
 }
 
-# count_workers ARG...: run pcopy under strace and set nw to the number of
-# processes it started.
-count_workers()
+# workers_in FILE: the number of processes an strace -f log shows started.
+workers_in()
 {
-	strace -f -qq -e trace=fork,vfork,clone,clone3 -o trace.out "$PCOPY" "$@" \
-	    </dev/null >pc.out 2>pc.err || fail "pcopy $*: $(cat pc.err)"
-	nw=$(grep -Ec '(clone3?|v?fork)\(.*= [1-9]' trace.out) || :
+	grep -Ec '(clone3?|v?fork)\(.*= [1-9]' "$1" || :
 }
 
 # Default -j: 4 per usable CPU, where usable counts the affinity mask and a
-# cgroup v2 cpu.max quota (the container's CPU limit).
+# cgroup v2 cpu.max quota (the container's CPU limit).  The cgroup files
+# are faked on a tmpfs in a private mount namespace, so a real limit on
+# the machine running the test does not matter.
 t_jobs_cgroup()
 {
 	is_root || skip "needs root to mount"
 	have strace || skip "strace missing"
 	have unshare || skip "unshare missing"
 	no_wrap "counts pcopy's own forks"
-	ncpu=$(nproc --all)
-	[ "$ncpu" -ge 2 ] && [ "$ncpu" -le 16 ] || skip "needs 2 to 16 CPUs, have $ncpu"
+	ncpu=$(nproc)
+	[ "$ncpu" -ge 2 ] && [ "$ncpu" -le 16 ] || skip "needs 2 to 16 usable CPUs, have $ncpu"
 	strace -f -qq -e trace=clone -o /dev/null true 2>/dev/null || skip "strace does not work here"
 	mk_files src 2 5
-	count_workers -q src d0
-	[ "$nw" -eq $((4 * ncpu)) ] || fail "default -j started $nw workers, want $((4 * ncpu))"
+	cg=$(sed -n 's/^0:://p' /proc/self/cgroup)
+	for q in "max 100000" "50000 100000"; do
+		rm -rf dst
+		unshare -m --propagation private sh -c '
+		set -e
+		mount -t tmpfs cg /sys/fs/cgroup
+		mkdir -p "/sys/fs/cgroup/$1"
+		echo "$3" >"/sys/fs/cgroup/$1/cpu.max"
+		strace -f -qq -e trace=fork,vfork,clone,clone3 -o trace.out "$2" -q src dst
+		' sh "${cg:-/}" "$PCOPY" "$q" || fail "cpu.max '$q': run failed"
+		same_tree src dst
+		cp trace.out "trace.$(echo "$q" | tr ' ' _)"
+	done
+	nw=$(workers_in trace.max_100000)
+	[ "$nw" -eq $((4 * ncpu)) ] || fail "cpu.max 'max': $nw workers, want $((4 * ncpu))"
+	nw=$(workers_in trace.50000_100000)
+	[ "$nw" -eq 4 ] || fail "cpu.max '50000 100000' (half a CPU): $nw workers, want 4"
 	if have taskset; then
-		rm -rf d0
-		taskset -c 0 sh -c "$(command -v strace) -f -qq -e trace=fork,vfork,clone,clone3 \
-		    -o trace.out '$PCOPY' -q src d0" || fail "taskset run failed"
-		nw=$(grep -Ec '(clone3?|v?fork)\(.*= [1-9]' trace.out) || :
+		rm -rf dst
+		taskset -c 0 strace -f -qq -e trace=fork,vfork,clone,clone3 \
+		    -o trace.out "$PCOPY" -q src dst || fail "taskset run failed"
+		nw=$(workers_in trace.out)
 		[ "$nw" -eq 4 ] || fail "pinned to one CPU: $nw workers, want 4"
 	fi
-	# a cgroup limit of half a CPU (cpu.max of the process's cgroup v2)
-	cg=$(sed -n 's/^0:://p' /proc/self/cgroup)
-	unshare -m --propagation private sh -c '
-	set -e
-	mount -t tmpfs cg /sys/fs/cgroup
-	mkdir -p "/sys/fs/cgroup/$1"
-	echo "50000 100000" >"/sys/fs/cgroup/$1/cpu.max"
-	strace -f -qq -e trace=fork,vfork,clone,clone3 -o trace.out "$2" -q src d1
-	' sh "${cg:-/}" "$PCOPY" || fail "cgroup run failed"
-	nw=$(grep -Ec '(clone3?|v?fork)\(.*= [1-9]' trace.out) || :
-	[ "$nw" -eq 4 ] || fail "cpu.max 50000 100000: $nw workers, want 4"
-	same_tree src d1
 }
 
 # fork refused (RLIMIT_NPROC): pcopy copies with the workers it could
@@ -2882,6 +2884,8 @@ t_examples_k8s()
 	grep -qx -- "--shard" cmd && grep -qx "env/$n" cmd ||
 	    fail "copy-job.yaml: no '--shard env/$n' for $n completions: $(cat cmd)"
 	bin=$(head -n 1 cmd)
+	grep -q "^COPY --from=build [^ ]*/pcopy $bin\$" "$SRCDIR/examples/Dockerfile" ||
+	    fail "examples/Dockerfile does not put the binary at $bin"
 	mkdir -p "root$(dirname "$bin")" root/src root/dst
 	cp "$PCOPY" "root$bin"
 	mk_mixed root/src
