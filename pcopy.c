@@ -1895,7 +1895,10 @@ fnv1a(const void *p, size_t n, uint64_t h)
  * shard?  The inode, not the path: readdir gives it (d_ino), so the walk
  * can pass over other shards' entries without a stat (N shards cost
  * little more than one walk), and all names of a hard-linked inode fall
- * in one shard.  Parent.
+ * in one shard.  d_ino and st_ino agree except for a file bind-mounted
+ * over another (d_ino names the hidden one): such a file may be copied by
+ * two shards (each atomically) or by none, and then by the final -u.
+ * Parent.
  */
 static int
 shard_mine(uint64_t ino)
