@@ -47,6 +47,7 @@ tab=$(printf '\t')
 PATH=$(printf '%s\n' "$PATH" | tr ':' '\n' | grep '^/' | paste -sd: -)
 export PATH
 
+SRCDIR=$(cd "$(dirname "$0")" && pwd)     # examples/ are read from here
 PCOPY=${1:-./pcopy}
 [ $# -gt 0 ] && shift
 case $PCOPY in
@@ -2282,7 +2283,7 @@ $(grep -Ev '^(create|replace|skip) ' pc.out)"
 $(diff snap now | head -n 10)"
 		[ -z "$u" ] && want=replace || want=skip
 		for l in "$want keep" "$want a/b/deep" "replace changed" \
-		    "create gone" "create new/f" "replace link"; do
+		    "create gone" "create new/f" "$want link"; do
 			grep -qx "$l" pc.out || fail "-n $u: no '$l':
 $(cat pc.out)"
 		done
@@ -3487,6 +3488,561 @@ t_dry_run_sparse()
 	pc_ok -n src dst
 	grep -Eq '^pcopy: dry run: would copy 1 files, 0 dirs, 1\.[0-9] MB' pc.err ||
 	    fail "want 1.x MB (the data), not the 1.1 GB size: $(tail -n 1 pc.err)"
+# -- the jobs pcopy is used for (issue 10) --
+
+# mk_mixed DIR: a small tree with every kind of entry -cp -a keeps: files,
+# a hard link group across directories, symlinks, a FIFO, a device (root),
+# a read-only directory and set times.
+mk_mixed()
+{
+	mk_files "$1" 5 30
+	ln "$1/d0/f0" "$1/d3/hard"
+	ln -s ../d0/f1 "$1/d1/link"
+	ln -s nowhere "$1/dangling"
+	mkfifo "$1/d2/fifo"
+	if is_root; then
+		mknod "$1/d2/null" c 1 3
+	fi
+	mkdir "$1/ro"
+	echo in-ro >"$1/ro/f"
+	chmod 0555 "$1/ro"
+	touch -h -d '2003-03-03 03:03:03.3' "$1/d1/link" "$1/dangling"
+	touch -d '2004-04-04 04:04:04.4' "$1/d4" "$1"
+}
+
+# stamps DIR: one line per non-directory of DIR: path, inode, ctime.
+stamps()
+{
+	find "$1" ! -type d -printf '%P %i %C@\n' | sort
+}
+
+# Rescue: with -x, DEST may be another file system mounted inside SOURCE
+# (pcopy -x / /mnt/new), also through a bind mount of SOURCE; its mount
+# point, like every other one, is copied as an empty directory.  Without
+# -x, or with DEST on SOURCE's own file system, it stays refused.
+t_rescue_mounts()
+{
+	is_root || skip "needs root to mount"
+	have unshare || skip "unshare missing"
+	no_wrap "runs pcopy in a mount namespace"
+	mkdir -p root
+	unshare -m --propagation private sh -c '
+	set -e
+	P=$1
+	mount -t tmpfs -o size=20m rootfs root
+	mkdir -p root/etc root/proc root/run root/mnt/new root/mnt/old root/home/u
+	echo host >root/etc/hostname
+	echo hi >root/home/u/notes
+	ln -s ../etc/hostname root/home/u/link
+	mount -t tmpfs -o size=1m run root/run
+	echo pid >root/run/lock
+	mount -t tmpfs -o size=20m new root/mnt/new
+	touch -d "2005-05-05 05:05:05.5" root/etc root/home
+	rc=0; "$P" -q root root/mnt/new 2>err1 || rc=$?
+	[ "$rc" -eq 2 ] || { echo "without -x: exit $rc, want 2"; exit 1; }
+	grep -q "use -x" err1 || { echo "no hint to use -x: $(cat err1)"; exit 1; }
+	rc=0; "$P" -q -x root root/home/new 2>err2 || rc=$?
+	[ "$rc" -eq 2 ] || { echo "-x, DEST on the same fs: exit $rc, want 2"; exit 1; }
+	[ ! -e root/home/new ] || { echo "root/home/new created"; exit 1; }
+	"$P" -q -x root root/mnt/new 2>err3 || { echo "-x: exit $?: $(cat err3)"; exit 1; }
+	[ ! -s err3 ] || { echo "-x said: $(cat err3)"; exit 1; }
+	for d in run mnt/new mnt/old proc; do
+		[ -d "root/mnt/new/$d" ] && [ -z "$(ls -A "root/mnt/new/$d")" ] ||
+		    { echo "mount point $d not an empty directory"; exit 1; }
+	done
+	cmp root/etc/hostname root/mnt/new/etc/hostname
+	[ "$(readlink root/mnt/new/home/u/link)" = ../etc/hostname ]
+	[ "$(stat -c %y root/etc)" = "$(stat -c %y root/mnt/new/etc)" ]
+	# the bind-mount recipe: mount --bind / /mnt/old; pcopy -x /mnt/old /mnt/new
+	mkdir bind
+	mount --bind root bind
+	rm -rf root/mnt/new/*
+	"$P" -q -x bind root/mnt/new 2>err4 || { echo "bind: exit $?: $(cat err4)"; exit 1; }
+	cmp root/home/u/notes root/mnt/new/home/u/notes
+	[ -z "$(ls -A root/mnt/new/run)" ] || { echo "bind: run not empty"; exit 1; }
+	umount bind root/mnt/new root/run root
+	' sh "$PCOPY" || fail "see above"
+}
+
+# cp habits: FILE DIR and FILE DIR/ copy to DIR/FILE; -t DIR SOURCE...;
+# more than two operands without -t is a usage error with a hint.
+t_cp_habits()
+{
+	mkdir -p src/sub dir dir2 tdir
+	echo a >src/f
+	echo b >src/sub/g
+	echo plain >file
+	chmod 0640 file
+	touch -d '2006-06-06 06:06:06.6' file
+	pc_ok file dir
+	same_tree file dir/file
+	grep -q "into 'dir/file'" pc.err || fail "summary does not say where: $(cat pc.err)"
+	pc_ok file dir2/
+	same_tree file dir2/file
+	ln -s dir dirlink
+	pc_ok file dirlink
+	[ -f dir/file ] && [ -L dirlink ] || fail "FILE DIRLINK did not copy into DIR"
+	pc file nodir/
+	[ "$rc" -eq 2 ] && grep -q "nodir/': not a directory" pc.err ||
+	    fail "FILE nodir/: exit $rc: $(cat pc.err)"
+	[ ! -e nodir ] || fail "nodir created"
+	pc_ok -t tdir file src src/sub
+	same_tree file tdir/file
+	same_tree src tdir/src
+	same_tree src/sub tdir/sub
+	grep -q "into 'tdir'" pc.err || fail "-t: summary does not say where: $(cat pc.err)"
+	pc_ok --target-directory=tdir file
+	bad=0
+	usage_err "-t DIR" src dir dstX
+	usage_err "-t DIR" file src/f dstX
+	usage_err "both be copied to" -t tdir file src/../file
+	usage_err "not a directory" -t file src
+	usage_err "into itself" -t src/sub src
+	[ "$bad" -eq 0 ]
+	[ ! -e tdir/src/sub/src ] || fail "-t into SOURCE copied something"
+}
+
+# Single-file errors name the file itself, not FILE/FILE.
+t_single_file_paths()
+{
+	as_nobody
+	mkdir -p src ro
+	echo secret >src/f
+	echo ok >ok
+	chmod 0000 src/f
+	chmod 0555 ro
+	rc=0
+	# shellcheck disable=SC2086
+	$runas "$PCOPY" -q src/f out </dev/null >pc.out 2>pc.err || rc=$?
+	[ "$rc" -eq 1 ] || fail "unreadable file: exit $rc, want 1"
+	grep -q "^pcopy: 'src/f': " pc.err || fail "does not name src/f: $(cat pc.err)"
+	rc=0
+	# shellcheck disable=SC2086
+	$runas "$PCOPY" -q ok ro/ok </dev/null >pc.out 2>pc.err || rc=$?
+	[ "$rc" -eq 1 ] || fail "read-only DEST dir: exit $rc, want 1: $(cat pc.err)"
+	grep -q "^pcopy: 'ro/ok': " pc.err || fail "does not name ro/ok: $(cat pc.err)"
+	! grep -q "ok/ok\|f/f" pc.err || fail "names FILE/FILE: $(cat pc.err)"
+}
+
+# Option errors say what the user typed, and "ambiguous" for abbreviations.
+t_option_errors()
+{
+	mkdir src
+	echo a >src/f
+	bad=0
+	usage_err "'--progress' takes no argument" --progress=1 src dstX
+	usage_err "'--progress' takes no argument" src dstX --progress=1
+	usage_err "'--exclude' needs an argument" src dstX --exclude
+	usage_err "'--jobs' needs an argument" src dstX --jobs
+	usage_err "'-j' needs an argument" src dstX -j
+	usage_err "ambiguous option '--ver'.*--verbose.*--verify.*--version" --ver src dstX
+	usage_err "unknown option '--bogus'" src --bogus=3 dstX
+	usage_err "unknown option '-y'" -y src dstX
+	[ "$bad" -eq 0 ]
+	! grep -q "'-[PCEFLS]'" pc.err || fail "an internal short option was named"
+}
+
+# pcopy . and pcopy x/.. get the directory's real name + "-copy" next to
+# it; pcopy / is refused; the summary says where the copy went.
+t_default_dest_dot()
+{
+	mkdir -p work/tree/sub
+	echo x >work/tree/sub/f
+	(cd work/tree && "$PCOPY" . </dev/null >../out 2>../err) ||
+	    fail "pcopy .: exit $?: $(cat work/err)"
+	[ -d work/tree-copy ] || fail "pcopy . did not make work/tree-copy: $(ls -A work work/tree)"
+	same_tree work/tree work/tree-copy
+	grep -q "into '.*/work/tree-copy'\$" work/err ||
+	    fail "summary does not say where: $(cat work/err)"
+	[ ! -e work/tree/.-copy ] || fail "made .-copy"
+	rm -rf work/tree-copy
+	pc_ok work/tree/sub/..
+	same_tree work/tree work/tree-copy
+	bad=0
+	usage_err "give DEST" /
+	[ "$bad" -eq 0 ]
+}
+
+# Non-root into a DEST directory that exists and belongs to someone else
+# (a Kubernetes emptyDir): one warning, exit 0, everything below exact.
+t_dest_not_owned()
+{
+	as_nobody
+	is_root || skip "needs root to make a DEST owned by another user"
+	mkdir -p src/sub
+	echo a >src/f
+	echo b >src/sub/g
+	chmod 0750 src/sub
+	touch -d '2007-07-07 07:07:07.7' src/sub src
+	chown -R 65534:65534 src
+	mkdir vol
+	chmod 0777 vol
+	before=$(stat -c '%u %g %a' vol)
+	rc=0
+	# shellcheck disable=SC2086
+	$runas "$PCOPY" src vol </dev/null >pc.out 2>pc.err || rc=$?
+	[ "$rc" -eq 0 ] || fail "exit $rc, want 0: $(cat pc.err)"
+	[ "$(grep -c "^pcopy: 'vol'" pc.err)" -eq 1 ] ||
+	    fail "want one warning naming vol: $(cat pc.err)"
+	grep -q "belongs to uid 0" pc.err || fail "warning does not say why: $(cat pc.err)"
+	[ "$(stat -c '%u %g %a' vol)" = "$before" ] || fail "vol's owner or mode changed"
+	same_tree src/sub vol/sub
+	cmp src/f vol/f
+	[ "$(stat -c '%u %a %Y' vol/f)" = "$(stat -c '%u %a %Y' src/f)" ] ||
+	    fail "vol/f metadata differs"
+}
+
+# A read-only DEST: the first EROFS stops the copy with one line, exit 1.
+t_dest_readonly()
+{
+	is_root || skip "needs root to mount"
+	mk_files src 4 50
+	mkdir dst
+	m=$(pwd -P)/dst
+	mount -t tmpfs -o ro,size=1m pcopy-ro "$m" 2>/dev/null || skip "cannot mount a tmpfs"
+	at_exit "umount -l '$m' 2>/dev/null"
+	pc -q src dst
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
+	[ "$(wc -l <pc.err)" -eq 1 ] || fail "$(wc -l <pc.err) lines, want 1: $(head -n 5 pc.err)"
+	grep -q "Read-only file system; stopping" pc.err || fail "$(cat pc.err)"
+}
+
+# workers_in FILE: the number of processes an strace -f log shows started.
+workers_in()
+{
+	grep -Ec '(clone3?|v?fork)\(.*= [1-9]' "$1" || :
+}
+
+# Default -j: 4 per usable CPU, where usable counts the affinity mask and a
+# cgroup v2 cpu.max quota (the container's CPU limit).  The cgroup files
+# are faked on a tmpfs in a private mount namespace, so a real limit on
+# the machine running the test does not matter.
+t_jobs_cgroup()
+{
+	is_root || skip "needs root to mount"
+	have strace || skip "strace missing"
+	have unshare || skip "unshare missing"
+	no_wrap "counts pcopy's own forks"
+	ncpu=$(nproc)
+	[ "$ncpu" -ge 2 ] && [ "$ncpu" -le 16 ] || skip "needs 2 to 16 usable CPUs, have $ncpu"
+	strace -f -qq -e trace=clone -o /dev/null true 2>/dev/null || skip "strace does not work here"
+	mk_files src 2 5
+	cg=$(sed -n 's/^0:://p' /proc/self/cgroup)
+	for q in "max 100000" "50000 100000"; do
+		rm -rf dst
+		unshare -m --propagation private sh -c '
+		set -e
+		mount -t tmpfs cg /sys/fs/cgroup
+		mkdir -p "/sys/fs/cgroup/$1"
+		echo "$3" >"/sys/fs/cgroup/$1/cpu.max"
+		strace -f -qq -e trace=fork,vfork,clone,clone3 -o trace.out "$2" -q src dst
+		' sh "${cg:-/}" "$PCOPY" "$q" || fail "cpu.max '$q': run failed"
+		same_tree src dst
+		cp trace.out "trace.$(echo "$q" | tr ' ' _)"
+	done
+	nw=$(workers_in trace.max_100000)
+	[ "$nw" -eq $((4 * ncpu)) ] || fail "cpu.max 'max': $nw workers, want $((4 * ncpu))"
+	nw=$(workers_in trace.50000_100000)
+	[ "$nw" -eq 4 ] || fail "cpu.max '50000 100000' (half a CPU): $nw workers, want 4"
+	if have taskset; then
+		rm -rf dst
+		taskset -c 0 strace -f -qq -e trace=fork,vfork,clone,clone3 \
+		    -o trace.out "$PCOPY" -q src dst || fail "taskset run failed"
+		nw=$(workers_in trace.out)
+		[ "$nw" -eq 4 ] || fail "pinned to one CPU: $nw workers, want 4"
+	fi
+}
+
+# fork refused (RLIMIT_NPROC): pcopy copies with the workers it could
+# start and says so (exit 0); with none at all it exits 2.
+t_fork_refused()
+{
+	is_root || skip "needs root to run under a private uid"
+	have setpriv || skip "setpriv missing"
+	have prlimit || skip "prlimit missing"
+	no_wrap "counts processes"
+	mk_files src 3 20
+	chmod 0777 .
+	chmod 0711 "$T"
+	uid=$((40000 + $$ % 20000))     # a uid nobody else runs processes as
+	run_as="setpriv --reuid=$uid --regid=$uid --clear-groups --"
+	rc=0
+	prlimit --nproc=3 $run_as "$PCOPY" -j 8 src dst </dev/null >pc.out 2>pc.err || rc=$?
+	[ "$rc" -eq 0 ] || fail "nproc 3: exit $rc, want 0: $(cat pc.err)"
+	grep -q "started 2 of 8 workers" pc.err || fail "no 'started 2 of 8': $(cat pc.err)"
+	cmp src/d2/f19 dst/d2/f19
+	rc=0
+	prlimit --nproc=1 $run_as "$PCOPY" -q src dst2 </dev/null >pc.out 2>pc.err || rc=$?
+	[ "$rc" -eq 2 ] || fail "nproc 1: exit $rc, want 2: $(cat pc.err)"
+	grep -q "cannot start a worker" pc.err || fail "$(cat pc.err)"
+}
+
+# -u skips symlinks, FIFOs and devices that are already identical (not
+# touched: same inode and ctime) and replaces those that differ.
+t_update_nodes()
+{
+	mk_mixed src
+	pc_ok src dst
+	stamps dst >before
+	sleep 0.05
+	pc_ok -u src dst
+	stamps dst >after
+	cmp -s before after || fail "-u touched identical entries:
+$(diff before after | head -n 10)"
+	grep -q " skipped" pc.err || fail "$(cat pc.err)"
+	ln -sfn elsewhere src/dangling
+	touch -h -d '2003-03-03 03:03:03.3' src/dangling
+	pc_ok -u src dst
+	[ "$(readlink dst/dangling)" = elsewhere ] || fail "a changed symlink was skipped"
+	same_tree src dst
+	pc_ok -n -u src dst
+	! grep -v '^skip ' pc.out | grep -q . || fail "-n -u would copy: $(grep -v '^skip' pc.out)"
+}
+
+# --shard decides a non-directory from readdir's inode number: a shard
+# stats only its own entries (and the directories), so N shards cost about
+# one walk; the final -u writes nothing but directory metadata.
+t_shard_cost()
+{
+	have strace || skip "strace missing"
+	no_wrap "counts pcopy's system calls"
+	mk_mixed src
+	nall=$(find src ! -type d | wc -l)
+	ndir=$(find src -type d | wc -l)
+	for k in 1 2 3; do
+		strace -f -qq -e trace=newfstatat,fstatat64,statx,lstat,stat -o st$k \
+		    "$PCOPY" -q --shard $k/3 src dst </dev/null >pc.out 2>pc.err ||
+		    fail "--shard $k/3: $(cat pc.err)"
+	done
+	nst=$(grep -c 'newfstatat\|statx\|stat(' st1 st2 st3 | awk -F: '{ s += $2 } END { print s }')
+	[ "$nst" -lt $((nall + 4 * ndir + 30)) ] ||
+	    fail "3 shards made $nst stat calls for $nall entries: each stats them all"
+	stamps dst >before
+	pc_ok -u src dst
+	stamps dst >after
+	cmp -s before after || fail "the final -u rewrote entries:
+$(diff before after | head -n 10)"
+	grep -Eq "^pcopy: 0 files, .*, $nall skipped" pc.err || fail "$(cat pc.err)"
+	same_tree src dst
+}
+
+# --shard env: the shard from the job engine's environment.
+t_shard_env()
+{
+	mk_mixed src
+	for i in 0 1 2; do
+		JOB_COMPLETION_INDEX=$i pc_ok -q -v --shard env/3 src dst
+		cat pc.out >>copied
+	done
+	for i in 7 8 9; do
+		SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_MIN=7 SLURM_ARRAY_TASK_COUNT=3 \
+		    pc_ok -q -v --shard env src dst2
+		cat pc.out >>copied2
+	done
+	pc_ok -q -u src dst
+	pc_ok -q -u src dst2
+	same_tree src dst
+	same_tree src dst2
+	find src ! -type d -printf '%P\n' | sort >all
+	grep -vxF -f "$(find src -type d -printf '%P\n' >dirs; echo dirs)" copied | sort >got
+	cmp -s all got || fail "Kubernetes indexes: not every entry copied once: $(diff all got | head)"
+	bad=0
+	usage_err "neither JOB_COMPLETION_INDEX" --shard env/3 src dstX
+	JOB_COMPLETION_INDEX=3 usage_err "out of range" --shard env/3 src dstX
+	SLURM_ARRAY_TASK_ID=2 usage_err "SLURM_ARRAY_TASK_COUNT" --shard env src dstX
+	[ "$bad" -eq 0 ]
+}
+
+# args_of LINE: the words of a JSON-style ["a", "b"] list, one a line.
+json_words()
+{
+	sed 's/^ *\[ *"//; s/" *\] *$//; s/", *"/\n/g'
+}
+
+# The Kubernetes example as the cluster runs it: the exact command lines
+# of examples/k8s/*.yaml, one pod per index with JOB_COMPLETION_INDEX set
+# and nothing else (env -i), chrooted into a directory that holds only the
+# binary and the two volumes (no shell, no /proc, no libc), then the
+# final Job.  The result must equal SOURCE, and the final pass must leave
+# every non-directory the shards made untouched.
+t_examples_k8s()
+{
+	is_root || skip "needs root for chroot"
+	no_wrap "runs the binary in a chroot"
+	chroot=$(command -v chroot) || skip "chroot missing"
+	ex=$SRCDIR/examples/k8s
+	[ -f "$ex/copy-job.yaml" ] || fail "$ex/copy-job.yaml missing"
+	n=$(sed -n 's/^  completions: *//p' "$ex/copy-job.yaml")
+	sed -n 's/^ *command: *//p' "$ex/copy-job.yaml" | json_words >cmd
+	sed -n 's/^ *command: *//p' "$ex/final-job.yaml" | json_words >fcmd
+	grep -qx -- "--shard" cmd && grep -qx "env/$n" cmd ||
+	    fail "copy-job.yaml: no '--shard env/$n' for $n completions: $(cat cmd)"
+	bin=$(head -n 1 cmd)
+	grep -q "^COPY --from=build [^ ]*/pcopy $bin\$" "$SRCDIR/examples/Dockerfile" ||
+	    fail "examples/Dockerfile does not put the binary at $bin"
+	mkdir -p "root$(dirname "$bin")" root/src root/dst
+	cp "$PCOPY" "root$bin"
+	mk_mixed root/src
+	chmod 0777 root/dst
+	[ -z "$(find root -maxdepth 1 ! -name root ! -name src ! -name dst ! -name "$(basename "$bin")")" ] ||
+	    fail "the chroot holds more than the binary and the volumes"
+	i=0 pids=
+	while [ "$i" -lt "$n" ]; do
+		# shellcheck disable=SC2046 # the words of the command, one a line
+		(IFS=$nl; exec env -i JOB_COMPLETION_INDEX=$i "$chroot" root $(cat cmd)) \
+		    >out$i 2>err$i </dev/null &
+		pids="$pids $!"
+		i=$((i + 1))
+	done
+	i=0
+	for p in $pids; do
+		rc=0
+		wait "$p" || rc=$?
+		[ "$rc" -eq 0 ] && [ ! -s err$i ] || fail "index $i: exit $rc: $(cat err$i)"
+		i=$((i + 1))
+	done
+	stamps root/dst >before
+	rc=0
+	# shellcheck disable=SC2046
+	(IFS=$nl; exec env -i "$chroot" root $(cat fcmd)) >out 2>err </dev/null || rc=$?
+	[ "$rc" -eq 0 ] || fail "final Job: exit $rc: $(cat err)"
+	stamps root/dst >after
+	cmp -s before after || fail "the final Job rewrote entries: $(diff before after | head)"
+	same_tree root/src root/dst
+}
+
+# slurm_cmd FILE: the pcopy command line of an sbatch script, with $1 and
+# $2 replaced by SRC and DST, one word a line.
+slurm_cmd()
+{
+	sed -n 's/^exec //p' "$1" | tr ' ' '\n' | sed "s|^\"\\\$1\"\$|$2|; s|^\"\\\$2\"\$|$3|"
+}
+
+# The Slurm example without Slurm: the exact command lines of
+# examples/slurm/*.sbatch with the array variables Slurm sets, in a chroot
+# holding only the binary (as /bin/pcopy, found by PATH).
+t_examples_slurm()
+{
+	is_root || skip "needs root for chroot"
+	no_wrap "runs the binary in a chroot"
+	chroot=$(command -v chroot) || skip "chroot missing"
+	ex=$SRCDIR/examples/slurm
+	range=$(sed -n 's/^#SBATCH --array=//p' "$ex/copy-array.sbatch")
+	lo=${range%-*} hi=${range#*-}
+	slurm_cmd "$ex/copy-array.sbatch" /data/src /data/dst >cmd
+	slurm_cmd "$ex/final.sbatch" /data/src /data/dst >fcmd
+	grep -qx pcopy cmd || fail "no pcopy command in copy-array.sbatch: $(cat cmd)"
+	mkdir -p root/bin root/data/src root/data/dst
+	cp "$PCOPY" root/bin/pcopy
+	mk_mixed root/data/src
+	i=$lo
+	while [ "$i" -le "$hi" ]; do
+		rc=0
+		# shellcheck disable=SC2046
+		(IFS=$nl; exec env -i SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_MIN=$lo \
+		    SLURM_ARRAY_TASK_MAX=$hi SLURM_ARRAY_TASK_COUNT=$((hi - lo + 1)) \
+		    SLURM_ARRAY_JOB_ID=42 "$chroot" root $(cat cmd)) >out 2>err </dev/null || rc=$?
+		[ "$rc" -eq 0 ] && [ ! -s err ] || fail "task $i: exit $rc: $(cat err)"
+		i=$((i + 1))
+	done
+	stamps root/data/dst >before
+	# shellcheck disable=SC2046
+	(IFS=$nl; exec env -i "$chroot" root $(cat fcmd)) >out 2>err </dev/null ||
+	    fail "final: $(cat err)"
+	stamps root/data/dst >after
+	cmp -s before after || fail "the final pass rewrote entries: $(diff before after | head)"
+	same_tree root/data/src root/data/dst
+}
+
+# Slurm for real: a one-node cluster (munged, slurmctld, slurmd on this
+# host, private ports and files), examples/slurm/submit.sh submits the
+# array and the dependent final pass; wait for it and compare.
+t_slurm()
+{
+	is_root || skip "needs root to run the Slurm daemons"
+	for t in munged slurmctld slurmd sbatch scontrol; do
+		have $t || skip "$t missing (Debian: slurm-wlm munge)"
+	done
+	no_wrap "Slurm runs pcopy itself"
+	W=$(pwd -P)
+	chmod 0755 "$W"
+	mkdir state spool bin
+	cp "$PCOPY" bin/pcopy
+	cp -R "$SRCDIR/examples/slurm" jobs
+	dd if=/dev/urandom of=munge.key bs=1024 count=1 2>/dev/null
+	chmod 0600 munge.key
+	port=$((20000 + $$ % 20000))
+	host=$(hostname -s)
+	cat >slurm.conf <<-EOF
+	ClusterName=pcopytest
+	SlurmctldHost=$host(127.0.0.1)
+	SlurmctldPort=$port
+	SlurmdPort=$((port + 1))
+	SlurmUser=root
+	SlurmdUser=root
+	AuthType=auth/munge
+	AuthInfo=socket=$W/munge.sock
+	CredType=cred/munge
+	MpiDefault=none
+	ProctrackType=proctrack/linuxproc
+	TaskPlugin=task/none
+	SwitchType=switch/none
+	ReturnToService=2
+	SchedulerType=sched/builtin
+	SelectType=select/cons_tres
+	SelectTypeParameters=CR_CPU
+	JobCompType=jobcomp/none
+	JobAcctGatherType=jobacct_gather/none
+	AccountingStorageType=accounting_storage/none
+	SlurmctldPidFile=$W/slurmctld.pid
+	SlurmdPidFile=$W/slurmd.pid
+	SlurmdSpoolDir=$W/spool
+	StateSaveLocation=$W/state
+	SlurmctldLogFile=$W/slurmctld.log
+	SlurmdLogFile=$W/slurmd.log
+	MinJobAge=600
+	NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
+	PartitionName=pcopy Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+	EOF
+	SLURM_CONF=$W/slurm.conf
+	PATH=$W/bin:$PATH
+	export SLURM_CONF PATH
+	at_exit "for d in slurmd slurmctld munged; do
+		[ -s '$W/'\$d.pid ] && kill \$(cat '$W/'\$d.pid) 2>/dev/null
+	done; n=0; while [ \$n -lt 100 ] && for d in slurmd slurmctld munged; do
+		[ -s '$W/'\$d.pid ] && kill -0 \$(cat '$W/'\$d.pid) 2>/dev/null && break
+	done; do sleep 0.1; n=\$((n + 1)); done"
+	munged -f --socket="$W/munge.sock" --key-file="$W/munge.key" \
+	    --pid-file="$W/munged.pid" --log-file="$W/munged.log" \
+	    --seed-file="$W/munged.seed" || skip "munged does not start: $(tail -n 3 munged.log)"
+	slurmctld -f "$W/slurm.conf" || fail "slurmctld: $(tail -n 5 slurmctld.log)"
+	slurmd -f "$W/slurm.conf" || fail "slurmd: $(tail -n 5 slurmd.log)"
+	n=0
+	until sinfo -h -o %t 2>/dev/null | grep -q idle; do
+		n=$((n + 1))
+		[ $n -lt 150 ] || fail "the node never became idle: $(sinfo 2>&1; tail -n 5 slurmd.log)"
+		sleep 0.1
+	done
+	mk_mixed src
+	fid=$(sh jobs/submit.sh "$W/src" "$W/dst") || fail "submit.sh failed"
+	fid=${fid%%;*}
+	n=0
+	while :; do
+		state=$(scontrol show job "$fid" | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+		case $state in
+		COMPLETED) break ;;
+		PENDING|RUNNING|CONFIGURING|COMPLETING|'') ;;
+		*) fail "final job $fid: $state: $(cat jobs/*.out 2>/dev/null | head)
+$(scontrol show job | grep -E 'JobId|JobState|Reason' | head -n 20)" ;;
+		esac
+		n=$((n + 1))
+		[ $n -lt 600 ] || fail "final job $fid not done after 60 s: $state"
+		sleep 0.1
+	done
+	nout=$(find jobs -name 'pcopy-shard-*.out' | wc -l)
+	[ "$nout" -eq 4 ] || fail "want 4 array tasks, saw $nout outputs"
+	! grep -q . jobs/*.out || fail "the jobs said: $(cat jobs/*.out)"
+	same_tree src dst
 }
 
 # -- runner --
