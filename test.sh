@@ -3488,6 +3488,8 @@ t_dry_run_sparse()
 	pc_ok -n src dst
 	grep -Eq '^pcopy: dry run: would copy 1 files, 0 dirs, 1\.[0-9] MB' pc.err ||
 	    fail "want 1.x MB (the data), not the 1.1 GB size: $(tail -n 1 pc.err)"
+}
+
 # -- the jobs pcopy is used for (issue 10) --
 
 # mk_mixed DIR: a small tree with every kind of entry -cp -a keeps: files,
