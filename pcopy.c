@@ -1671,7 +1671,7 @@ static int
 copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 {
 	const char *sname = ent_name(e), *dname = ent_dname(e);
-	int in, out, werr = 0, note = 0, dacl = (jflags & JF_DACL) != 0;
+	int in, out, werr = 0, note = 0, same, dacl = (jflags & JF_DACL) != 0;
 	int64_t n = -2;
 	mode_t mode = e->mode & 07777;
 	/* as non-root, writable by its owner until the mode is set at the
@@ -1686,11 +1686,11 @@ copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 		}
 		if ((in = src_open(sfd, sname, r)) < 0)
 			return -1;
-		if ((werr = same_content(in, dfd, dname, e->size)) != 0) {
+		if ((same = same_content(in, dfd, dname, e->size)) != 0) {
 			close(in);
-			r->what = werr > 0 ? R_FAIL_SRC : R_SKIP;
-			r->err = werr > 0 ? werr : 0;
-			return werr > 0 ? -1 : 1;
+			r->what = same > 0 ? R_FAIL_SRC : R_SKIP;
+			r->err = same > 0 ? same : 0;
+			return same > 0 ? -1 : 1;
 		}
 		/* -c: same size and time, other bytes: copy it again */
 	} else if ((in = src_open(sfd, sname, r)) < 0) {
@@ -2144,6 +2144,18 @@ dn_add(struct dnames *dn, const char *name, unsigned char type)
 	dn->used++;
 }
 
+/* DEST directory d could not be listed: say so; nothing is deleted in it. */
+static void
+dn_failed(const struct dir *d, int err)
+{
+	char *p = dst_path(d, NULL);
+
+	warn_path(1, p, "cannot list it for --delete (%s): nothing deleted in it",
+	    strerror(err));
+	free(p);
+	del_check(err);
+}
+
 /*
  * List the names in DEST directory dfd (of d) before the walk reads its
  * SOURCE counterpart.  Hidden temporaries are not listed (tmp_sweep owns
@@ -2161,7 +2173,7 @@ dn_read(const struct dir *d, int dfd)
 
 	if (fd < 0 || (ds = fdopendir(fd)) == NULL) {
 		close_keep(fd);
-		warn_entry(1, 1, d, NULL, errno);
+		dn_failed(d, errno);
 		return NULL;
 	}
 	rewinddir(ds);  /* the dup shares tmp_sweep's offset, at the end */
@@ -2183,7 +2195,7 @@ dn_read(const struct dir *d, int dfd)
 		dn_add(dn, de->d_name, de->d_type);
 	}
 	if (errno) {
-		warn_entry(1, 1, d, NULL, errno);
+		dn_failed(d, errno);
 		dn_free(dn);
 		dn = NULL;
 	}
@@ -2191,7 +2203,7 @@ dn_read(const struct dir *d, int dfd)
 	return dn;
 }
 
-/* May the parent delete now?  Not after a stop, a signal or del_stop. */
+/* May the parent delete now?  Not after a stop, a signal or del_check. */
 static int
 del_ok(void)
 {

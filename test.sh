@@ -2464,6 +2464,375 @@ $(cat pc.err)"
 
 # -- progress and big files under faults --
 
+# snap DIR OUT: everything about DIR's entries that a change would touch.
+snap()
+{
+	find "$1" -printf '%P %y %m %U:%G %T@ %C@ %s %i %l\n' | sort >"$2"
+}
+
+# mk_mirror: src, and dst a copy of it that has drifted: entries src lost
+# (files, a symlink, whole subtrees, in the top and deeper) are still in
+# dst, one file changed.
+mk_mirror()
+{
+	mkdir -p src/a/b src/c
+	echo 1 >src/top
+	echo 2 >src/a/f
+	echo 3 >src/a/b/g
+	echo 4 >src/c/h
+	ln -s top src/link
+	pc_ok src dst
+	mkdir -p dst/old/deep/er dst/a/b/gone dst/c/ro
+	echo x >dst/old/deep/er/z
+	echo y >dst/old/f
+	echo z >dst/a/b/gone/f
+	echo w >dst/a/stale
+	ln -s /nonexistent dst/c/dangling
+	echo v >dst/c/ro/f
+	chmod 0555 dst/c/ro     # a read-only directory goes too
+	echo changed >dst/a/f
+}
+
+# --delete: what SOURCE lacks goes, wherever it is; -v and -n list the
+# same `delete PATH' lines, -n changes nothing, the summary counts them.
+t_delete()
+{
+	mk_mirror
+	snap dst before
+	pc -n --delete src dst
+	[ "$rc" -eq 0 ] || fail "-n --delete: exit $rc: $(head -n 5 pc.err)"
+	snap dst after
+	cmp -s before after || fail "-n --delete changed dst:
+$(diff before after | head -n 10)"
+	grep '^delete ' pc.out | sort >dry
+	grep -q 'dry run: would copy .*, 11 deleted' pc.err ||
+	    fail "-n summary does not count 11 deletions: $(cat pc.err)"
+	cat >want <<'LIST'
+delete a/b/gone/
+delete a/b/gone/f
+delete a/stale
+delete c/dangling
+delete c/ro/
+delete c/ro/f
+delete old/
+delete old/deep/
+delete old/deep/er/
+delete old/deep/er/z
+delete old/f
+LIST
+	diff want dry || fail "-n --delete: wrong list (above)"
+	pc_ok -v --delete src dst
+	grep '^delete ' pc.out | sort >real
+	diff dry real || fail "-v --delete and -n --delete disagree (above)"
+	grep -q ', 11 deleted' pc.err || fail "summary: $(cat pc.err)"
+	same_tree src dst
+	pc_ok --delete src dst  # nothing left to do
+	grep -q deleted pc.err && fail "second run deleted: $(cat pc.err)"
+	same_tree src dst
+}
+
+# A symlink in DEST is removed as a link, never followed: not where SOURCE
+# lacks the name, not where SOURCE has a directory in its place, not
+# inside a subtree being removed.
+t_delete_symlink_out()
+{
+	mkdir -p src/sub outside/in
+	echo keep >outside/in/f
+	echo keep >outside/g
+	echo a >src/sub/f
+	pc_ok src dst
+	out=$(pwd -P)/outside
+	ln -s "$out" dst/extra          # SOURCE lacks it
+	ln -s "$out/in" dst/sub/d       # SOURCE lacks it
+	mkdir -p dst/gone/deeper
+	ln -s "$out" dst/gone/l         # inside a subtree that goes
+	ln -s "$out" dst/gone/deeper/l
+	mkdir src/asdir                 # SOURCE has a directory there
+	echo b >src/asdir/f
+	ln -s "$out" dst/asdir
+	snap outside before
+	pc_ok --delete src dst
+	snap outside after
+	cmp -s before after || fail "--delete touched what a symlink in DEST points to:
+$(diff before after)"
+	same_tree src dst
+}
+
+# An unreadable SOURCE directory: nothing in its DEST counterpart is
+# deleted, and that is said; deletions elsewhere go on; exit 1.
+t_delete_unreadable()
+{
+	as_nobody
+	$runas test -x "$PCOPY" || skip "uid 65534 cannot run $PCOPY"
+	mkdir -p src/locked src/ok
+	echo 1 >src/locked/f
+	echo 2 >src/ok/f
+	chmod -R a+rwX src
+	pc_ok -q src dst
+	$runas sh -c 'echo x >dst/locked/extra && echo y >dst/ok/extra'
+	chmod 0000 src/locked
+	pc -q --delete src dst
+	chmod 0755 src/locked dst/locked
+	want_rc 1
+	grep -q "^pcopy: 'dst/locked': SOURCE directory not read: nothing deleted" pc.err ||
+	    fail "not said that nothing is deleted in dst/locked: $(cat pc.err)"
+	[ -f dst/locked/extra ] || fail "dst/locked/extra deleted"
+	[ -f dst/locked/f ] || fail "dst/locked/f deleted"
+	[ ! -e dst/ok/extra ] || fail "dst/ok/extra not deleted"
+}
+
+# ^C in the middle of deleting a big subtree: exit 130; what is left is
+# whole entries (no temporaries), and a re-run finishes the mirror.
+t_delete_sigint()
+{
+	mkdir -p src/sub
+	echo a >src/sub/f
+	pc_ok src dst
+	mk_split dst/old 40 1000 1      # 40,000 entries to delete
+	total=$(find dst/old -type f | wc -l)
+	pc_bg -q --delete src dst
+	dsi_i=0
+	while [ $dsi_i -lt $((2000 * tmul)) ] && alive "$pid" &&
+	    [ "$(find dst/old -type f 2>/dev/null | wc -l)" -ge "$total" ]; do
+		sleep 0.005
+		dsi_i=$((dsi_i + 1))
+	done
+	kill -STOP "$pid" 2>/dev/null || :
+	at_exit "kill -CONT $pid 2>/dev/null"
+	left=$(find dst/old -type f 2>/dev/null | wc -l)
+	kill -INT "$pid" 2>/dev/null || :
+	kill -CONT "$pid" 2>/dev/null || :
+	pc_wait
+	if [ "$rc" -eq 0 ] && { [ "$left" -eq 0 ] || [ "$left" -ge "$total" ]; }; then
+		same_tree src dst
+		skip "the deletion was not caught in the middle ($left of $total left)"
+	fi
+	[ "$rc" -eq 130 ] || fail "exit $rc after SIGINT mid-delete, want 130: $(head -n 5 pc.err)"
+	[ -d dst/old ] || fail "the deletion ran to its end after SIGINT"
+	no_procs_left 2
+	no_temp_files dst
+	pc_ok -q --delete src dst
+	same_tree src dst
+}
+
+# --delete with --shard or --files-from is refused (a shard would delete
+# the others' files), and so is a SOURCE inside DEST; nothing is changed.
+t_delete_refused()
+{
+	mkdir src
+	echo a >src/f
+	pc_ok src dst
+	echo x >dst/extra
+	echo f >list
+	bad=0
+	usage_err "delete.*shard" --delete --shard 1/2 src dst
+	usage_err "delete.*files-from" --delete --files-from list src dst
+	usage_err "delete.*shard" --delete-excluded --shard 2/2 src dst
+	[ -f dst/extra ] || fail "a refused run deleted dst/extra"
+	# SOURCE inside DEST: mirroring would delete SOURCE itself
+	mkdir -p top/a/src
+	echo b >top/a/src/g
+	usage_err "inside DEST" --delete top/a/src top
+	usage_err "inside DEST" -n --delete top/a/src/ top/
+	[ -f top/a/src/g ] || fail "--delete deleted its own SOURCE"
+	[ "$bad" -eq 0 ]
+}
+
+# A type change: with --delete the old entry is replaced; file over
+# directory, directory (with contents) over file, directory over symlink.
+t_delete_type_change()
+{
+	mkdir -p src/wasfile src/waslink src/x
+	echo a >src/wasdir
+	echo b >src/wasfile/f
+	echo c >src/waslink/f
+	echo d >src/x/wasdir2
+	mkdir -p dst/wasdir/deep dst/x/wasdir2
+	echo old >dst/wasdir/deep/f
+	echo old >dst/wasfile
+	ln -s x dst/waslink
+	pc -n --delete src dst
+	[ "$rc" -eq 0 ] || fail "-n: exit $rc: $(head -n 5 pc.err)"
+	grep '^delete ' pc.out | sort >dry
+	pc_ok -v --delete src dst
+	grep '^delete ' pc.out | sort >real
+	diff dry real || fail "-n and the real run disagree (above)"
+	same_tree src dst
+	# without --delete: named, as before
+	rm -r dst
+	mkdir -p dst/wasdir
+	pc src dst
+	[ "$rc" -eq 1 ] || fail "without --delete: exit $rc, want 1"
+	grep -q "dst/wasdir': cannot overwrite directory" pc.err ||
+	    fail "without --delete: not named: $(cat pc.err)"
+}
+
+# Excluded names are not deleted; --delete-excluded deletes them.
+t_delete_excluded()
+{
+	mkdir -p src/sub src/cache
+	echo a >src/sub/f
+	echo b >src/cache/c
+	echo c >src/keep.o
+	pc_ok src dst
+	mkdir -p dst/sub/cache
+	echo o >dst/x.o
+	echo o >dst/sub/y.o
+	echo z >dst/sub/cache/z
+	echo gone >dst/gone
+	pc_ok --delete --exclude '*.o' --exclude 'cache/' src dst
+	for f in x.o sub/y.o keep.o sub/cache/z cache/c; do
+		[ -e "dst/$f" ] || fail "--delete deleted excluded dst/$f"
+	done
+	[ ! -e dst/gone ] || fail "dst/gone not deleted"
+	pc_ok -v --delete-excluded --exclude '*.o' --exclude 'cache/' src dst
+	for f in x.o sub/y.o keep.o sub/cache cache; do
+		[ ! -e "dst/$f" ] || fail "--delete-excluded left dst/$f"
+	done
+	grep -qx 'delete sub/cache/z' pc.out || fail "-v: $(cat pc.out)"
+	[ -f dst/sub/f ] || fail "dst/sub/f deleted"
+}
+
+# -x --delete: nothing is deleted below the DEST counterpart of a mount
+# point, which -x does not read.
+t_delete_one_fs()
+{
+	is_root || skip "needs root to mount a tmpfs"
+	mkdir -p src/mnt src/sub
+	echo a >src/sub/f
+	m=$(pwd -P)/src/mnt
+	mount -t tmpfs -o size=1m pcopy-test "$m" 2>/dev/null ||
+	    skip "cannot mount a tmpfs"
+	at_exit "umount -l '$m' 2>/dev/null"
+	echo other >src/mnt/file
+	pc_ok src dst                   # dst/mnt/file copied
+	echo extra >dst/sub/extra
+	echo extra >dst/mnt/extra       # not in SOURCE's mount either
+	pc_ok -x --delete src dst
+	[ -f dst/mnt/file ] && [ -f dst/mnt/extra ] ||
+	    fail "-x --delete deleted below a mount point"
+	[ ! -e dst/sub/extra ] || fail "-x --delete left dst/sub/extra"
+}
+
+# Removing a subtree never crosses into another file system mounted in
+# DEST: the mount point is named (exit 1) and what is mounted there stays.
+t_delete_dest_mount()
+{
+	is_root || skip "needs root to mount a tmpfs"
+	mkdir -p src dst/old/mnt
+	echo a >src/f
+	echo b >dst/old/g
+	m=$(pwd -P)/dst/old/mnt
+	mount -t tmpfs -o size=1m pcopy-test "$m" 2>/dev/null ||
+	    skip "cannot mount a tmpfs"
+	at_exit "umount -l '$m' 2>/dev/null"
+	echo keep >dst/old/mnt/k
+	pc --delete src dst
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(cat pc.err)"
+	grep -q "^pcopy: 'dst/old/mnt': cannot delete: a mount point" pc.err ||
+	    fail "mount point not named: $(cat pc.err)"
+	[ -f dst/old/mnt/k ] || fail "deleted inside a mount point in DEST"
+	[ ! -e dst/old/g ] || fail "dst/old/g not deleted"
+	cmp src/f dst/f
+}
+
+# After ENOSPC nothing more is deleted (the top directory, finished last,
+# keeps what SOURCE lacks).
+t_delete_enospc()
+{
+	is_root || skip "needs root to mount a tmpfs"
+	mkdir mnt src
+	mnt=$(pwd -P)/mnt
+	mount -t tmpfs -o size=1m pcopy-test "$mnt" 2>/dev/null ||
+	    skip "cannot mount a tmpfs"
+	at_exit "umount -l '$mnt' 2>/dev/null"
+	head -c 4194304 /dev/urandom >src/big
+	mkdir mnt/dst
+	echo old >mnt/dst/extra
+	pc -q --delete src mnt/dst
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
+	grep -q "No space left on device" pc.err || fail "no ENOSPC: $(cat pc.err)"
+	[ -f mnt/dst/extra ] || fail "deleted after ENOSPC"
+}
+
+# -c: with -u, a file whose size and mtime match but whose bytes differ is
+# copied again; an unchanged one is skipped; -n -c says which.
+t_checksum()
+{
+	mkdir -p src/d
+	echo "same size 1" >src/d/a
+	echo "unchanged" >src/b
+	pc_ok src dst
+	echo "SAME SIZE 1" >dst/d/a
+	touch -r src/d/a dst/d/a
+	touch -r src/d dst/d
+	pc_ok -u src dst
+	cmp -s src/d/a dst/d/a && fail "-u alone noticed the content (test is broken)"
+	pc -n -u -c src dst
+	grep -qx 'replace d/a' pc.out || fail "-n -c: $(cat pc.out)"
+	grep -qx 'skip b' pc.out || fail "-n -c: $(cat pc.out)"
+	pc_ok -u -c src dst
+	grep -q '1 files.*1 skipped' pc.err || fail "-u -c summary: $(cat pc.err)"
+	same_tree src dst
+	pc_ok -c src dst        # -c implies -u
+	grep -q '0 files.*2 skipped' pc.err || fail "-c summary: $(cat pc.err)"
+	same_tree src dst
+}
+
+# Filters: --exclude-from with comments and blank lines, directory-only
+# patterns ('proc/'), anchored ones ('/run/'), --include before --exclude
+# (first match wins), --include-from, "+ "/"- " prefixes.
+t_filters()
+{
+	mkdir -p src/proc src/sub/proc src/run src/sub/run src/d
+	for f in proc/a sub/proc/b run/c sub/run/d file.o keep.o d/x.o d/y.c; do
+		echo "$f" >"src/$f"
+	done
+	echo notadir >src/d/proc
+	printf '# comment\n\n; another\nproc/\n/run/\n' >ex
+	pc_ok --exclude-from ex src dst
+	cp -a src want
+	rm -r want/proc want/sub/proc want/run
+	dir_times_from src want
+	same_tree want dst
+	pc_ok --include keep.o --exclude '*.o' src dst2
+	rm -r want
+	cp -a src want
+	rm want/file.o want/d/x.o
+	dir_times_from src want
+	same_tree want dst2
+	pc_ok --exclude '*.o' --include keep.o src dst3
+	rm want/keep.o
+	dir_times_from src want
+	same_tree want dst3
+	printf '+ keep.o\n- *.o\n' >inc
+	pc_ok --exclude-from inc src dst4
+	rm -r want
+	cp -a src want
+	rm want/file.o want/d/x.o
+	dir_times_from src want
+	same_tree want dst4
+	printf 'keep.o\n' >inc2
+	pc_ok --include-from inc2 --exclude '*.o' src dst5
+	same_tree want dst5
+	bad=0
+	usage_err "exclude-from.*no-such-file" --exclude-from no-such-file src dstX
+	usage_err "include.*empty pattern" --include / src dstX
+	[ "$bad" -eq 0 ]
+}
+
+# -a and -r are accepted and change nothing (pcopy always archives).
+t_archive_flags()
+{
+	mkdir -p src/d
+	echo a >src/d/f
+	ln -s d/f src/l
+	pc_ok -a src dst
+	same_tree src dst
+	pc_ok -ar --recursive --archive src dst2
+	same_tree src dst2
+}
+
 # SIGUSR1 names the file each worker is copying; the copy goes on.
 t_sigusr1()
 {
