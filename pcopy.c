@@ -225,6 +225,7 @@ enum {
 	R_SHRUNK,               /* a chunked file ended early: not copied */
 	R_DROPPED,              /* (parent only) a chunk was never copied */
 	R_KILLED,               /* (parent only) a chunk killed MAX_DEATHS workers */
+	R_RACED,                /* another file took the name (val 1: in DEST): not copied */
 };
 
 struct dir {                    /* a directory being copied (parent only) */
@@ -323,6 +324,7 @@ static struct {
 	int chunky;             /* split large files: DEST is a network file system */
 	uid_t euid;
 	gid_t egid;
+	uid_t newuid;           /* owner that new files get in DEST (tmp_probe) */
 	/* parent only */
 	struct worker *wk;      /* -j slots */
 	struct wstat *ws;       /* shared page: one slot per worker */
@@ -597,6 +599,40 @@ ent_fill(struct ent *e, const struct stat *st)
 	e->gid = st->st_gid;
 }
 
+/*
+ * A descriptor opened for entry e: is it still the inode the walk saw
+ * (type, device, inode)?  If so, *m is e's record with the owner, mode and
+ * times of fstat -- what the copy gets, as cp -a takes them from the file
+ * it reads -- and 0 is returned.  If not: R_RACED in *r (or R_FAIL_SRC
+ * when fstat fails), -1.  Workers.  (m's names are not copied: use e's.)
+ */
+static int
+ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		r->what = R_FAIL_SRC;
+		r->err = errno;
+		return -1;
+	}
+	if ((st.st_mode & S_IFMT) != (e->mode & S_IFMT) || st.st_dev != e->dev ||
+	    st.st_ino != e->ino) {
+		r->what = R_RACED;
+		r->err = 0;
+		return -1;
+	}
+	*m = *e;
+	m->mode = st.st_mode;
+	m->uid = st.st_uid;
+	m->gid = st.st_gid;
+	m->atime = st.st_atim.tv_sec;
+	m->atime_ns = st.st_atim.tv_nsec;
+	m->mtime = st.st_mtim.tv_sec;
+	m->mtime_ns = st.st_mtim.tv_nsec;
+	return 0;
+}
+
 /* Size of an entry record with its names, rounded to 8 bytes. */
 static size_t
 ent_size(const struct ent *e)
@@ -835,10 +871,45 @@ out:
 	return ret;
 }
 
+/* Flags for an *at call on (dirfd, name): name "" is dirfd itself (O_PATH). */
+static int
+at_flags(const char *name)
+{
+	return name[0] ? AT_SYMLINK_NOFOLLOW : AT_EMPTY_PATH;
+}
+
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452       /* Linux 6.6; the same number on every architecture */
+#endif
+
+/*
+ * chmod that never follows a symlink: fchmodat2 on (dirfd, name), name ""
+ * being the O_PATH descriptor dirfd itself.  Kernels before 6.6 lack
+ * fchmodat2: there a descriptor is changed through /proc/self/fd (which
+ * names that very inode), and a name is refused.  Workers.
+ */
+static int
+chmod_at(int dirfd, const char *name, mode_t mode)
+{
+	char proc[64];
+
+	if (syscall(SYS_fchmodat2, dirfd, name, mode, at_flags(name)) == 0)
+		return 0;
+	if (errno != ENOSYS && errno != EPERM)
+		return -1;
+	if (name[0]) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", dirfd);
+	return chmod(proc, mode);
+}
+
 /*
  * Give a new inode the owner and mode of the source entry, in that order:
  * chown clears set-uid/set-gid, so the mode goes after it.  fd is the open
- * file, or -1 with (dirfd, name) for symlinks and special files.  As
+ * file, or -1 with (dirfd, name) for symlinks and special files, where
+ * name "" means the O_PATH descriptor dirfd itself (never a path).  As
  * non-root, ownership is kept where the kernel allows it and set-uid/gid
  * bits are dropped where it does not, like cp -a.  Returns 0 or -1.
  */
@@ -853,13 +924,13 @@ meta_owner_mode(int fd, int dirfd, const char *name, const struct ent *e,
 		if (fd >= 0)
 			r = fchown(fd, e->uid, e->gid);
 		else
-			r = fchownat(dirfd, name, e->uid, e->gid, AT_SYMLINK_NOFOLLOW);
+			r = fchownat(dirfd, name, e->uid, e->gid, at_flags(name));
 		if (r < 0 && errno == EPERM && g.euid != 0) {
 			/* try to keep at least the group, like cp -a */
 			if (fd >= 0)
 				r = fchown(fd, (uid_t)-1, e->gid);
 			else
-				r = fchownat(dirfd, name, (uid_t)-1, e->gid, AT_SYMLINK_NOFOLLOW);
+				r = fchownat(dirfd, name, (uid_t)-1, e->gid, at_flags(name));
 			mode &= r < 0 ? ~(mode_t)(S_ISUID | S_ISGID) : ~(mode_t)S_ISUID;
 			r = 0;
 		}
@@ -868,20 +939,30 @@ meta_owner_mode(int fd, int dirfd, const char *name, const struct ent *e,
 	}
 	if (S_ISLNK(e->mode) || mode == (mode_t)created_mode)
 		return 0;
-	return fd >= 0 ? fchmod(fd, mode) : fchmodat(dirfd, name, mode, 0);
+	return fd >= 0 ? fchmod(fd, mode) : chmod_at(dirfd, name, mode);
 }
 
-/* Times last: nanosecond atime and mtime, never following a symlink. */
+/*
+ * Times last: nanosecond atime and mtime, never following a symlink.  Name
+ * "" is the O_PATH descriptor dirfd (kernels before 5.8 refuse
+ * AT_EMPTY_PATH here: /proc/self/fd names the same inode, a symlink too).
+ */
 static int
 meta_times(int fd, int dirfd, const char *name, const struct ent *e)
 {
 	struct timespec ts[2] = {
 		{ e->atime, e->atime_ns }, { e->mtime, e->mtime_ns },
 	};
+	char proc[64];
 
 	if (name == NULL)
 		return futimens(fd, ts);
-	return utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
+	if (utimensat(dirfd, name, ts, at_flags(name)) == 0)
+		return 0;
+	if (name[0] || errno != EINVAL)
+		return -1;
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", dirfd);
+	return utimensat(AT_FDCWD, proc, ts, 0);
 }
 
 /*
@@ -1044,7 +1125,10 @@ verify(int in, int out)
 /*
  * Copy one regular file.  Returns 0 on success; otherwise fills *r with
  * what failed.  A file that changed size while being read is still copied
- * as read, and reported (R_CHANGED).
+ * as read, and reported (R_CHANGED); one that is no longer the file the
+ * walk saw is not copied (R_RACED).  Owner, mode and times come from fstat
+ * of the descriptor read.  A hidden name (TMP_NAMED) is created 0600 and
+ * gets its mode after its owner: no one else can open it meanwhile.
  */
 static int
 copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
@@ -1052,8 +1136,9 @@ copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 	const char *sname = ent_name(e), *dname = ent_dname(e);
 	int in, out, werr = 0, note = 0;
 	int64_t n;
-	mode_t cmode = e->mode & 0777;
+	mode_t cmode;
 	struct stat ds;
+	struct ent me;
 
 	if (g.update && fstatat(dfd, dname, &ds, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    S_ISREG(ds.st_mode) && (uint64_t)ds.st_size == e->size &&
@@ -1063,6 +1148,12 @@ copy_reg(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 	}
 	if ((in = src_open(sfd, sname, r)) < 0)
 		return -1;
+	if (ent_check(in, e, &me, r) < 0) {
+		close(in);
+		return -1;
+	}
+	e = &me;                /* from here on, names are sname and dname */
+	cmode = g.tmpmode == TMP_NAMED ? 0600 : e->mode & 0777;
 	out = tmp_create(dfd, cmode);
 	if (out < 0) {
 		r->what = R_FAIL_DST;
@@ -1180,17 +1271,24 @@ fail:
 }
 
 /*
- * Create a symlink, FIFO, socket or device at `name`; one that exists
- * already is replaced through a hidden name and rename.
+ * Create a symlink, FIFO, socket or device for e in dfd: at `name`, or,
+ * when that exists, at a hidden name left in hide (else hide is "") for
+ * the caller to rename into place once the node has its metadata.  mknod
+ * and symlink give no descriptor, and a user who can write dfd could put
+ * something else at the name in the meantime; so the node is opened as a
+ * path (O_PATH | O_NOFOLLOW) and checked to be what was just made: its
+ * type, device numbers, new files' owner, one link.  Returns that
+ * descriptor, -1 with errno, or -2 if something else took the name.
  */
 static int
-make_node(int dfd, const char *name, const struct ent *e, const char *target)
+make_node(int dfd, const char *name, const struct ent *e, const char *target, char *hide)
 {
-	char hide[64];
 	const char *at = name;
 	mode_t perm = e->mode & 0777;
-	int r;
+	struct stat st;
+	int r, fd;
 
+	hide[0] = '\0';
 	for (;;) {
 		if (S_ISLNK(e->mode))
 			r = symlinkat(target, dfd, at);
@@ -1198,42 +1296,95 @@ make_node(int dfd, const char *name, const struct ent *e, const char *target)
 			r = mknodat(dfd, at, (e->mode & S_IFMT) | perm, e->rdev);
 		if (r == 0 || errno != EEXIST)
 			break;
-		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
+		snprintf(hide, 64, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
 		at = hide;
 	}
-	if (r < 0)
+	if (r < 0) {
+		hide[0] = '\0';
 		return -1;
-	if (at == hide && tmp_rename(dfd, hide, name) < 0)
-		return -1;
-	return 0;
+	}
+	fd = openat(dfd, at, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = fd < 0 && errno == ENOENT ? -2 : -1;
+		close_keep(fd);
+		if (hide[0] && r == -1)
+			unlinkat(dfd, hide, 0);
+		hide[0] = '\0';
+		return r;
+	}
+	if ((st.st_mode & S_IFMT) != (e->mode & S_IFMT) || st.st_nlink != 1 ||
+	    st.st_uid != g.newuid || ((S_ISCHR(e->mode) || S_ISBLK(e->mode)) &&
+	    st.st_rdev != e->rdev)) {
+		close(fd);
+		hide[0] = '\0';
+		return -2;
+	}
+	return fd;
 }
 
-/* Copy a symlink, FIFO, socket or device node: never opened, never followed. */
+/*
+ * Copy a symlink, FIFO, socket or device node: never opened for reading,
+ * never followed.  The source is opened as a path and checked to be the
+ * entry the walk saw; its target is read, and its metadata taken, from
+ * that descriptor.  The copy gets owner, mode and times through its own
+ * O_PATH descriptor (make_node), so no by-name call can reach a file a
+ * user swapped in.
+ */
 static int
 copy_node(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 {
-	char target[PATH_MAX + 1];
+	char target[PATH_MAX + 1], hide[64];
 	const char *dname = ent_dname(e);
+	struct ent me;
 	ssize_t n = 0;
+	int in, out;
 
-	if (S_ISLNK(e->mode)) {
-		n = readlinkat(sfd, ent_name(e), target, sizeof target - 1);
-		if (n < 0) {
-			r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
-			r->err = errno;
-			return -1;
-		}
-		target[n] = '\0';
-	}
-	r->what = R_FAIL_DST;
-	if (make_node(dfd, dname, e, target) < 0 ||
-	    meta_owner_mode(-1, dfd, dname, e, always_chown, e->mode & 0777) < 0 ||
-	    meta_times(-1, dfd, dname, e) < 0) {
+	in = openat(sfd, ent_name(e), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (in < 0) {
+		r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
 		r->err = errno;
 		return -1;
 	}
+	if (ent_check(in, e, &me, r) < 0) {
+		close(in);
+		return -1;
+	}
+	if (S_ISLNK(me.mode)) {
+		n = readlinkat(in, "", target, sizeof target - 1);
+		if (n < 0) {
+			r->what = R_FAIL_SRC;
+			r->err = errno;
+			close(in);
+			return -1;
+		}
+	}
+	target[n] = '\0';
+	close(in);
+	r->what = R_FAIL_DST;
+	out = make_node(dfd, dname, &me, target, hide);
+	if (out == -2) {
+		r->what = R_RACED;
+		r->val = 1;
+		return -1;
+	}
+	if (out < 0)
+		goto fail;
+	if (meta_owner_mode(-1, out, "", &me, always_chown, me.mode & 0777) < 0 ||
+	    meta_times(-1, out, "", &me) < 0) {
+		if (hide[0])
+			unlinkat(dfd, hide, 0);
+		goto fail;
+	}
+	close(out);
+	out = -1;
+	if (hide[0] && tmp_rename(dfd, hide, dname) < 0)
+		goto fail;      /* tmp_rename removed the hidden name */
 	r->what = 0;
 	return 0;
+fail:
+	r->err = errno;
+	close_keep(out);
+	return -1;
 }
 
 /* -- worker -- */
@@ -1538,8 +1689,9 @@ static struct dir *
 dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 {
 	struct dir *d;
-	struct stat dst;
+	struct stat dst, now;
 	int sfd, dfd = -1, made = 0, dsfd;
+	uint32_t jflags = 0;
 
 	if (!g.dryrun) {
 		made = mkdirat(up->dfd, name, 0700) == 0;
@@ -1568,8 +1720,25 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 			g.failed++;
 			return NULL;
 		}
+		if (dfd >= 0 && !g.dryrun && (fstat(dfd, &dst) < 0 ||
+		    (made && dst.st_uid != g.newuid))) {
+			/* made, then another directory took the name: not ours */
+			char *p = dst_path(up, name);
+
+			warn_path(1, p, "%s", made ? "changed during copy (another "
+			    "directory took its name); not copied" : strerror(errno));
+			free(p);
+			close(dfd);
+			g.found++;
+			g.failed++;
+			return NULL;
+		}
 		if (dfd >= 0)
 			g.fdopen++;
+		/* files made in it get its group when it is set-gid (or on a
+		 * grpid mount): then no chown can be skipped as "already right" */
+		if (dfd >= 0 && !g.dryrun && ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid))
+			jflags |= JF_SGID;
 	}
 	d = xmalloc(sizeof *d);
 	memset(d, 0, sizeof *d);
@@ -1578,6 +1747,7 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	d->sfd = -1;
 	d->owner = -1;
 	d->st = *st;
+	d->jflags = jflags;
 	d->rel = path_join(up->rel, name, NULL);
 	d->pending = 1;
 	up->pending++;
@@ -1586,12 +1756,24 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 		printf("create %s/\n", d->rel);
 	else if (g.verbose && !g.dryrun)
 		printf("%s\n", d->rel);
-	if (!made && dfd >= 0 && !g.dryrun) {
-		if (fstat(dfd, &dst) == 0 && (dst.st_mode & S_ISGID))
-			d->jflags |= JF_SGID;
+	if (!made && dfd >= 0 && !g.dryrun)
 		tmp_sweep(dfd);
-	}
 	sfd = src_openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd >= 0 && fstat(sfd, &now) == 0 && (now.st_dev != st->st_dev ||
+	    now.st_ino != st->st_ino)) {
+		/* another directory took the name since the walk's fstatat */
+		char *p = src_path(up, name);
+
+		warn_path(1, p, "changed during copy (another directory took its name); not copied");
+		free(p);
+		g.failed++;
+		g.found++;
+		close(sfd);
+		dir_put(d);
+		return NULL;
+	}
+	if (sfd >= 0)
+		d->st = now;    /* what is applied: fstat of what is read, as cp */
 	if (sfd < 0 || (read && ((dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL))) {
 		/* unreadable: it stays an empty directory with its metadata */
 		warn_entry(1, 0, up, name, errno);
@@ -2521,6 +2703,11 @@ rep_print(struct dir *d, const struct ent *e, const struct rep *rp)
 		warn_path(1, p, "a worker was killed %u times while copying it; giving up", MAX_DEATHS);
 		free(p);
 		return;
+	case R_RACED:
+		p = rp->val ? dst_path(d, ent_dname(e)) : src_path(d, ent_name(e));
+		warn_path(1, p, "changed during copy (another file took its name); not copied");
+		free(p);
+		return;
 	case R_CHANGED:
 		p = src_path(d, ent_name(e));
 		warn_path(1, p, "changed size while being copied (%llu bytes, now %llu)",
@@ -3125,6 +3312,26 @@ check_nesting(const struct stat *src, const char *dst)
 }
 
 /*
+ * The owner that new files get in directory dfd: our euid, unless the
+ * file system maps it (NFS root_squash, say).  Learnt from an unnamed
+ * file where O_TMPFILE works.  What the parent and workers make must have
+ * it, or another user put something else in its place.
+ */
+static uid_t
+owner_probe(int dfd)
+{
+	struct stat st;
+	uid_t uid = g.euid;
+	int fd;
+
+	fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd >= 0 && fstat(fd, &st) == 0)
+		uid = st.st_uid;
+	close_keep(fd);
+	return uid;
+}
+
+/*
  * Decide how workers give names to new files, by trying it once in DEST:
  * O_TMPFILE + linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, the /proc
  * form needs /proc; else hidden names and rename.
@@ -3471,7 +3678,7 @@ setup_dirs(const struct stat *st)
 	struct stat dst;
 	const char *sbase, *dbase;
 	char *sdir, *ddir;
-	int dsfd;
+	int dsfd, made;
 
 	memset(d, 0, sizeof *d);
 	d->rel = strdup("");
@@ -3483,18 +3690,37 @@ setup_dirs(const struct stat *st)
 		d->sfd = src_openat(AT_FDCWD, g.src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->sfd < 0)
 			die("'%s': %s", g.src, strerror(errno));
-		if (!g.dryrun && mkdir(g.dst, 0700) < 0 && errno != EEXIST)
+		if (fstat(d->sfd, &dst) < 0 || dst.st_dev != st->st_dev || dst.st_ino != st->st_ino)
+			die("'%s': changed while being opened", g.src);
+		/* DEST itself is never followed if it is a symlink (cp -aT
+		 * refuses too): else whoever can write its parent could send
+		 * the whole copy elsewhere.  A trailing slash would follow. */
+		ddir = xmalloc(strlen(g.dst) + 1);
+		strcpy(ddir, g.dst);
+		for (made = strlen(ddir); made > 1 && ddir[made - 1] == '/'; made--)
+			ddir[made - 1] = '\0';
+		made = !g.dryrun && mkdir(ddir, 0700) == 0;
+		if (!made && !g.dryrun && errno != EEXIST)
 			die("cannot create '%s': %s", g.dst, strerror(errno));
-		d->dfd = open(g.dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		d->dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		free(ddir);
 		if (d->dfd < 0 && !(g.dryrun && errno == ENOENT))
 			die("'%s': %s", g.dst, errno == ENOTDIR ?
-			    "exists and is not a directory" : strerror(errno));
+			    "exists and is not a directory" : errno == ELOOP ?
+			    "is a symbolic link; not followed (name the directory it points to)" :
+			    strerror(errno));
 		if (d->dfd < 0)
 			printf("create %s/\n", g.dst);
-		if (g.dryrun)
+		if (g.dryrun) {
 			d->nometa = 1;
-		else if (fstat(d->dfd, &dst) == 0 && (dst.st_mode & S_ISGID) && st->st_gid != dst.st_gid)
-			d->jflags |= JF_SGID;
+		} else {
+			g.newuid = owner_probe(d->dfd);
+			if (fstat(d->dfd, &dst) < 0 || (made && dst.st_uid != g.newuid))
+				die("'%s': changed while being created (another "
+				    "directory took its name)", g.dst);
+			if ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid)
+				d->jflags |= JF_SGID;   /* new files get its group */
+		}
 		if (!g.dryrun)
 			tmp_sweep(d->dfd);
 		if (g.list)
@@ -3517,6 +3743,10 @@ setup_dirs(const struct stat *st)
 	d->dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (d->dfd < 0)
 		die("'%s': %s", ddir, strerror(errno));
+	if (fstat(d->dfd, &dst) == 0 && ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid))
+		d->jflags |= JF_SGID;
+	if (!g.dryrun)
+		g.newuid = owner_probe(d->dfd);
 	free(sdir);
 	free(ddir);
 	free(d->rel);
@@ -3573,6 +3803,7 @@ main(int argc, char **argv)
 		die("'%s': not a directory, regular file or symlink", g.src);
 	g.euid = geteuid();
 	g.egid = getegid();
+	g.newuid = g.euid;
 	g.topdev = st.st_dev;
 	g.t0 = now_ms();
 	umask(0);               /* modes are set exactly; dirs start 0700 */
