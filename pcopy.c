@@ -3703,12 +3703,14 @@ setup_dirs(const struct stat *st)
 		if (!made && !g.dryrun && errno != EEXIST)
 			die("cannot create '%s': %s", g.dst, strerror(errno));
 		d->dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (d->dfd < 0 && (errno == ENOTDIR || errno == ELOOP) &&
+		    lstat(ddir, &dst) == 0 && S_ISLNK(dst.st_mode))
+			die("'%s': is a symbolic link; not followed (name the "
+			    "directory it points to)", g.dst);
 		free(ddir);
 		if (d->dfd < 0 && !(g.dryrun && errno == ENOENT))
 			die("'%s': %s", g.dst, errno == ENOTDIR ?
-			    "exists and is not a directory" : errno == ELOOP ?
-			    "is a symbolic link; not followed (name the directory it points to)" :
-			    strerror(errno));
+			    "exists and is not a directory" : strerror(errno));
 		if (d->dfd < 0)
 			printf("create %s/\n", g.dst);
 		if (g.dryrun) {

@@ -1804,6 +1804,219 @@ t_symlink_swap()
 	same_tree src/sub dst/sub.real
 }
 
+# -- safety as root on trees that others can write --
+#
+# Race cases make a race certain, not probable: pcopy runs under strace,
+# which holds one system call (delay_enter) while race_wait, watching
+# /proc/PID/syscall, sees a pcopy process sitting in it; then the attacker,
+# uid 65534 (setpriv), swaps names.  strace is used because the binary is
+# static (no LD_PRELOAD).  The cases assert that nothing outside DEST
+# changed and that no DEST file holds one file's data with another's
+# metadata.  fs.protected_symlinks plays no part: no directory is sticky.
+
+# race_setup: skip unless root, strace, setpriv and perl's syscall.ph are
+# there; set runas (as_nobody) and nr_NAME for the system calls used.
+race_setup()
+{
+	no_wrap "strace traces the binary itself"
+	is_root || skip "needs root: the victim is root's copy"
+	have strace || skip "strace missing"
+	have perl || skip "perl missing"
+	as_nobody
+	$runas test -x "$PCOPY" || skip "uid 65534 cannot reach $PCOPY"
+	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
+	    skip "strace cannot trace here"
+	race_nrs=$(perl -e 'require "syscall.ph";
+	    print join(" ", &SYS_openat, &SYS_fchownat, &SYS_fchown,
+	    &SYS_renameat2), "\n"' 2>/dev/null) ||
+	    skip "perl's syscall.ph missing"
+	set -- $race_nrs
+	nr_openat=$1 nr_fchownat=$2 nr_fchown=$3 nr_renameat2=$4
+}
+
+# race_bg SYSCALL ARG...: run pcopy ARG... in the background under strace,
+# every SYSCALL held for 0.3 s before it runs.
+race_bg()
+{
+	rb_sys=$1
+	shift
+	timeout -k 5 120 strace -f -qq -o /dev/null -e trace="$rb_sys" \
+	    -e inject="$rb_sys":delay_enter=300000 "$PCOPY" "$@" \
+	    </dev/null >pc.out 2>pc.err &
+	bg=$!
+	at_exit "kill $bg 2>/dev/null"
+}
+
+# race_end: wait for race_bg's pcopy; its exit status goes to $rc.
+race_end()
+{
+	rc=0
+	wait "$bg" || rc=$?
+	[ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "pcopy hung under strace"
+}
+
+# race_wait NR [FLAGS]: wait up to 30 s until a pcopy process sits in
+# system call NR whose third argument (open flags) has all bits of FLAGS.
+race_wait()
+{
+	perl -e '
+	my ($exe, $nr, $flags) = @ARGV;
+	my @me = stat $exe or die "$exe: $!\n";
+	for (1 .. 6000) {
+		for my $p (glob "/proc/[0-9]*") {
+			my @e = stat "$p/exe" or next;
+			next unless $e[0] == $me[0] && $e[1] == $me[1];
+			open my $f, "<", "$p/syscall" or next;
+			my @a = split " ", (<$f> // "");
+			next unless @a > 4 && $a[0] eq $nr;
+			next if $flags && (hex($a[3]) & $flags) != $flags;
+			exit 0;
+		}
+		select undef, undef, undef, 0.005;
+	}
+	exit 1' "$PCOPY" "$1" "${2:-0}"
+}
+
+# exchange A B: as the attacker, swap two names atomically (renameat2
+# RENAME_EXCHANGE).
+exchange()
+{
+	$runas perl -e 'syscall($ARGV[0], -100, $ARGV[1], -100, $ARGV[2], 2) == 0 or
+	    die "renameat2: $!\n"' "$nr_renameat2" "$1" "$2"
+}
+
+# snap FILE...: mode, owner, size and sum of each FILE, for before/after.
+snap()
+{
+	stat -c '%n %A %u:%g %s' "$@"
+	cksum "$@"
+}
+
+# no_mix TREE: every file holding root's secret is root's 0600, every one
+# holding the user's data is 65534's 0644 (data and metadata from one file).
+no_mix()
+{
+	find "$1" -type f | while read -r nm_f; do
+		nm_m=$(stat -c '%a %u:%g' "$nm_f")
+		case $(cat "$nm_f") in
+		"ROOT SECRET") [ "$nm_m" = "600 0:0" ] ||
+		    fail "$nm_f holds root's secret with $nm_m" ;;
+		"user data") [ "$nm_m" = "644 65534:65534" ] ||
+		    fail "$nm_f holds the user's data with $nm_m" ;;
+		esac
+	done
+}
+
+# Item 1 of issue 15: a node with a set-uid bit gets its mode after its
+# owner; a user who can write the merged DEST directory swaps the new node
+# for a symlink in between.  Root must not chmod what the symlink names.
+t_race_node_chmod()
+{
+	race_setup
+	mkdir -p src/d dst/d
+	mkfifo src/d/p
+	chown 1234:1234 src/d/p
+	chmod 4755 src/d/p
+	chown 65534:65534 dst/d
+	echo victim >victim
+	chmod 0600 victim
+	snap victim >before
+	race_bg fchownat -j 1 src dst
+	race_wait "$nr_fchownat" || fail "pcopy never sat in fchownat: $(cat pc.err)"
+	$runas perl -e 'symlink $ARGV[0], "$ARGV[1].x" or die "symlink: $!\n";
+	    rename "$ARGV[1].x", $ARGV[1] or die "rename: $!\n"' \
+	    "$(pwd)/victim" dst/d/p
+	race_end
+	snap victim >after
+	cmp -s before after || fail "the victim changed: $(cat before after)"
+}
+
+# Item 3: between the walk's fstatat and the worker's open, the owner of a
+# source directory swaps root's secret with their own file.  Neither may
+# be copied with the other's owner and mode: both are named, exit 1.
+t_race_swap_source()
+{
+	race_setup
+	mkdir -p src/alice
+	echo "ROOT SECRET" >src/alice/secret
+	chmod 0600 src/alice/secret
+	echo "user data" >src/alice/mine
+	chown 65534:65534 src/alice src/alice/mine
+	race_bg openat -j 1 src dst
+	# the worker's open of a source file: O_NOFOLLOW | O_NONBLOCK
+	race_wait "$nr_openat" $((0x20800)) || fail "never saw a source open"
+	exchange src/alice/secret src/alice/mine
+	race_end
+	no_mix dst
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
+	for f in secret mine; do
+		grep -qx "pcopy: 'src/alice/$f': changed during copy (another file took its name); not copied" \
+		    pc.err || fail "src/alice/$f not named: $(head -n 5 pc.err)"
+	done
+}
+
+# Item 5: in fallback mode (hidden names), a hidden file is not created
+# with its final mode: in a set-gid DEST of group 65534 a member of that
+# group could open root's 0640 file while it is written, and keep reading.
+t_race_hidden_mode()
+{
+	race_setup
+	mkdir src dst
+	echo "ROOT SECRET" >src/secret
+	chmod 0640 src/secret
+	chgrp 65534 dst
+	chmod 2775 dst
+	PCOPY_NO_TMPFILE=1
+	export PCOPY_NO_TMPFILE
+	race_bg fchown -j 1 src dst
+	race_wait "$nr_fchown" || fail "never saw fchown: $(cat pc.err)"
+	if $runas perl -e 'for (glob "dst/.pcopy-tmp.*") {
+	    open my $f, "<", $_ and exit 0 } exit 1'; then
+		race_end
+		fail "uid 65534 opened root's hidden file"
+	fi
+	race_end
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(head -n 5 pc.err)"
+	chmod 0755 dst
+	chgrp 0 dst
+	same_tree src dst
+}
+
+# Item 4 (and issue 9 item 5): in a set-gid DEST, new subdirectories and
+# their files get SOURCE's group even when it is pcopy's own (no chown is
+# skipped as "already right": the file system gave them DEST's group).
+t_setgid_dest()
+{
+	is_root || skip "needs root: chgrp to another group"
+	mkdir -p src/sub/deeper dst
+	echo a >src/f
+	echo b >src/sub/g
+	echo c >src/sub/deeper/h
+	chmod 0640 src/sub/g
+	chgrp 65534 dst
+	chmod 2755 dst
+	pc_ok src dst
+	same_tree src dst
+}
+
+# Item 2: a DEST that is a symlink is not followed (cp -aT refuses too):
+# whoever planted it would get root's copy written where it points.
+t_dest_symlink()
+{
+	mkdir src outside
+	echo a >src/f
+	ln -s outside dst
+	for d in dst dst/; do
+		pc src "$d"
+		[ "$rc" -eq 2 ] || fail "pcopy src $d: exit $rc, want 2"
+		grep -qx "pcopy: '$d': is a symbolic link; not followed (name the directory it points to)" \
+		    pc.err || fail "no message for $d: $(cat pc.err)"
+		[ -z "$(ls -A outside)" ] || fail "wrote through $d: $(ls -A outside)"
+	done
+	pc_ok src outside
+	same_tree src outside
+}
+
 # Hidden names of a killed run are removed by the next run into the same
 # directory, unless a live process holds their lock.
 t_stale_temp()
@@ -2536,7 +2749,8 @@ t_merge t_merge_no_follow t_dest_inside t_usage_errors t_jobs_forms
 t_help_version t_quiet t_summary t_progress_tty t_prompt t_progress_flag t_verbose
 t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
 t_sigint t_sigint_group t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
-t_symlink_dest_dir t_symlink_swap t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
+t_symlink_dest_dir t_symlink_swap t_race_node_chmod t_race_swap_source
+t_race_hidden_mode t_setgid_dest t_dest_symlink t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
 t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
 t_sigusr1 t_progress_plain t_large_chunks t_large_chunks_user
 t_worker_killed_large t_killer_entry"
