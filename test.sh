@@ -1907,6 +1907,57 @@ no_mix()
 	done
 }
 
+# The same attacks without strace, as they would really be tried: while
+# uid 65534 keeps swapping its source files with root's secret and the
+# new FIFO in its DEST directory with a symlink to a victim, a few hundred
+# small runs (at most 20 s).  Probabilistic: it shows the windows are not
+# merely narrow.
+t_race_stress()
+{
+	no_wrap "hundreds of runs"
+	is_root || skip "needs root: the victim is root's copy"
+	have perl || skip "perl missing"
+	as_nobody
+	$runas test -x "$PCOPY" || skip "uid 65534 cannot reach $PCOPY"
+	nr=$(perl -e 'require "syscall.ph"; print &SYS_renameat2' 2>/dev/null) ||
+	    skip "perl's syscall.ph missing"
+	mkdir -p src/alice
+	echo "ROOT SECRET" >src/alice/secret
+	chmod 0600 src/alice/secret
+	echo "user data" >src/alice/mine
+	mkfifo src/alice/p
+	chown 1234:1234 src/alice/p
+	chmod 4755 src/alice/p
+	chown 65534:65534 src/alice src/alice/mine
+	echo victim >victim
+	chmod 0600 victim
+	snap victim >before
+	: >go
+	$runas perl -e 'my ($nr, $victim) = @ARGV;
+	    my ($a, $b) = ("src/alice/secret", "src/alice/mine");
+	    while (-e "go") {
+		syscall($nr, -100, $a, -100, $b, 2);
+		next unless -p "dst/alice/p";
+		symlink $victim, "dst/alice/p.x" and rename "dst/alice/p.x", "dst/alice/p";
+	    }' "$nr" "$(pwd)/victim" &
+	atk=$!
+	at_exit "rm -f '$(pwd)/go'; wait $atk"
+	n=0 t0=$(date +%s)
+	while [ $n -lt 300 ] && [ $(($(date +%s) - t0)) -lt 20 ]; do
+		rm -rf dst 2>/dev/null || rm -rf dst
+		mkdir -p dst/alice
+		chown 65534:65534 dst/alice
+		pc -j 2 src dst
+		[ "$rc" -le 1 ] || fail "run $n: exit $rc: $(head -n 5 pc.err)"
+		no_mix dst
+		snap victim >after
+		cmp -s before after || fail "run $n: the victim changed: $(cat after)"
+		n=$((n + 1))
+	done
+	rm go
+	echo "$n runs"
+}
+
 # Item 1 of issue 15: a node with a set-uid bit gets its mode after its
 # owner; a user who can write the merged DEST directory swaps the new node
 # for a symlink in between.  Root must not chmod what the symlink names.
@@ -2750,7 +2801,7 @@ t_help_version t_quiet t_summary t_progress_tty t_prompt t_progress_flag t_verbo
 t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
 t_sigint t_sigint_group t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
 t_symlink_dest_dir t_symlink_swap t_race_node_chmod t_race_swap_source
-t_race_hidden_mode t_setgid_dest t_dest_symlink t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
+t_race_hidden_mode t_race_stress t_setgid_dest t_dest_symlink t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
 t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
 t_sigusr1 t_progress_plain t_large_chunks t_large_chunks_user
 t_worker_killed_large t_killer_entry"
