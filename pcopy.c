@@ -240,6 +240,7 @@ struct dir {                    /* a directory being copied (parent only) */
 	int owner;              /* worker with jobs of it in flight, -1: none */
 	unsigned busy;          /* jobs of it in flight */
 	int nometa;             /* single-file mode: DEST's parent, leave alone */
+	struct dir *lnext, *lprev;      /* --files-from: list of unfinished dirs */
 };
 
 struct big {                    /* a large file copied in chunks (parent only) */
@@ -332,6 +333,7 @@ static struct {
 	unsigned nqueued;
 	uint32_t nextid;
 	struct dir *top;        /* directory the walk is reading */
+	struct dir *live;       /* --files-from: every unfinished directory */
 	int walking;            /* the walk is not finished */
 	int stop;               /* stop dispatching: signal or full disk */
 	int sigpipe[2];         /* self-pipe: signal handler -> poll */
@@ -342,6 +344,8 @@ static struct {
 	size_t hlsize, hlused;
 	int full;               /* ENOSPC/EDQUOT seen */
 	int noxattr_warned;
+	int outerr;             /* errno of a failed flush of stdout, 0 if none */
+	unsigned barren;        /* workers died since a job was last finished */
 	/* the ledger */
 	uint64_t found, copied, failed, skipped, dropped;
 	uint64_t ndirs, bytes_found, bytes_done, bytes_skipped;
@@ -986,21 +990,26 @@ tmp_create(int dirfd, mode_t mode)
 		    (long)getpid(), w.tmpseq++);
 		fd = openat(dirfd, w.tmpname, (g.verify ? O_RDWR : O_WRONLY) | O_CREAT | O_EXCL |
 		    O_NOFOLLOW | O_CLOEXEC, mode);
-		if (fd >= 0 || errno != EEXIST)
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd < 0)
 			break;
-	}
-	if (fd < 0) {
-		w.tmpname[0] = '\0';
-		return -1;
-	}
-	w.tmpdir = dirfd;
-	/* the lock tells other runs' tmp_sweep the file is alive; one that
-	 * swept it in the instant before the lock leaves it unlinked: retry */
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &st) < 0 || st.st_nlink == 0) {
+		/* the lock tells other runs' tmp_sweep the file is alive; one
+		 * that swept it in the instant before the lock leaves it
+		 * unlinked: take another name.  Where locks are not supported
+		 * (ENOLCK: NFS without lockd) no sweep can take it either. */
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+			st.st_nlink = 0;
+		else if (fstat(fd, &st) < 0)
+			st.st_nlink = 1;        /* cannot tell: keep it */
+		if (st.st_nlink > 0) {
+			w.tmpdir = dirfd;
+			return fd;
+		}
 		close(fd);
-		return tmp_create(dirfd, mode);
 	}
-	return fd;
+	w.tmpname[0] = '\0';
+	return -1;
 }
 
 /* Remove the hidden temporary, if any (error and abort paths). */
@@ -1508,7 +1517,8 @@ wk_spawn(unsigned i)
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -1;
-	fflush(stdout);
+	if (fflush(stdout) == EOF && g.outerr == 0)
+		g.outerr = errno;       /* for stdout_check */
 	fflush(stderr);
 	switch (pid = fork()) {
 	case -1:
@@ -1630,12 +1640,36 @@ dir_finish(struct dir *d)
 		close(d->dfd);
 		g.fdopen--;
 	}
+	if (d->lprev)
+		d->lprev->lnext = d->lnext;
+	else if (g.live == d)
+		g.live = d->lnext;
+	if (d->lnext)
+		d->lnext->lprev = d->lprev;
 	free(d->rel);
 	free(d);
 	if (up)
 		dir_put(up);
 	else
 		g.topdone = 1;
+}
+
+/*
+ * --files-from: the unfinished directory `name` of up, if the list was in
+ * it before (lists need not be sorted).  Going back into it, rather than
+ * entering it anew, gives it its metadata once, after all its entries: a
+ * read-only directory is not finished while more is copied into it.
+ */
+static struct dir *
+dir_live(struct dir *up, const char *name)
+{
+	struct dir *d;
+	size_t k = strlen(up->rel);
+
+	for (d = g.live; d; d = d->lnext)
+		if (d->up == up && strcmp(d->rel + k + (k > 0), name) == 0)
+			return d;
+	return NULL;
 }
 
 /* Drop one pending reference; the last one finishes the directory. */
@@ -1647,8 +1681,24 @@ dir_put(struct dir *d)
 }
 
 /*
+ * Is the hidden name ".pcopy-tmp.<pid>.<n>" one whose maker is gone (no
+ * such process here)?  For symlinks and device nodes, which carry no lock.
+ * (A pcopy on another host writing to the same network DEST is not seen:
+ * its hidden nodes live for microseconds, and one taken fails its entry.)
+ */
+static int
+tmp_orphan(const char *name)
+{
+	char *end;
+	long pid = strtol(name + sizeof TMP_PREFIX - 1, &end, 10);
+
+	return pid > 0 && *end == '.' && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/*
  * Remove hidden temporaries left in an existing DEST directory by a pcopy
- * that was killed.  One that a live pcopy holds is locked and stays.
+ * (or worker) that was killed.  A regular one that a live pcopy holds is
+ * locked and stays; other types stay while the pid in their name lives.
  */
 static void
 tmp_sweep(int dfd)
@@ -1658,14 +1708,22 @@ tmp_sweep(int dfd)
 	DIR *ds;
 	int fd;
 
-	fd = dup(dfd);
+	/* a new open file description: a dup() would share (and leave at
+	 * the end) the offset of dfd's, and a second sweep would read nothing */
+	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || (ds = fdopendir(fd)) == NULL) {
 		close_keep(fd);
 		return;
 	}
 	while ((de = readdir(ds)) != NULL) {
-		if (strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0)
+		if (strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0 ||
+		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
+		if (!S_ISREG(st.st_mode)) {
+			if (!S_ISDIR(st.st_mode) && tmp_orphan(de->d_name))
+				unlinkat(dfd, de->d_name, 0);
+			continue;
+		}
 		fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0)
 			continue;
@@ -1751,13 +1809,24 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	d->rel = path_join(up->rel, name, NULL);
 	d->pending = 1;
 	up->pending++;
+	if (g.list) {
+		d->lnext = g.live;
+		if (g.live)
+			g.live->lprev = d;
+		g.live = d;
+	}
 	g.ndirs++;
 	if (g.dryrun && dfd < 0)
 		printf("create %s/\n", d->rel);
 	else if (g.verbose && !g.dryrun)
 		printf("%s\n", d->rel);
-	if (!made && dfd >= 0 && !g.dryrun)
+	if (!made && dfd >= 0 && !g.dryrun) {
+		/* ours but read-only (finished already, when a --files-from
+		 * list comes back to it): open it up until dir_finish */
+		if (g.euid != 0 && dst.st_uid == g.euid && (dst.st_mode & S_IRWXU) != S_IRWXU)
+			fchmod(dfd, (dst.st_mode & 07777) | S_IRWXU);
 		tmp_sweep(dfd);
+	}
 	sfd = src_openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sfd >= 0 && fstat(sfd, &now) == 0 && (now.st_dev != st->st_dev ||
 	    now.st_ino != st->st_ino)) {
@@ -1926,6 +1995,13 @@ batch_add(struct dir *d, const char *name, const char *dname,
 		return;
 	ent_fill(&e, st);
 	e.flags = flags;
+	if (strlen(name) > NAME_MAX || (dname && strlen(dname) > NAME_MAX)) {
+		/* no file system takes it, and no job could carry it */
+		warn_entry(1, dname != NULL, d, dname ? dname : name, ENAMETOOLONG);
+		g.found++;
+		g.failed++;
+		return;
+	}
 	e.namelen = strlen(name);
 	e.dnamelen = dname ? strlen(dname) : 0;
 	need = ent_size(&e);
@@ -2316,6 +2392,15 @@ list_step(void)
 	size_t k;
 
 	n = getdelim(&line, &cap, g.listsep, g.list);
+	if (n < 0 && ferror(g.list) && errno == EINTR) {
+		/* a signal that stops the run (SIGUSR1 restarts the read) */
+		clearerr(g.list);
+		return 1;
+	}
+	if (n < 0 && ferror(g.list)) {
+		warn_path(1, "--files-from", "%s; the rest of the list is not copied", strerror(errno));
+		clearerr(g.list);
+	}
 	if (n < 0) {
 		while (g.top)
 			walk_pop();
@@ -2363,7 +2448,13 @@ list_step(void)
 			die("out of memory");
 		if (strchr(comp, '/'))
 			*strchr(comp, '/') = '\0';
-		d = NULL;
+		d = dir_live(g.top, comp);
+		if (d) {
+			d->pending++;   /* the walk's reference, as dir_enter's */
+			free(comp);
+			g.top = d;
+			continue;
+		}
 		if (walk_stat(g.top, comp, &st) == 0) {
 			if (S_ISDIR(st.st_mode))
 				d = dir_enter(g.top, comp, &st, 0);
@@ -2831,6 +2922,33 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 }
 
 /*
+ * Fail every entry of job j (which no worker could take), naming each
+ * with the message why (a format with one %u: MAX_DEATHS), and free it.
+ */
+static void
+job_fail(struct job *j, const char *why)
+{
+	struct ent *e;
+	uint32_t i;
+	char *p;
+
+	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
+		if (e->flags & ENT_DROP)
+			continue;
+		p = src_path(j->dir, ent_name(e));
+		warn_path(1, p, why, MAX_DEATHS);
+		free(p);
+		g.failed++;
+		if (e->flags & ENT_HLFIRST) {
+			int isnew;
+
+			hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
+		}
+	}
+	job_free(j);
+}
+
+/*
  * Read one message from worker i.  End of file: the worker died; reap it,
  * say how, respawn it and put its jobs back at the front of the queue.
  * A job whose entry killed MAX_DEATHS workers loses that entry.
@@ -2851,6 +2969,7 @@ wk_input(unsigned i)
 	if (n > 0) {
 		if (m->type != MSG_DONE || k->nfly == 0 || k->fly[0]->id != m->id)
 			die("worker %u: unexpected message", i + 1);
+		g.barren = 0;
 		job_land(k->fly[0]);
 		job_done(k->fly[0], m, (struct rep *)(m + 1));
 		for (f = 1; f < k->nfly; f++)
@@ -2877,6 +2996,8 @@ wk_input(unsigned i)
 			struct job *j = k->fly[f];
 
 			job_land(j);
+			if (j->dir->dfd >= 0)
+				tmp_sweep(j->dir->dfd);    /* what it was writing */
 			if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS && j->big) {
 				/* a chunk: the whole file fails after its last chunk */
 				j->big->what = R_KILLED;
@@ -2896,10 +3017,22 @@ wk_input(unsigned i)
 					hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
 				}
 				j->deaths = 0;
+			} else if (f == 0 && j->id != cur && ++j->deaths >= MAX_DEATHS) {
+				/* it died before it could even start on the job */
+				job_fail(j, "a worker died %u times before it could start on it; giving up");
+				continue;
 			}
 			job_queue(j, 1);
 		}
 		k->nfly = 0;
+		if (++g.barren > MAX_DEATHS * (g.jobs + 1) && !g.stop) {
+			/* no job finished between all these deaths: a respawn
+			 * loop would never end */
+			warn_path(1, "workers", "%u died in a row without finishing a job; stopping",
+			    g.barren);
+			g.stop = 1;
+			g.walking = 0;
+		}
 		if (!got_sig && !g.stop && wk_spawn(i) < 0) {
 			warn_path(1, "fork", "cannot start a new worker: %s", strerror(errno));
 			for (f = 0; f < g.jobs && g.wk[f].fd < 0; f++)
@@ -3064,6 +3197,22 @@ summary(const char *how)
 
 /* -- main loop (parent side) -- */
 
+/*
+ * The -v and -n lists are output: if writing them failed (a full disk, a
+ * closed pipe), say so; the run fails, as cp -v's does.  Returns 0 or -1.
+ */
+static int
+stdout_check(void)
+{
+	int e = fflush(stdout) == EOF ? errno : g.outerr ? g.outerr : EIO;
+
+	if (!ferror(stdout))
+		return 0;
+	progress_clear();
+	fprintf(stderr, "pcopy: write error on standard output: %s\n", strerror(e));
+	return -1;
+}
+
 static void
 on_signal(int sig)
 {
@@ -3161,7 +3310,7 @@ in_flight(void)
 static int
 walk_may(void)
 {
-	if (!g.walking || g.stop || g.nqueued >= QMAX)
+	if (!g.walking || g.stop || got_sig || g.nqueued >= QMAX)
 		return 0;
 	return g.fdopen < g.fdlimit || (g.qhead == NULL && in_flight() == 0);
 }
@@ -3425,6 +3574,9 @@ signals_setup(void)
 	catch_signal(SIGINT, &sa);
 	catch_signal(SIGHUP, &sa);
 	sigaction(SIGTERM, &sa, NULL);
+	/* SIGUSR1 only asks for a status: blocking reads (the list on a
+	 * pipe) go on.  The others stop the run, so their EINTR is wanted. */
+	sa.sa_flags = SA_RESTART;
 	sigaction(SIGUSR1, &sa, NULL);
 }
 
@@ -3782,6 +3934,8 @@ setup_top(const struct stat *st)
 	free(split_path(g.src, &sbase));
 	dir = split_path(g.dst, &dbase);
 	free(dir);
+	if (strlen(dbase) > NAME_MAX || strlen(sbase) > NAME_MAX)
+		die("'%s': %s", strlen(dbase) > NAME_MAX ? g.dst : g.src, strerror(ENAMETOOLONG));
 	if (g.dryrun)
 		printf("%s %s\n", lstat(g.dst, &dst) == 0 ? "replace" : "create", g.dst);
 	else {
@@ -3842,5 +3996,7 @@ main(int argc, char **argv)
 	if (g.failed || g.dropped)
 		g.status = 1;
 	summary(g.dryrun ? "dry run: would copy " : "");
+	if (stdout_check() < 0)
+		g.status = 1;
 	return g.status;
 }

@@ -2068,6 +2068,177 @@ t_dest_symlink()
 	same_tree src outside
 }
 
+# Item 6 of issue 15: a DEST name too long for any job is refused before
+# anything starts (exit 2) -- it used to kill every worker, for ever.
+t_over_long_name()
+{
+	mkdir src
+	echo a >src/f
+	long=$(head -c 40000 /dev/zero | tr '\0' x)
+	PC_TIMEOUT=20 pc src/f "$long"
+	[ "$rc" -eq 2 ] || fail "exit $rc, want 2: $(head -c 300 pc.err)"
+	grep -Eq "(File name|Filename) too long$" pc.err || fail "no ENAMETOOLONG: $(head -c 300 pc.err)"
+}
+
+# Item 6: workers that die before they take any job (strace kills each at
+# its first prctl) count towards a limit: the run stops, names what it
+# could not copy and exits 1 -- never a respawn loop.
+t_respawn_limit()
+{
+	no_wrap "strace traces the binary itself"
+	have strace || skip "strace missing"
+	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
+	    skip "strace cannot trace here"
+	mkdir src
+	echo a >src/f
+	echo b >src/g
+	rc=0
+	timeout -k 5 30 strace -f -qq -o /dev/null -e trace=prctl \
+	    -e inject=prctl:signal=SIGKILL "$PCOPY" -j 2 src dst \
+	    </dev/null >pc.out 2>pc.err || rc=$?
+	[ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "a respawn loop: killed after 30 s"
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(tail -n 3 pc.err)"
+	grep -q "^pcopy: 'src/f': a worker died 3 times before it could start on it; giving up\$" \
+	    pc.err || grep -q "^pcopy: 'workers': [0-9]* died in a row without finishing a job; stopping\$" \
+	    pc.err || fail "no reason given: $(tail -n 3 pc.err)"
+}
+
+# Item 7: hidden names are locked; where locking fails for another reason
+# than contention (ENOLCK: NFS without lockd), files are still copied --
+# it used to retry for ever (a new hidden file each time, then a crash).
+t_flock_enolck()
+{
+	no_wrap "strace traces the binary itself"
+	have strace || skip "strace missing"
+	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
+	    skip "strace cannot trace here"
+	mkdir -p src/sub
+	echo a >src/f
+	echo b >src/sub/g
+	rc=0
+	PCOPY_NO_TMPFILE=1 timeout -k 5 30 strace -f -qq -o /dev/null \
+	    -e trace=flock -e inject=flock:error=ENOLCK "$PCOPY" src dst \
+	    </dev/null >pc.out 2>pc.err || rc=$?
+	[ "$rc" -eq 0 ] || fail "exit $rc, want 0: $(tail -n 3 pc.err)"
+	same_tree src dst
+}
+
+# Item 8: SIGUSR1 while the parent waits for --files-from lines on a pipe
+# only asks for a status: the list goes on (it used to end there, exit 0).
+t_list_sigusr1()
+{
+	have perl || skip "perl missing"
+	nr_read=$(perl -e 'require "syscall.ph"; print &SYS_read' 2>/dev/null) ||
+	    skip "perl's syscall.ph missing"
+	mkdir src
+	for n in 1 2 3 4 5 6 7 8 9 10; do
+		echo "$n" >"src/f$n"
+	done
+	mkfifo list
+	timeout -k 5 $((60 * tmul)) "$PCOPY" -j 1 --files-from list src dst \
+	    </dev/null >pc.out 2>pc.err &
+	bg=$!
+	exec 3>list
+	pid=$(pgrep -P "$bg") || fail "pcopy did not start"
+	echo f1 >&3
+	# wait until the parent is blocked in read(2), twice 0.1 s apart: the
+	# pipe is empty, f1 taken (it waits in a batch until the list ends)
+	perl -e 'my ($p, $nr) = @ARGV;
+	    my $n = 0;
+	    for (1 .. 3000) {
+		open my $f, "<", "/proc/$p/syscall" or exit 1;
+		my @a = split " ", (<$f> // "");
+		$n = @a && $a[0] eq $nr ? $n + 1 : 0;
+		exit 0 if $n == 2;
+		select undef, undef, undef, 0.1;
+	    }
+	    exit 1' "$pid" "$nr_read" || fail "pcopy never waited for the list"
+	kill -USR1 "$pid"
+	for n in 2 3 4 5 6 7 8 9 10; do
+		echo "f$n" >&3
+	done
+	exec 3>&-
+	rc=0
+	wait "$bg" || rc=$?
+	[ "$rc" -eq 0 ] || fail "exit $rc, want 0: $(head -n 5 pc.err)"
+	grep -q "^pcopy: worker 1 pid [0-9]*: " pc.err || fail "no status: $(cat pc.err)"
+	touch -r src dst
+	same_tree src dst
+}
+
+# Item 12: the -n and -v lists are output; failing to write them fails
+# the run, as it does for cp -v.
+t_stdout_full()
+{
+	[ -w /dev/full ] || skip "no /dev/full"
+	mkdir src
+	echo a >src/f
+	for opt in -n -v; do
+		rc=0
+		# shellcheck disable=SC2086 # PCOPY_WRAP is a command and its arguments
+		timeout -k 5 $((20 * tmul)) $PCOPY_WRAP "$PCOPY" "$opt" src "dst$opt" \
+		    </dev/null >/dev/full 2>pc.err || rc=$?
+		wrap_check pc.err
+		[ "$rc" -eq 1 ] || fail "pcopy $opt >/dev/full: exit $rc, want 1"
+		grep -q "^pcopy: write error on standard output: " pc.err ||
+		    fail "pcopy $opt >/dev/full: no message: $(cat pc.err)"
+	done
+}
+
+# Item 9: a worker killed while it writes a hidden file (fallback mode)
+# leaves nothing behind in a run that exits 0; hidden symlinks and FIFOs
+# of a pcopy that is gone are removed too.
+t_killed_worker_hidden()
+{
+	PCOPY_NO_TMPFILE=1
+	export PCOPY_NO_TMPFILE
+	mkdir -p src dst
+	head -c 134217728 /dev/zero >src/big
+	echo a >src/small
+	ln -s nowhere dst/.pcopy-tmp.99999999.0
+	mkfifo dst/.pcopy-tmp.99999999.1
+	pc_bg -j 1 src dst
+	w=$(stop_worker_on "$(pwd -P)/src/big")
+	if [ -z "$w" ]; then
+		pc_wait
+		skip "never saw the worker copying src/big"
+	fi
+	ls -A dst | grep -q "^\\.pcopy-tmp\\.$w\\." ||
+	    fail "worker $w has no hidden file: $(ls -A dst)"
+	kill -KILL "$w"
+	pc_wait
+	[ "$rc" -eq 0 ] || fail "exit $rc, want 0: $(head -n 5 pc.err)"
+	left=$(ls -A dst | grep '^\.pcopy-tmp\.' || :)
+	[ -z "$left" ] || fail "left behind: $left (worker $w); $(cat pc.err)"
+	same_tree src dst
+}
+
+# Item 11: a --files-from list that comes back to a read-only directory
+# after it was finished still copies into it as non-root (root runs it as
+# nobody).
+t_files_from_reenter()
+{
+	as_nobody
+	mkdir -p src/a src/b
+	echo x >src/a/x
+	echo z >src/a/z
+	echo y >src/b/y
+	chmod 0555 src/a
+	printf 'a/x\nb/y\na/z\n' >list
+	$runas test -x "$PCOPY" || skip "uid 65534 cannot run $PCOPY"
+	rc=0
+	# shellcheck disable=SC2086 # commands and their arguments
+	timeout -k 5 $((60 * tmul)) $runas $PCOPY_WRAP "$PCOPY" --files-from list \
+	    src dst </dev/null >pc.out 2>pc.err || rc=$?
+	wrap_check pc.err
+	[ "$rc" -eq 0 ] || fail "exit $rc, want 0: $(head -n 5 pc.err)"
+	touch -r src dst
+	is_root && chown -R 0:0 dst
+	chmod u+w dst/a
+	chmod u-w dst/a
+	same_tree src dst
+}
+
 # Hidden names of a killed run are removed by the next run into the same
 # directory, unless a live process holds their lock.
 t_stale_temp()
@@ -2801,7 +2972,9 @@ t_help_version t_quiet t_summary t_progress_tty t_prompt t_progress_flag t_verbo
 t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
 t_sigint t_sigint_group t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
 t_symlink_dest_dir t_symlink_swap t_race_node_chmod t_race_swap_source
-t_race_hidden_mode t_race_stress t_setgid_dest t_dest_symlink t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
+t_race_hidden_mode t_race_stress t_setgid_dest t_dest_symlink
+t_over_long_name t_respawn_limit t_flock_enolck t_list_sigusr1 t_stdout_full
+t_killed_worker_hidden t_files_from_reenter t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
 t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
 t_sigusr1 t_progress_plain t_large_chunks t_large_chunks_user
 t_worker_killed_large t_killer_entry"
