@@ -27,10 +27,7 @@
  *             what the walk's fstatat saw (size, mode, owner, times), so
  *             the worker never stats the source again.  Small files are
  *             batched (BATCH_FILES, BATCH_BYTES) so that round-trips do not
- *             dominate on trees of many small files.  Two kinds of entry
- *             carry a third fd, the unnamed copy of a large file:
- *             ENT_CHUNK (copy bytes [off, off+len) into it) and ENT_FINISH
- *             (give it its metadata; the parent then links it).
+ *             dominate on trees of many small files.
  *   MSG_DONE  worker -> parent: the job is finished; `count` reports
  *             (struct rep) name the entries that failed, were skipped or
  *             deserve a warning; every other entry was copied.
@@ -79,12 +76,10 @@
  * renamed into place.  Hidden names of regular files are flock()ed before
  * they appear; a later run into the same directory removes those no lock
  * holds (left by a killed run).  So a name in DEST is always a complete
- * file.  On a network file
- * system, a file of CHUNK_MIN bytes or more is split: the parent creates
- * its unnamed copy, sized up front, queues one ENT_CHUNK job per CHUNK_SIZE
- * bytes -- idle workers take them in parallel -- and after the last one an
- * ENT_FINISH job; the worker sets the metadata and the parent, which
- * opened the file, links it under its name.
+ * file.  A large file is copied by one worker: writes to one inode
+ * serialize on its lock, and splitting files across workers measured no
+ * faster on every local file system here (version 0.1 did it on network
+ * file systems only, where it could not be measured; it was removed).
  *
  * Failures.  A worker that dies (end of file on its channel) is reaped and
  * named on stderr; the jobs it held go back to the front of the queue and a
@@ -157,10 +152,9 @@
 #define BATCH_FILES 32          /* entries per job: amortises a round-trip over ~1 ms of work */
 #define BATCH_BYTES (1 << 20)   /* bytes per job: a big file travels alone */
 #define MSG_MAX (32 << 10)      /* largest message: far below the socket buffer (~200 KiB) */
+#define MSG_FDS 2               /* descriptors a job carries: source and DEST directory */
 #define COPY_CHUNK (8 << 20)    /* bytes per copy call: bounds how long ^C waits */
 #define BUF_SIZE (128 << 10)    /* read/write fallback buffer */
-#define CHUNK_MIN (128 << 20)  /* on network file systems, files this big ... */
-#define CHUNK_SIZE (64 << 20)  /* ... are split in chunks of this many bytes */
 #define AFFINITY_SCAN 64        /* queued jobs dispatch looks through for a good one */
 #define MAX_DEATHS 3            /* a job that kills this many workers fails its entry */
 #define FD_RESERVE 64           /* descriptors kept free for workers and files */
@@ -192,7 +186,6 @@ struct ent {                    /* one entry of a job; name follows, NUL-ended *
 	int64_t atime, mtime;   /* seconds */
 	uint32_t atime_ns, mtime_ns;
 	uint32_t mode, uid, gid;
-	uint64_t off, len;      /* ENT_CHUNK: the byte range to copy */
 	uint16_t flags;         /* ENT_* */
 	uint16_t namelen;       /* source name length, without NUL */
 	uint16_t dnamelen;      /* destination name length, 0: same name */
@@ -202,8 +195,6 @@ struct ent {                    /* one entry of a job; name follows, NUL-ended *
 enum {
 	ENT_HLFIRST = 1,        /* first name of a hard link group: report to the table */
 	ENT_DROP = 2,           /* parent gave up on this entry: worker skips it */
-	ENT_CHUNK = 4,          /* copy [off, off+len) into the job's third fd */
-	ENT_FINISH = 8,         /* give the job's third fd its metadata (parent names it) */
 };
 
 struct rep {                    /* one report in a result */
@@ -222,9 +213,6 @@ enum {
 	R_SKIP,                 /* -u: destination already up to date */
 	R_NOXATTR,              /* copied, but DEST refused xattrs */
 	R_BADCOPY,              /* --verify: the copy differs from the source */
-	R_SHRUNK,               /* a chunked file ended early: not copied */
-	R_DROPPED,              /* (parent only) a chunk was never copied */
-	R_KILLED,               /* (parent only) a chunk killed MAX_DEATHS workers */
 	R_RACED,                /* another file took the name (val 1: in DEST): not copied */
 };
 
@@ -243,20 +231,9 @@ struct dir {                    /* a directory being copied (parent only) */
 	struct dir *lnext, *lprev;      /* --files-from: list of unfinished dirs */
 };
 
-struct big {                    /* a large file copied in chunks (parent only) */
-	int fd;                 /* its unnamed destination, sent with every job */
-	unsigned left;          /* chunk jobs not yet done */
-	uint32_t what;          /* first failure (R_*), 0 if none */
-	int32_t err;
-	uint64_t bytes;         /* written by the chunks so far */
-	struct job *finish;     /* the ENT_FINISH job, queued after the last chunk */
-};
-
 struct job {                    /* a message waiting for, or at, a worker (parent only) */
 	struct job *next;       /* queue link */
 	struct dir *dir;        /* holds one reference on it */
-	struct big *big;        /* chunk jobs: the file they belong to */
-	int xfd;                /* third descriptor to send, -1 if none */
 	char *buf;              /* struct msg + entries: sent as is, resent on retry */
 	size_t len, cap;
 	uint32_t id;
@@ -322,7 +299,6 @@ static struct {
 	/* set up by main, read by all */
 	const char *src, *dst;  /* as given (for messages) */
 	int tmpmode;            /* TMP_*: how workers name new files */
-	int chunky;             /* split large files: DEST is a network file system */
 	uid_t euid;
 	gid_t egid;
 	uid_t newuid;           /* owner that new files get in DEST (tmp_probe) */
@@ -526,13 +502,13 @@ src_openat(int dirfd, const char *name, int flags)
 /* -- messages -- */
 
 /*
- * Send one message with up to three descriptors attached.  Both sides use
- * it.  Returns 0, or -1 with errno (EPIPE: the peer is gone).
+ * Send one message with up to MSG_FDS descriptors attached.  Both sides
+ * use it.  Returns 0, or -1 with errno (EPIPE: the peer is gone).
  */
 static int
 msg_send(int sock, const void *buf, size_t len, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(3 * sizeof(int))];
+	char cbuf[CMSG_SPACE(MSG_FDS * sizeof(int))];
 	struct iovec iov = { (void *)buf, len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	struct cmsghdr *c;
@@ -555,29 +531,34 @@ msg_send(int sock, const void *buf, size_t len, const int *fds, int nfds)
 }
 
 /*
- * Receive one message into buf (cap bytes) and up to three descriptors
- * into fds (set to -1 when absent).  Returns its length, 0 at end of file, -1
- * on error (EINTR is returned to the caller, which checks its flags).
+ * Receive one message into buf (cap bytes) and up to MSG_FDS descriptors
+ * into fds (set to -1 when absent).  Returns its length, 0 at end of file,
+ * -1 on error (EINTR is returned to the caller, which checks its flags;
+ * EPROTO for a message or descriptor list that did not fit: running a job
+ * against the wrong directories is worse than losing the worker).
  */
 static ssize_t
 msg_recv(int sock, void *buf, size_t cap, int *fds)
 {
-	char cbuf[CMSG_SPACE(3 * sizeof(int))];
+	char cbuf[CMSG_SPACE(MSG_FDS * sizeof(int))];
 	struct iovec iov = { buf, cap };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 	    .msg_control = cbuf, .msg_controllen = sizeof cbuf };
 	struct cmsghdr *c;
 	ssize_t n;
 
-	fds[0] = fds[1] = fds[2] = -1;
+	fds[0] = fds[1] = -1;
 	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	if (n <= 0)
 		return n;
 	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-		    c->cmsg_len - CMSG_LEN(0) <= 3 * sizeof(int))
+		    c->cmsg_len - CMSG_LEN(0) <= MSG_FDS * sizeof(int))
 			memcpy(fds, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0));
-	if (n < (ssize_t)sizeof(struct msg) || (mh.msg_flags & MSG_TRUNC)) {
+	if (n < (ssize_t)sizeof(struct msg) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+		close_keep(fds[0]);
+		close_keep(fds[1]);
+		fds[0] = fds[1] = -1;
 		errno = EPROTO;
 		return -1;
 	}
@@ -1218,68 +1199,6 @@ fail:
 }
 
 /*
- * One chunk of a large file: copy [off, off+len) of the source into the
- * shared destination `out` at the same offset.  A source that ends early
- * fails the whole file (R_SHRUNK): its tail would be zeros.
- */
-static int
-copy_chunk(int sfd, int out, const struct ent *e, struct rep *r)
-{
-	int in, werr = 0;
-	off_t pos = e->off;
-	int64_t n;
-
-	if ((in = src_open(sfd, ent_name(e), r)) < 0)
-		return -1;
-	n = copy_range(in, out, &pos, e->len, 0, &werr);
-	r->err = errno;
-	close(in);
-	if (n < 0) {
-		r->what = werr ? R_FAIL_DST : R_FAIL_SRC;
-		return -1;
-	}
-	if ((uint64_t)n != e->len) {
-		r->what = R_SHRUNK;
-		r->val = e->off + n;
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * The last step of a large file whose chunks are all copied: owner, mode,
- * xattrs, times -- the same order as copy_reg.  The parent, which opened
- * the file, then links it under its name: since Linux 6.10 an unprivileged
- * linkat(AT_EMPTY_PATH) works only for the opener's own descriptor.
- */
-static int
-finish_big(int sfd, int out, const struct ent *e, int always_chown, struct rep *r)
-{
-	int in;
-
-	if ((in = src_open(sfd, ent_name(e), r)) < 0)
-		return -1;
-	r->what = R_FAIL_DST;
-	if (meta_owner_mode(out, -1, NULL, e, always_chown, e->mode & 0777) < 0)
-		goto fail;
-	if (!w.noxattr_dst && xattr_copy(in, out) < 0) {
-		w.noxattr_dst = 1;
-		r->what = R_NOXATTR;
-	}
-	if (meta_times(out, -1, NULL, e) < 0 || (g.fsync && fsync(out) < 0))
-		goto fail;
-	close(in);
-	if (r->what == R_NOXATTR)
-		return 1;
-	r->what = 0;
-	return 0;
-fail:
-	r->err = errno;
-	close(in);
-	return -1;
-}
-
-/*
  * Create a symlink, FIFO, socket or device for e in dfd: at `name`, or,
  * when that exists, at a hidden name left in hide (else hide is "") for
  * the caller to rename into place once the node has its metadata.  mknod
@@ -1410,7 +1329,7 @@ on_term(int sig)
  * one MSG_DONE with a report for every entry that was not simply copied.
  */
 static void
-wk_job(struct msg *m, int sfd, int dfd, int xfd)
+wk_job(struct msg *m, int sfd, int dfd)
 {
 	struct {
 		struct msg h;
@@ -1433,11 +1352,7 @@ wk_job(struct msg *m, int sfd, int dfd, int xfd)
 		if (e->flags & ENT_DROP)
 			continue;
 		memset(r, 0, sizeof *r);
-		if (e->flags & ENT_CHUNK)
-			rc = copy_chunk(sfd, xfd, e, r);
-		else if (e->flags & ENT_FINISH)
-			rc = finish_big(sfd, xfd, e, always_chown, r);
-		else if (S_ISREG(e->mode))
+		if (S_ISREG(e->mode))
 			rc = copy_reg(sfd, dfd, e, always_chown, r);
 		else
 			rc = copy_node(sfd, dfd, e, always_chown, r);
@@ -1470,7 +1385,7 @@ wk_main(int sock, struct wstat *ws)
 {
 	static uint64_t msgbuf[MSG_MAX / 8];
 	struct sigaction sa = { .sa_handler = on_term };
-	int fds[3];
+	int fds[MSG_FDS];
 	ssize_t n;
 
 	w.sock = sock;
@@ -1493,11 +1408,11 @@ wk_main(int sock, struct wstat *ws)
 			continue;
 		if (n <= 0)
 			_exit(n == 0 ? 0 : 1);
-		wk_job((struct msg *)msgbuf, fds[0], fds[1], fds[2]);
+		if (fds[0] < 0 || fds[1] < 0)
+			_exit(1);       /* a job always carries its two directories */
+		wk_job((struct msg *)msgbuf, fds[0], fds[1]);
 		close(fds[0]);
 		close(fds[1]);
-		if (fds[2] >= 0)
-			close(fds[2]);
 	}
 }
 
@@ -1869,7 +1784,6 @@ job_new(struct dir *d)
 	j->buf = xmalloc(j->cap);
 	j->len = sizeof *m;
 	j->dir = d;
-	j->xfd = -1;
 	d->pending++;
 	m = (struct msg *)j->buf;
 	memset(m, 0, sizeof *m);
@@ -1883,10 +1797,6 @@ job_free(struct job *j)
 {
 	struct dir *d = j->dir;
 
-	if (j->xfd >= 0 && j->big == NULL) {
-		close(j->xfd);          /* the finish job owns a big file's fd */
-		g.fdopen--;
-	}
 	free(j->buf);
 	free(j);
 	dir_put(d);
@@ -1924,61 +1834,12 @@ job_append(struct job *j, struct ent *e, const char *name, const char *dname)
 		memcpy(j->buf + j->len + sizeof *e + e->namelen + 1, dname, e->dnamelen);
 	j->len += need;
 	j->nent++;
-	j->bytes += S_ISREG(e->mode) && !(e->flags & ENT_FINISH) ? (e->flags & ENT_CHUNK ? e->len : e->size) : 0;
-}
-
-/*
- * A large file: create its unnamed destination here, sized up front, and
- * queue one job per CHUNK_SIZE bytes, which idle workers take in
- * parallel.  The ENT_FINISH job waits in b->finish for the last chunk.
- * Returns 0, or -1 to copy it the ordinary way.
- */
-static int
-big_add(struct dir *d, const char *name, const struct stat *st, int flags)
-{
-	struct big *b;
-	struct ent e;
-	struct job *j;
-	uint64_t off;
-	int fd;
-
-	fd = openat(d->dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, st->st_mode & 0777);
-	if (fd < 0)
-		return -1;
-	if (ftruncate(fd, st->st_size) < 0) {
-		close(fd);
-		return -1;
-	}
-	g.fdopen++;
-	b = xmalloc(sizeof *b);
-	memset(b, 0, sizeof *b);
-	b->fd = fd;
-	ent_fill(&e, st);
-	e.flags = flags | ENT_FINISH;
-	b->finish = job_new(d);
-	b->finish->xfd = fd;
-	job_append(b->finish, &e, name, NULL);
-	for (off = 0; off < (uint64_t)st->st_size; off += CHUNK_SIZE) {
-		ent_fill(&e, st);
-		e.flags = ENT_CHUNK;
-		e.off = off;
-		e.len = st->st_size - off < CHUNK_SIZE ? st->st_size - off : CHUNK_SIZE;
-		j = job_new(d);
-		j->big = b;
-		j->xfd = fd;
-		job_append(j, &e, name, NULL);
-		job_queue(j, 0);
-		b->left++;
-	}
-	g.found++;
-	g.bytes_found += st->st_size;
-	return 0;
+	j->bytes += S_ISREG(e->mode) ? e->size : 0;
 }
 
 /*
  * Add an entry to d's batch, flushing first when it would overflow.
- * dname, if not NULL, is a different destination name.  Large files go
- * to big_add instead.
+ * dname, if not NULL, is a different destination name.
  */
 static void
 batch_add(struct dir *d, const char *name, const char *dname,
@@ -1988,11 +1849,6 @@ batch_add(struct dir *d, const char *name, const char *dname,
 	struct job *j;
 	size_t need;
 
-	if (g.chunky && S_ISREG(st->st_mode) && st->st_size >= CHUNK_MIN && g.jobs > 1 &&
-	    dname == NULL && g.tmpmode != TMP_NAMED && !g.verify && !g.update &&
-	    (uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size &&
-	    big_add(d, name, st, flags) == 0)
-		return;
 	ent_fill(&e, st);
 	e.flags = flags;
 	if (strlen(name) > NAME_MAX || (dname && strlen(dname) > NAME_MAX)) {
@@ -2698,8 +2554,6 @@ job_ent(struct job *j, uint32_t i)
 	return (struct ent *)p;
 }
 
-static void big_done(struct job *j, const struct msg *m, const struct rep *r);
-
 /* Count a job's entries as dropped (destination full or interrupted). */
 static void
 job_drop(struct job *j)
@@ -2707,14 +2561,6 @@ job_drop(struct job *j)
 	struct ent *e;
 	uint32_t i;
 
-	if (j->big) {           /* a chunk: the file is dropped after the last */
-		struct msg m;
-
-		memset(&m, 0, sizeof m);
-		j->big->what = R_DROPPED;
-		big_done(j, &m, NULL);
-		return;
-	}
 	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
 		if (e->flags & ENT_DROP)
 			continue;
@@ -2748,9 +2594,9 @@ dispatch(void)
 			return;
 		j = job_pick(best);
 		{
-			int fds[3] = { j->dir->sfd, j->dir->dfd, j->xfd };
+			int fds[2] = { j->dir->sfd, j->dir->dfd };
 
-			if (msg_send(g.wk[best].fd, j->buf, j->len, fds, j->xfd >= 0 ? 3 : 2) < 0) {
+			if (msg_send(g.wk[best].fd, j->buf, j->len, fds, 2) < 0) {
 				job_queue(j, 1);        /* the worker is gone: EOF comes */
 				g.wk[best].broken = 1;
 				continue;
@@ -2787,13 +2633,7 @@ rep_print(struct dir *d, const struct ent *e, const struct rep *rp)
 
 	switch (rp->what) {
 	case R_VANISHED: why = "vanished before it could be copied"; break;
-	case R_SHRUNK: why = "shrank while being copied; not copied"; break;
 	case R_BADCOPY: why = "verification failed: the copy differs from the source; not copied"; break;
-	case R_KILLED:
-		p = src_path(d, ent_name(e));
-		warn_path(1, p, "a worker was killed %u times while copying it; giving up", MAX_DEATHS);
-		free(p);
-		return;
 	case R_RACED:
 		p = rp->val ? dst_path(d, ent_dname(e)) : src_path(d, ent_name(e));
 		warn_path(1, p, "changed during copy (another file took its name); not copied");
@@ -2829,43 +2669,6 @@ rep_print(struct dir *d, const struct ent *e, const struct rep *rp)
 }
 
 /*
- * A chunk of a large file is done.  After the last one, queue the finish
- * job -- or, if a chunk failed, account for the file as failed (through
- * job_done, with the chunk's report) and let its unnamed copy vanish.
- */
-static void
-big_done(struct job *j, const struct msg *m, const struct rep *r)
-{
-	struct big *b = j->big;
-	struct msg fm;
-	struct rep fr;
-
-	if (m->count > 0 && b->what == 0) {
-		b->what = r[0].what;
-		b->err = r[0].err;
-	}
-	b->bytes += m->bytes;
-	job_free(j);
-	if (--b->left > 0)
-		return;
-	if (b->what)
-		g.bytes_done -= b->bytes;       /* not copied after all */
-	if (b->what == 0) {
-		job_queue(b->finish, 0);
-	} else if (b->what == R_DROPPED) {
-		job_drop(b->finish);
-	} else {
-		memset(&fm, 0, sizeof fm);
-		memset(&fr, 0, sizeof fr);
-		fm.count = 1;
-		fr.what = b->what;
-		fr.err = b->err;
-		job_done(b->finish, &fm, &fr);
-	}
-	free(b);
-}
-
-/*
  * A worker finished job j: account for every entry, print what failed,
  * settle hard links, and free the job.
  */
@@ -2879,10 +2682,6 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 	struct ent *e;
 
 	g.bytes_done += m->bytes;
-	if (j->big) {
-		big_done(j, m, r);
-		return;
-	}
 	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
 		const struct rep *rp = k < m->count && r[k].idx == i ? &r[k++] : NULL;
 		int ok = rp == NULL || rp->what == R_CHANGED || rp->what == R_NOXATTR ||
@@ -2890,13 +2689,6 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 
 		if (e->flags & ENT_DROP)
 			continue;
-		if (ok && (e->flags & ENT_FINISH) && tmp_commit(j->xfd, d->dfd, ent_dname(e)) < 0) {
-			if (errno == ENOSPC || errno == EDQUOT)
-				dest_full(errno);
-			else
-				warn_entry(1, 1, d, ent_dname(e), errno);
-			ok = 0;
-		}
 		if (rp && rp->what == R_SKIP) {
 			g.skipped++;
 			g.bytes_skipped += S_ISREG(e->mode) ? e->size : 0;
@@ -2959,7 +2751,7 @@ wk_input(unsigned i)
 	static uint64_t buf[(sizeof(struct msg) + (BATCH_FILES + 1) * sizeof(struct rep)) / 8 + 1];
 	struct worker *k = &g.wk[i];
 	struct msg *m = (struct msg *)buf;
-	int fds[3], st;
+	int fds[MSG_FDS], st;
 	ssize_t n;
 	unsigned f;
 
@@ -2998,12 +2790,7 @@ wk_input(unsigned i)
 			job_land(j);
 			if (j->dir->dfd >= 0)
 				tmp_sweep(j->dir->dfd);    /* what it was writing */
-			if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS && j->big) {
-				/* a chunk: the whole file fails after its last chunk */
-				j->big->what = R_KILLED;
-				job_ent(j, idx)->flags |= ENT_DROP;
-				j->deaths = 0;
-			} else if (j->id == cur && idx < j->nent && j->deaths >= MAX_DEATHS) {
+			if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS) {
 				struct ent *e = job_ent(j, idx);
 				char *p = src_path(j->dir, ent_name(e));
 
@@ -3395,7 +3182,7 @@ shutdown_workers(void)
 		for (;;) {
 			struct pollfd pf = { g.wk[i].fd, POLLIN, 0 };
 			uint64_t buf[512];
-			int fds[3];
+			int fds[MSG_FDS];
 			ssize_t n;
 
 			if (got_sig < 0 && sig >= 0) {  /* a second signal: now */
@@ -3504,37 +3291,6 @@ tmp_probe(int dfd)
 		unlinkat(dfd, name, 0);
 	close(fd);
 	return mode;
-}
-
-/*
- * Split large files across workers?  Only where DEST is a network or
- * cluster file system: on local ones (tmpfs, ext4) writes to one inode
- * serialize on its lock, and splitting measured no faster and up to 75%
- * more CPU.  PCOPY_CHUNK=1 forces it (the tests use it).
- */
-static int
-chunk_wanted(int dfd)
-{
-	static const unsigned long net[] = {
-		0x6969,                 /* NFS */
-		0xff534d42, 0xfe534d42, /* CIFS, SMB2 */
-		0x0bd00bd0,             /* Lustre */
-		0x00c36400,             /* CephFS */
-		0x47504653,             /* GPFS */
-		0x19830326,             /* BeeGFS */
-		0x65735546,             /* FUSE */
-	};
-	struct statfs sf;
-	size_t i;
-
-	if (getenv("PCOPY_CHUNK"))
-		return 1;
-	if (dfd < 0 || fstatfs(dfd, &sf) < 0)
-		return 0;
-	for (i = 0; i < sizeof net / sizeof net[0]; i++)
-		if ((unsigned long)sf.f_type == net[i])
-			return 1;
-	return 0;
 }
 
 /* Raise the descriptor limit to the hard one and budget the walk's share. */
@@ -3921,7 +3677,6 @@ setup_top(const struct stat *st)
 	char *dir;
 
 	g.dstfd = d->dfd;
-	g.chunky = chunk_wanted(g.dstfd);
 	if (g.dryrun)
 		;
 	else if (getenv("PCOPY_NO_TMPFILE"))

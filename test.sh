@@ -2850,57 +2850,25 @@ $(cat pc.err)"
 	    fail "last line is no summary: $(tail -n 1 pc.err)"
 }
 
-# mk_chunky FILE: 300 MiB of random data: copied as five 64 MiB chunks.
-mk_chunky()
+# mk_large FILE: 300 MiB of random data, with a mode and an mtime.
+mk_large()
 {
 	head -c 314572800 /dev/urandom >"$1"
 	chmod 0640 "$1"
 	touch -d '2003-03-03 03:03:03.333333333' "$1"
 }
 
-# Large files: copied whole on a local file system, and split into chunks
-# copied by several workers where pcopy splits them (network file systems;
-# PCOPY_CHUNK=1 forces it here).
-t_large_chunks()
+# Large files, with one worker and with several (each file goes to one
+# worker, whole).
+t_large_files()
 {
 	mkdir src
-	mk_chunky src/big
+	mk_large src/big
 	echo small >src/small
 	pc_ok -j 4 src dst4
 	same_tree src dst4
 	pc_ok -j 1 src dst1
 	same_tree src dst1
-	PCOPY_CHUNK=1
-	export PCOPY_CHUNK
-	pc_ok -j 4 src dstc
-	same_tree src dstc
-}
-
-# Large files split in chunks, as a user (root runs pcopy as nobody): the
-# parent creates the unnamed copy, workers fill it, and naming it must work
-# for an unprivileged user on any kernel (since Linux 6.10 only the opener
-# may linkat(AT_EMPTY_PATH) it).
-t_large_chunks_user()
-{
-	as_nobody
-	$runas test -x "$PCOPY" || skip "uid 65534 cannot run $PCOPY"
-	PCOPY_CHUNK=1
-	export PCOPY_CHUNK
-	mkdir src
-	head -c 146800640 /dev/urandom >src/big        # 140 MiB: 3 chunks
-	touch -d '2004-04-04 04:04:04.4' src/big
-	echo small >src/small
-	if is_root; then
-		chown -R 65534:65534 src
-	fi
-	rc=0
-	# shellcheck disable=SC2086 # commands and their arguments
-	timeout -k 5 $((60 * tmul)) $runas $PCOPY_WRAP "$PCOPY" -j 4 src dst \
-	    </dev/null >pc.out 2>pc.err || rc=$?
-	wrap_check pc.err
-	[ "$rc" -eq 0 ] || fail "pcopy -j 4 src dst${runas:+ as uid 65534}: exit $rc:
-$(head -n 5 pc.err)"
-	same_tree src dst
 }
 
 # An entry that kills every worker that copies it: after three deaths it
@@ -2936,13 +2904,11 @@ t_killer_entry()
 	no_procs_left 2
 }
 
-# A worker killed while it copies a chunk: the chunk is copied again.
+# A worker killed while it copies a large file: the file is copied again.
 t_worker_killed_large()
 {
-	PCOPY_CHUNK=1
-	export PCOPY_CHUNK
 	mkdir src
-	mk_chunky src/big
+	mk_large src/big
 	echo small >src/small
 	pc_bg -j 4 src dst
 	w=$(stop_worker_on "$(pwd -P)/src/big")
@@ -2976,7 +2942,7 @@ t_race_hidden_mode t_race_stress t_setgid_dest t_dest_symlink
 t_over_long_name t_respawn_limit t_flock_enolck t_list_sigusr1 t_stdout_full
 t_killed_worker_hidden t_files_from_reenter t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
 t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
-t_sigusr1 t_progress_plain t_large_chunks t_large_chunks_user
+t_sigusr1 t_progress_plain t_large_files
 t_worker_killed_large t_killer_entry"
 
 passed=0 failed=0 skipped=0
