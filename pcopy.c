@@ -24,8 +24,10 @@
  *   MSG_JOB   parent -> worker, with fds {source dir, dest dir}:
  *             `count` entries (struct ent + name), all in that directory:
  *             regular files, symlinks, FIFOs, sockets and devices, with
- *             what the walk's fstatat saw (size, mode, owner, times), so
- *             the worker never stats the source again.  Small files are
+ *             what the walk's fstatat saw (type, dev, ino, size, mode,
+ *             owner, times): the worker checks what it opens against it
+ *             (see Safety) and takes the metadata from fstat of what it
+ *             opened, as cp -a does.  Small files are
  *             batched (BATCH_FILES, BATCH_BYTES) so that round-trips do not
  *             dominate on trees of many small files.
  *   MSG_DONE  worker -> parent: the job is finished; `count` reports
@@ -47,7 +49,11 @@
  * links waiting).  When that count drops to zero the directory is complete
  * and the parent gives it its owner, mode, xattrs and times: directory
  * metadata is applied after the contents, so read-only directories can be
- * filled and their mtimes stay.  The queue of jobs is bounded (QMAX); the
+ * filled and their mtimes stay.  Descriptors are budgeted (fd_budget:
+ * the limit less what is open, one channel per worker, FD_SPARE); a tree
+ * deeper than the budget allows parks ancestors (dir_park: what is left
+ * of the listing is kept in memory, descriptors closed) and reopens them
+ * by path from the top, checked, when it needs them again.  The queue of jobs is bounded (QMAX); the
  * walk pauses while it is full, so memory does not grow with the tree.
  * While the queue is full the parent spends its idle time in a census, a
  * second read-only walk that counts files and bytes so the progress line
@@ -81,11 +87,52 @@
  * faster on every local file system here (version 0.1 did it on network
  * file systems only, where it could not be measured; it was removed).
  *
+ * Safety.  pcopy is often run as root on trees that other users can
+ * write (home directories, containers' volumes).  The rule: every system
+ * call that changes DEST or reads SOURCE acts on a descriptor pcopy holds,
+ * or on a name inside a directory descriptor with O_NOFOLLOW or
+ * AT_SYMLINK_NOFOLLOW; every descriptor opened for an entry the walk saw
+ * is checked with fstat (type, dev, ino) against what the walk saw before
+ * anything of it is trusted, and its metadata is taken from that fstat;
+ * a mismatch is named "changed during copy" and the entry is not copied
+ * (exit 1), never copied with another file's metadata.  Directories the
+ * parent makes, and nodes a worker makes (mknodat and symlinkat give no
+ * descriptor), are opened right after, O_PATH | O_NOFOLLOW for nodes, and
+ * checked to be new (owner: new files' owner in DEST, g.newuid; nodes: one
+ * link, the type and device numbers made); their owner, mode and times
+ * are then set through that descriptor (fchownat/fchmodat2/utimensat with
+ * AT_EMPTY_PATH; /proc/self/fd on kernels before 6.6).  DEST itself is
+ * never followed if it is a symlink.  Hidden files are created 0600; a
+ * directory or file in DEST whose group is not ours (set-gid, grpid) is
+ * always chowned.  The by-name calls that remain, and why each is safe:
+ *   mkdirat, mknodat, symlinkat, O_CREAT|O_EXCL openat: create, never
+ *       follow; what they made is opened and checked, as above.
+ *   openat(O_NOFOLLOW [|O_DIRECTORY|O_PATH]): opens the entry itself;
+ *       checked with fstat before use.
+ *   fstatat(AT_SYMLINK_NOFOLLOW): the walk and -u read, change nothing.
+ *   renameat, linkat (no AT_SYMLINK_FOLLOW), unlinkat: act on names in a
+ *       held directory; never follow.  A user who can write that DEST
+ *       directory can replace what they put there, and gains nothing that
+ *       writing the directory did not give.  (The parent's hard links
+ *       link the inode at the first name: such a user could substitute a
+ *       file of their own there, which keeps their owner.)
+ *   linkat(AT_FDCWD, "/proc/self/fd/N", AT_SYMLINK_FOLLOW): follows the
+ *       magic link of pcopy's own descriptor, i.e. that very inode.
+ *   open_beneath (hard links, parked directories): one component at a
+ *       time with O_NOFOLLOW from a held descriptor; parked directories
+ *       are checked by (dev, ino) when reopened.
+ *   open, mkdir, lstat on SOURCE and DEST as given, and on their parents
+ *       in single-file mode: the user's own paths, resolved once at the
+ *       start (SOURCE's top is checked against its lstat).
+ *
  * Failures.  A worker that dies (end of file on its channel) is reaped and
  * named on stderr; the jobs it held go back to the front of the queue and a
- * new worker takes its slot.  Jobs are idempotent, so redoing one is safe.
- * The shared page tells which entry it was on; after MAX_DEATHS deaths on
- * the same job that entry is dropped as failed.  If no worker is left and
+ * new worker takes its slot, and what it was writing is swept (tmp_sweep).
+ * Jobs are idempotent, so redoing one is safe.  The shared page tells
+ * which entry it was on; after MAX_DEATHS deaths on the same job that
+ * entry is dropped as failed; a job that kills MAX_DEATHS workers before
+ * they record it fails whole, and MAX_DEATHS * (N + 1) deaths in a row
+ * with no job finished stop the copy: a respawn loop is impossible.  If no worker is left and
  * none can be forked, the copy stops.  ENOSPC or EDQUOT (on data, mkdir or
  * link) stops dispatching: one message, the queue and the batches being
  * filled are dropped, in-flight jobs finish.
@@ -157,7 +204,9 @@
 #define BUF_SIZE (128 << 10)    /* read/write fallback buffer */
 #define AFFINITY_SCAN 64        /* queued jobs dispatch looks through for a good one */
 #define MAX_DEATHS 3            /* a job that kills this many workers fails its entry */
-#define FD_RESERVE 64           /* descriptors kept free for workers and files */
+#define FD_SPARE 8              /* descriptors the parent opens for a moment:
+				   at most 3 at once (a hard link, a reopened
+				   directory), twice over for safety */
 #define TICK_MS 100             /* progress refresh: 10 times a second at most */
 #define HL_MIN 64               /* initial hard link table size (power of two) */
 #define TMP_PREFIX ".pcopy-tmp."
@@ -229,6 +278,10 @@ struct dir {                    /* a directory being copied (parent only) */
 	unsigned busy;          /* jobs of it in flight */
 	int nometa;             /* single-file mode: DEST's parent, leave alone */
 	struct dir *lnext, *lprev;      /* --files-from: list of unfinished dirs */
+	int parked;             /* sfd, dfd (and ds) closed to save descriptors */
+	char **rest;            /* parked while read: the names still to walk */
+	size_t nrest, irest;
+	uint64_t ddev, dino;    /* DEST's identity, to check it when reopened */
 };
 
 struct job {                    /* a message waiting for, or at, a worker (parent only) */
@@ -309,6 +362,7 @@ static struct {
 	unsigned nqueued;
 	uint32_t nextid;
 	struct dir *top;        /* directory the walk is reading */
+	struct dir *root;       /* the top of the tree: never parked */
 	struct dir *live;       /* --files-from: every unfinished directory */
 	int walking;            /* the walk is not finished */
 	int stop;               /* stop dispatching: signal or full disk */
@@ -1497,6 +1551,7 @@ wk_signal(int sig)
 /* -- tree walk (parent side) -- */
 
 static void dir_put(struct dir *d);
+static int dir_unpark(struct dir *d);
 static void job_queue(struct job *j, int front);
 static void job_drop(struct job *j);
 static void dest_full(int err);
@@ -1534,6 +1589,10 @@ dir_finish(struct dir *d)
 	struct dir *up = d->up;
 	struct ent e;
 
+	dir_unpark(d);
+	while (d->irest < d->nrest)
+		free(d->rest[d->irest++]);
+	free(d->rest);
 	ent_fill(&e, &d->st);
 	if (g.shard_n)          /* other shards may still write here: -u fixes */
 		e.mode |= S_IRWXU;
@@ -1585,6 +1644,116 @@ dir_live(struct dir *up, const char *name)
 		if (d->up == up && strcmp(d->rel + k + (k > 0), name) == 0)
 			return d;
 	return NULL;
+}
+
+/*
+ * Descriptors run short (a tree deeper than the budget allows): close
+ * those of directory d, an ancestor of where the walk is, keeping what is
+ * left of its listing in memory (d->rest) so that the walk can come back
+ * to it.  dir_unpark reopens them when they are needed.  Parent.
+ */
+static void
+dir_park(struct dir *d)
+{
+	struct dirent *de;
+	const char *n;
+
+	if (d->ds) {
+		errno = 0;
+		while ((de = readdir(d->ds)) != NULL) {
+			n = de->d_name;
+			if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
+				continue;
+			if ((d->nrest & (d->nrest - 1)) == 0 || d->nrest == 0)
+				d->rest = xrealloc(d->rest, (d->nrest ? 2 * d->nrest : 1) * sizeof *d->rest);
+			if ((d->rest[d->nrest++] = strdup(n)) == NULL)
+				die("out of memory");
+			errno = 0;
+		}
+		if (errno)
+			warn_entry(1, 0, d, NULL, errno);
+		closedir(d->ds);
+		d->ds = NULL;
+		if (d->rest == NULL)
+			d->rest = xmalloc(sizeof *d->rest);     /* read, and empty */
+		g.fdopen--;
+	}
+	if (d->sfd >= 0) {
+		close(d->sfd);
+		g.fdopen--;
+	}
+	if (d->dfd >= 0) {
+		close(d->dfd);
+		g.fdopen--;
+	}
+	d->sfd = d->dfd = -1;
+	d->parked = 1;
+}
+
+/*
+ * Reopen the descriptors of a parked directory, one component at a time
+ * from the top (no symlink followed), and check that each is still the
+ * directory it was.  If not, or it cannot be opened, name it: what was
+ * left to walk in it is not copied, nor its metadata set.  Returns 0 or -1.
+ */
+static int
+dir_unpark(struct dir *d)
+{
+	struct stat st;
+	int sfd, dfd = -1, dst = d->ddev || d->dino;
+	const char *why = NULL;
+
+	if (!d->parked)
+		return 0;
+	d->parked = 0;
+	sfd = open_beneath(g.root->sfd, d->rel);
+	if (dst && sfd >= 0)
+		dfd = open_beneath(g.root->dfd, d->rel);
+	if (sfd < 0 || (dst && dfd < 0))
+		why = strerror(errno);
+	else if (fstat(sfd, &st) < 0 || st.st_dev != d->st.st_dev || st.st_ino != d->st.st_ino ||
+	    (dst && (fstat(dfd, &st) < 0 || st.st_dev != d->ddev || st.st_ino != d->dino)))
+		why = "changed during copy (another directory took its name); not copied";
+	if (why) {
+		char *p = src_path(d, NULL);
+
+		warn_path(1, p, "%s", why);
+		free(p);
+		close_keep(sfd);
+		close_keep(dfd);
+		d->nometa = 1;
+		while (d->irest < d->nrest)
+			free(d->rest[d->irest++]);
+		return -1;
+	}
+	d->sfd = sfd;
+	d->dfd = dfd;
+	g.fdopen += dst ? 2 : 1;
+	return 0;
+}
+
+/*
+ * The walk holds more descriptors than its budget: park the ancestors of
+ * the directory it reads, from the top down, until it is back within it.
+ * Returns 1 if that freed any.  Parent.
+ */
+static int
+dir_park_some(void)
+{
+	struct dir *d, *best;
+	int freed = 0;
+
+	while (g.fdopen >= g.fdlimit) {
+		best = NULL;
+		for (d = g.top ? g.top->up : NULL; d && d != g.root; d = d->up)
+			if (!d->parked && d->busy == 0)
+				best = d;       /* the one nearest the top */
+		if (best == NULL)
+			break;
+		dir_park(best);
+		freed = 1;
+	}
+	return freed;
 }
 
 /* Drop one pending reference; the last one finishes the directory. */
@@ -1693,8 +1862,7 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 			g.failed++;
 			return NULL;
 		}
-		if (dfd >= 0 && !g.dryrun && (fstat(dfd, &dst) < 0 ||
-		    (made && dst.st_uid != g.newuid))) {
+		if (dfd >= 0 && (fstat(dfd, &dst) < 0 || (made && dst.st_uid != g.newuid))) {
 			/* made, then another directory took the name: not ours */
 			char *p = dst_path(up, name);
 
@@ -1721,6 +1889,10 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	d->owner = -1;
 	d->st = *st;
 	d->jflags = jflags;
+	if (dfd >= 0) {
+		d->ddev = dst.st_dev;
+		d->dino = dst.st_ino;
+	}
 	d->rel = path_join(up->rel, name, NULL);
 	d->pending = 1;
 	up->pending++;
@@ -1768,7 +1940,7 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 		return NULL;
 	}
 	d->sfd = sfd;
-	g.fdopen++;
+	g.fdopen += d->ds ? 2 : 1;      /* fdopendir's dup counts too */
 	return d;
 }
 
@@ -1938,6 +2110,10 @@ hl_link(struct hl *h, struct dir *d, const char *name)
 	char hide[64];
 	int fd, r, e, lk = -1;
 
+	if (dir_unpark(d) < 0) {
+		g.failed++;
+		return 0;
+	}
 	if (slash) {
 		*slash = '\0';
 		fd = open_beneath(g.dstfd, h->path);
@@ -2035,7 +2211,8 @@ hl_settle(struct hl *h, int ok)
 			/* the first copy failed: this name becomes the first */
 			struct stat st;
 
-			if (fstatat(wt->dir->sfd, wt->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (dir_unpark(wt->dir) == 0 &&
+			    fstatat(wt->dir->sfd, wt->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 				free(h->path);
 				h->path = path_join(wt->dir->rel, wt->name, NULL);
 				h->state = HL_PENDING;
@@ -2225,9 +2402,12 @@ walk_pop(void)
 	if (d->ds) {
 		closedir(d->ds);
 		d->ds = NULL;
+		g.fdopen--;
 	}
 	g.top = d->up;  /* depth first: the parent is still being read */
 	dir_put(d);
+	if (g.top)
+		dir_unpark(g.top);
 }
 
 /*
@@ -2309,6 +2489,8 @@ list_step(void)
 			d->pending++;   /* the walk's reference, as dir_enter's */
 			free(comp);
 			g.top = d;
+			if (dir_unpark(d) < 0)
+				return 1;
 			continue;
 		}
 		if (walk_stat(g.top, comp, &st) == 0) {
@@ -2345,6 +2527,17 @@ walk_step(void)
 
 	if (d == NULL)
 		return 0;
+	if (d->rest) {          /* parked while read: the rest of its listing */
+		if (d->irest == d->nrest) {
+			walk_pop();
+			return g.top != NULL;
+		}
+		name = d->rest[d->irest++];
+		if (walk_stat(d, name, &st) == 0)
+			walk_entry(d, name, &st);
+		free((char *)name);
+		return 1;
+	}
 	if (d->ds == NULL)
 		return list_step();
 	errno = 0;
@@ -2574,6 +2767,8 @@ job_drop(struct job *j)
 	job_free(j);
 }
 
+static void job_fail(struct job *j, const char *why);
+
 /*
  * Hand queued jobs to workers with room, least loaded first.  Each job
  * carries its directory descriptors.
@@ -2593,6 +2788,10 @@ dispatch(void)
 		if (best == g.jobs)
 			return;
 		j = job_pick(best);
+		if (dir_unpark(j->dir) < 0) {
+			job_fail(j, "its directory changed during copy; not copied");
+			continue;
+		}
 		{
 			int fds[2] = { j->dir->sfd, j->dir->dfd };
 
@@ -2715,7 +2914,7 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 
 /*
  * Fail every entry of job j (which no worker could take), naming each
- * with the message why (a format with one %u: MAX_DEATHS), and free it.
+ * with the message why, and free it.  Parent.
  */
 static void
 job_fail(struct job *j, const char *why)
@@ -2728,7 +2927,7 @@ job_fail(struct job *j, const char *why)
 		if (e->flags & ENT_DROP)
 			continue;
 		p = src_path(j->dir, ent_name(e));
-		warn_path(1, p, why, MAX_DEATHS);
+		warn_path(1, p, "%s", why);
 		free(p);
 		g.failed++;
 		if (e->flags & ENT_HLFIRST) {
@@ -2806,7 +3005,11 @@ wk_input(unsigned i)
 				j->deaths = 0;
 			} else if (f == 0 && j->id != cur && ++j->deaths >= MAX_DEATHS) {
 				/* it died before it could even start on the job */
-				job_fail(j, "a worker died %u times before it could start on it; giving up");
+				char why[80];
+
+				snprintf(why, sizeof why, "a worker died %u times before it "
+				    "could start on it; giving up", MAX_DEATHS);
+				job_fail(j, why);
 				continue;
 			}
 			job_queue(j, 1);
@@ -3091,14 +3294,17 @@ in_flight(void)
 
 /*
  * May the walk go on?  Not while the queue is full, nor while it holds
- * its share of descriptors -- unless nothing is in flight to release
- * any, when waiting would never end.
+ * its share of descriptors and cannot park ancestors to free some --
+ * unless nothing is in flight to release any, when waiting would never
+ * end.
  */
 static int
 walk_may(void)
 {
 	if (!g.walking || g.stop || got_sig || g.nqueued >= QMAX)
 		return 0;
+	if (g.fdopen >= g.fdlimit)
+		dir_park_some();
 	return g.fdopen < g.fdlimit || (g.qhead == NULL && in_flight() == 0);
 }
 
@@ -3293,11 +3499,22 @@ tmp_probe(int dfd)
 	return mode;
 }
 
-/* Raise the descriptor limit to the hard one and budget the walk's share. */
+/*
+ * Raise the descriptor limit to the hard one and budget the walk's share
+ * (g.fdlimit, counted in g.fdopen: every directory descriptor and DIR the
+ * walk and census hold, the top's included): the limit less what is open
+ * already (stdio, a --files-from file), the signal pipe, one channel per
+ * worker and FD_SPARE.  With too few for two directories, fewer workers
+ * are started.  A tree deeper than the budget is walked by parking
+ * ancestors (dir_park).  Parent, before anything else is opened.
+ */
 static void
 fd_budget(void)
 {
 	struct rlimit rl;
+	struct dirent *de;
+	int lim = 1024, used = 0;
+	DIR *ds;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		if (rl.rlim_cur < rl.rlim_max) {
@@ -3305,13 +3522,25 @@ fd_budget(void)
 			setrlimit(RLIMIT_NOFILE, &rl);
 			getrlimit(RLIMIT_NOFILE, &rl);
 		}
-		g.fdlimit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 20 ?
+		lim = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 20 ?
 		    1 << 20 : (int)rl.rlim_cur;
-	} else
-		g.fdlimit = 1024;
-	g.fdlimit -= FD_RESERVE + 2 * g.jobs;
-	if (g.fdlimit < 16)
-		g.fdlimit = 16;
+	}
+	if ((ds = opendir("/proc/self/fd")) != NULL) {
+		while ((de = readdir(ds)) != NULL)
+			used += de->d_name[0] != '.';
+		closedir(ds);
+		used--;         /* ds's own */
+	} else {
+		used = 3;
+	}
+	for (;;) {
+		g.fdlimit = lim - used - 2 - (int)g.jobs - FD_SPARE;
+		if (g.fdlimit >= 6 || g.jobs <= 1)
+			break;
+		g.jobs--;
+	}
+	if (g.fdlimit < 3)
+		die("only %d file descriptors: too few to copy (ulimit -n)", lim);
 }
 
 /* Signals: a self-pipe wakes poll(); see on_signal. */
@@ -3676,6 +3905,8 @@ setup_top(const struct stat *st)
 	struct stat dst;
 	char *dir;
 
+	g.root = d;
+	g.fdopen = (d->sfd >= 0) + (d->dfd >= 0) + (d->ds != NULL);
 	g.dstfd = d->dfd;
 	if (g.dryrun)
 		;

@@ -2239,6 +2239,49 @@ t_files_from_reenter()
 	same_tree src dst
 }
 
+# Item 13 of issue 15 (and issue 9 item 13): the walk never needs more
+# descriptors than it has.  A 600-level tree under `ulimit -n 1024' (a
+# common container limit) is copied by parking ancestors; 30 directories
+# of 20 files fit in `ulimit -n 32' (the budget counts fdopendir's dup and
+# what is open already).
+t_deep_fd_limit()
+{
+	p=src i=1
+	while [ $i -le 600 ]; do
+		p=$p/d$i
+		i=$((i + 1))
+	done
+	mkdir -p "$p"
+	i=600
+	while [ $i -ge 1 ]; do
+		echo "$i" >"$p/f"
+		p=${p%/*}
+		i=$((i - 1))
+	done
+	rc=0
+	(ulimit -n 1024 || exit 77; pc src dst; exit "$rc") || rc=$?
+	[ "$rc" -ne 77 ] || skip "cannot lower the descriptor limit"
+	[ "$rc" -eq 0 ] || fail "ulimit -n 1024: exit $rc: $(head -c 300 pc.err)"
+	same_tree src dst
+}
+
+t_few_fds()
+{
+	no_wrap "valgrind needs descriptors of its own"
+	for d in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 \
+	    25 26 27 28 29 30; do
+		mkdir -p "src/d$d"
+		for f in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+			echo "$d.$f" >"src/d$d/f$f"
+		done
+	done
+	rc=0
+	(ulimit -n 32 || exit 77; pc src dst; exit "$rc") || rc=$?
+	[ "$rc" -ne 77 ] || skip "cannot lower the descriptor limit"
+	[ "$rc" -eq 0 ] || fail "ulimit -n 32: exit $rc: $(head -n 3 pc.err)"
+	same_tree src dst
+}
+
 # Hidden names of a killed run are removed by the next run into the same
 # directory, unless a live process holds their lock.
 t_stale_temp()
@@ -2940,7 +2983,7 @@ t_sigint t_sigint_group t_sighup t_worker_killed t_parent_killed t_enospc t_enos
 t_symlink_dest_dir t_symlink_swap t_race_node_chmod t_race_swap_source
 t_race_hidden_mode t_race_stress t_setgid_dest t_dest_symlink
 t_over_long_name t_respawn_limit t_flock_enolck t_list_sigusr1 t_stdout_full
-t_killed_worker_hidden t_files_from_reenter t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
+t_killed_worker_hidden t_files_from_reenter t_deep_fd_limit t_few_fds t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
 t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
 t_sigusr1 t_progress_plain t_large_files
 t_worker_killed_large t_killer_entry"
