@@ -3625,7 +3625,9 @@ usage(FILE *f)
 "2 usage or setup error (nothing copied); 128+N stopped by signal N.\n"
 "Files appear in DEST only when complete (written unnamed or under a hidden\n"
 "name " TMP_PREFIX "*, then linked or renamed into place).  SIGUSR1 prints what\n"
-"each worker is copying.\n", f);
+"each worker is copying.  Safe as root on trees others can write: no symlink\n"
+"is followed (nor a DEST that is one), and an entry swapped for another while\n"
+"it is copied is named (\"changed during copy\") and not copied.\n", f);
 }
 
 /* Parse -j's argument: a whole number 1..256, or exit 2. */
