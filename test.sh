@@ -2050,6 +2050,27 @@ t_setgid_dest()
 	same_tree src dst
 }
 
+# Issue 9 item 5 on a `grpid' mount (ext4 on a loop device): new files and
+# directories get their parent's group there, so no chown may be skipped
+# as "already right" even when SOURCE's group is pcopy's own.
+t_grpid_dest()
+{
+	is_root || skip "needs root to mount"
+	have mkfs.ext4 || skip "mkfs.ext4 missing (e2fsprogs)"
+	[ -e /dev/loop-control ] || skip "no /dev/loop-control"
+	truncate -s 16M img
+	mkfs.ext4 -q -F img >/dev/null 2>&1 || skip "mkfs.ext4 failed"
+	mkdir mnt
+	mount -o loop,grpid img mnt 2>/dev/null || skip "cannot mount ext4 -o loop,grpid"
+	at_exit "umount '$(pwd)/mnt' 2>/dev/null || umount -l '$(pwd)/mnt'"
+	chgrp 65534 mnt
+	mkdir -p src/sub
+	echo a >src/f
+	echo b >src/sub/g
+	pc_ok src mnt/dst
+	same_tree src mnt/dst
+}
+
 # Item 2: a DEST that is a symlink is not followed (cp -aT refuses too):
 # whoever planted it would get root's copy written where it points.
 t_dest_symlink()
@@ -2981,7 +3002,7 @@ t_help_version t_quiet t_summary t_progress_tty t_prompt t_progress_flag t_verbo
 t_static t_sparse t_xattrs t_xattrs_root t_acl t_partial_failure t_signal
 t_sigint t_sigint_group t_sighup t_worker_killed t_parent_killed t_enospc t_enospc_inodes
 t_symlink_dest_dir t_symlink_swap t_race_node_chmod t_race_swap_source
-t_race_hidden_mode t_race_stress t_setgid_dest t_dest_symlink
+t_race_hidden_mode t_race_stress t_setgid_dest t_grpid_dest t_dest_symlink
 t_over_long_name t_respawn_limit t_flock_enolck t_list_sigusr1 t_stdout_full
 t_killed_worker_hidden t_files_from_reenter t_deep_fd_limit t_few_fds t_stale_temp t_concurrent_runs t_named_temp t_bad_args_more
 t_update t_verify t_fsync t_dry_run t_exclude t_one_fs t_files_from t_shard
