@@ -1,10 +1,10 @@
 .POSIX:
-# pcopy: a static musl binary by default.  `make CC=gcc` for a dynamic dev build.
+# pcopy: a static musl binary by default.  `make CC=gcc LDFLAGS=` for a dynamic dev build.
 CC = musl-gcc
 CFLAGS = -O2
 LDFLAGS = -static -s
 PREFIX = /usr/local
-WARN = -Wall -Wextra
+WARN = -Wall -Wextra -Wshadow
 ALLCFLAGS = $(CFLAGS) $(WARN)
 
 all: pcopy

@@ -20,8 +20,9 @@
  * parent has no more jobs or is dead.
  *
  * Messages.  A fixed header (struct msg: type, job id, payload length,
- * entry or report count, errno, bytes) and a payload.
- *   MSG_JOB   parent -> worker, with fds {source dir, dest dir}:
+ * entry or report count, job flags, bytes written) and a payload.
+ *   MSG_JOB   parent -> worker, with fds {source dir, dest dir} and
+ *             flags (JF_*: how to treat that destination directory):
  *             `count` entries (struct ent + name), all in that directory:
  *             regular files, symlinks, FIFOs, sockets and devices, with
  *             what the walk's fstatat saw (type, dev, ino, size, mode,
@@ -55,15 +56,18 @@
  * of the listing is kept in memory, descriptors closed) and reopens them
  * by path from the top, checked, when it needs them again.  The queue of jobs is bounded (QMAX); the
  * walk pauses while it is full, so memory does not grow with the tree.
- * While the queue is full the parent spends its idle time in a census, a
- * second read-only walk that counts files and bytes so the progress line
- * has a real total long before the main walk ends.
+ * With a progress line, while the queue is full the parent spends its
+ * idle time in a census (census_step), a second read-only walk that counts
+ * files and bytes so the line has a real total long before the main walk
+ * ends.
  *
  * Filters.  --exclude, -x and --shard decide in the walk (and the census)
  * what is entered or queued; --files-from replaces reading the top
  * directory by reading the list, entering parent directories as needed;
  * -n prints what the walk finds instead of queueing it, and starts no
- * workers.  -u, --verify and --fsync act in the workers, per file.
+ * workers.  -u, --verify and --fsync act in the workers, per file, and
+ * -u and --fsync in the parent too (hard links already in place are
+ * skipped; directories are synced after their metadata).
  *
  * Hard links.  Entries with st_nlink > 1 go through a (dev, ino) table in
  * the parent.  The first name is copied; later names wait until that copy
@@ -79,9 +83,12 @@
  * name that exists already is replaced by linking to a hidden name and
  * rename().  Where O_TMPFILE cannot be linked (no /proc, no capability)
  * the file is written under a hidden name ".pcopy-tmp.<pid>.<n>" and
- * renamed into place.  Hidden names of regular files are flock()ed before
- * they appear; a later run into the same directory removes those no lock
- * holds (left by a killed run).  So a name in DEST is always a complete
+ * renamed into place.  A hidden name of a regular file is flock()ed right
+ * after it is created (tmp_create) or, when it is a second link made to
+ * replace a name, before it appears (tmp_commit, link_replace); a later
+ * run into the same directory removes those no lock holds (left by a
+ * killed run); a worker whose new name was swept in the instant before
+ * its lock makes another.  So a name in DEST is always a complete
  * file.  A large file is copied by one worker: writes to one inode
  * serialize on its lock, and splitting files across workers measured no
  * faster on every local file system here (version 0.1 did it on network
@@ -137,23 +144,35 @@
  * link) stops dispatching: one message, the queue and the batches being
  * filled are dropped, in-flight jobs finish.
  *
+ * Errors, in three tiers.  die(): a usage or setup error before any
+ * worker starts; nothing was copied; exit 2.  outcome(): the one place
+ * an entry is decided -- copied, skipped, failed (named on stderr with
+ * the reason) or dropped (not copied because the run is stopping) -- and
+ * counted; the walk counts each entry it finds once, so the ledger found
+ * = copied + skipped + failed + dropped holds by construction.  fatal():
+ * an error that stops the run midway (no memory, poll failing, a worker
+ * breaking the protocol): named, then the workers are stopped and reaped
+ * as on a signal, the summary printed, exit 1.  Workers never print and
+ * never exit(): they report errno values up the channel and leave with
+ * _exit().
+ *
  * How a run ends.  When the walk is done, the queue empty and no job in
  * flight (so every directory is complete), the parent shuts the job side
  * of every channel; workers read end of file and _exit(0); the parent
  * reads end of file on each result side and reaps each pid.  It then
- * checks that the top directory was finished and the ledger: entries
- * found = copied + failed + skipped + dropped.  SIGINT, SIGTERM, SIGHUP
+ * checks that the top directory was finished and the ledger.  SIGINT, SIGTERM, SIGHUP
  * (workers ignore SIGINT and SIGHUP, so a ^C in a terminal reaches only the
  * parent's logic; the parent keeps SIGINT and SIGHUP ignored if it started
  * with them ignored): the parent stops the walk, sends SIGTERM to every
  * worker (each abandons its file, which being unnamed simply vanishes),
- * reaps them all, prints the summary and exits 128+signal.  A second
+ * reaps them all, prints the summary and dies of the same signal (the
+ * shell sees 128+signal).  A second
  * signal sends SIGKILL instead.  If the parent dies, workers get SIGTERM
  * (PR_SET_PDEATHSIG) or end of file and exit.
  *
- * Exit status: 0 everything copied; 1 some entries failed (each was named
- * on stderr); 2 usage or setup error, nothing copied; 128+n killed by
- * signal n.
+ * Exit status: 0 everything copied; 1 some entries failed or were not
+ * copied (each failure, or what stopped the run, was named on stderr); 2
+ * usage or setup error, nothing copied; 128+n killed by signal n.
  */
 
 #define _GNU_SOURCE /* O_TMPFILE, copy_file_range, SEEK_DATA, fdopendir, AT_EMPTY_PATH */
@@ -209,7 +228,8 @@
 				   directory), twice over for safety */
 #define TICK_MS 100             /* progress refresh: 10 times a second at most */
 #define HL_MIN 64               /* initial hard link table size (power of two) */
-#define TMP_PREFIX ".pcopy-tmp."
+#define TMP_PREFIX ".pcopy-tmp."  /* hidden names: TMP_PREFIX "<pid>.<n>" */
+#define TMP_NAME_MAX 48         /* room for one, with its NUL */
 
 /* -- types -- */
 
@@ -220,7 +240,6 @@ struct msg {                    /* header of every message, both ways */
 	uint32_t id;            /* job id, echoed in the result */
 	uint32_t len;           /* bytes after the header */
 	uint32_t count;         /* entries (job) or reports (result) */
-	int32_t err;            /* job-wide errno (result), 0 if none */
 	uint32_t flags;         /* JF_* (job) */
 	uint64_t bytes;         /* data bytes written (result) */
 };
@@ -325,6 +344,11 @@ struct hl {                     /* one hard-linked inode (parent only) */
 
 enum { HL_PENDING = 1, HL_DONE, HL_FAILED };
 
+enum {                          /* what became of an entry: see outcome() */
+	OUT_COPIED, OUT_SKIPPED, OUT_DROPPED, OUT_FAIL_SRC, OUT_FAIL_DST,
+	OUT_NEW = 0x100,        /* also count it as found */
+};
+
 struct cframe {                 /* a directory the census is reading (parent only) */
 	struct cframe *up;
 	DIR *ds;
@@ -393,16 +417,43 @@ static struct {
 
 static volatile sig_atomic_t got_sig;   /* parent: first signal; worker: SIGTERM */
 static volatile sig_atomic_t got_usr1;
+static int in_worker;                   /* this process is a worker */
 
 /* -- utilities -- */
 
 static void progress_clear(void);
+static void summary(const char *how);
+static void wk_signal(int sig);
+static void shutdown_workers(void);
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void warn_path(int fail, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Fatal setup error: message, exit 2.  Parent only, before any copy. */
+/*
+ * Fatal setup error: message, exit 2.  Parent only, before any worker is
+ * started, so nothing has been copied; after that, fatal().
+ */
 static void
 die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("pcopy: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+/*
+ * Fatal error in the middle of a run (no memory, poll failing, a worker
+ * breaking the protocol): say it, stop the workers as a signal would (the
+ * files they were writing vanish), reap them, print the summary and exit 1.
+ * What was copied is complete; the rest is not copied.  Parent only.
+ */
+static void
+fatal(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -411,8 +462,27 @@ die(const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
+	fputs("; stopping\n", stderr);
+	g.stop = 1;
+	wk_signal(SIGTERM);
+	shutdown_workers();
+	summary("stopped: ");
+	exit(1);
+}
+
+/*
+ * Out of memory: die() before the workers start, fatal() after.  Worker
+ * code does not come here (it reports ENOMEM for the entry); if it ever
+ * did, the worker leaves silently and the parent names its death.
+ */
+static void
+nomem(void)
+{
+	if (in_worker)
+		_exit(3);
+	if (g.wk)
+		fatal("out of memory");
+	die("out of memory");
 }
 
 /* Print a one-line message about an entry and remember the failure. */
@@ -437,7 +507,7 @@ xmalloc(size_t n)
 	void *p = malloc(n);
 
 	if (p == NULL)
-		die("out of memory");
+		nomem();
 	return p;
 }
 
@@ -446,7 +516,18 @@ xrealloc(void *p, size_t n)
 {
 	p = realloc(p, n);
 	if (p == NULL)
-		die("out of memory");
+		nomem();
+	return p;
+}
+
+/* strdup, or no memory. */
+static char *
+xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		nomem();
 	return p;
 }
 
@@ -507,6 +588,20 @@ close_keep(int fd)
 	if (fd >= 0)
 		close(fd);
 	errno = e;
+}
+
+/*
+ * A new hidden name, TMP_PREFIX "<pid>.<n>", in buf: unique to this
+ * process (the pid) and this call (n).  Parent and workers, each with its
+ * own sequence.  Returns buf.
+ */
+static char *
+tmp_name(char *buf, size_t n)
+{
+	static unsigned seq;
+
+	snprintf(buf, n, TMP_PREFIX "%ld.%u", (long)getpid(), seq++);
+	return buf;
 }
 
 /*
@@ -702,8 +797,7 @@ static struct {                 /* worker-only state */
 	int sock;               /* channel to the parent */
 	struct wstat *ws;       /* this worker's shared slot */
 	char *buf;              /* read/write fallback buffer */
-	unsigned tmpseq;        /* for hidden temporary names */
-	char tmpname[64];       /* named temporary being written, "" if none */
+	char tmpname[TMP_NAME_MAX];     /* hidden name being written, "" if none */
 	int tmpdir;             /* ... and the directory it is in */
 	int noxattr_dst;        /* DEST refused xattrs: stop trying */
 } w;
@@ -1021,8 +1115,7 @@ tmp_create(int dirfd, mode_t mode)
 			return fd;
 	}
 	for (;;) {
-		snprintf(w.tmpname, sizeof w.tmpname, TMP_PREFIX "%ld.%u",
-		    (long)getpid(), w.tmpseq++);
+		tmp_name(w.tmpname, sizeof w.tmpname);
 		fd = openat(dirfd, w.tmpname, (g.verify ? O_RDWR : O_WRONLY) | O_CREAT | O_EXCL |
 		    O_NOFOLLOW | O_CLOEXEC, mode);
 		if (fd < 0 && errno == EEXIST)
@@ -1088,7 +1181,7 @@ tmp_rename(int dirfd, const char *tmp, const char *name)
 static int
 tmp_commit(int fd, int dirfd, const char *name)
 {
-	char proc[64], hide[64];
+	char proc[64], hide[TMP_NAME_MAX];
 	int r;
 
 	if (w.tmpname[0]) {
@@ -1105,9 +1198,12 @@ tmp_commit(int fd, int dirfd, const char *name)
 		if (r == 0 || errno != EEXIST)
 			break;
 		/* the name exists: replace it through a hidden name, locked
-		 * before it appears so that no other run's tmp_sweep takes it */
-		flock(fd, LOCK_EX | LOCK_NB);
-		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
+		 * before it appears so that no other run's tmp_sweep takes it
+		 * (without locks, ENOLCK, a sweep could; the rename then fails
+		 * visibly) */
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno != ENOLCK)
+			return -1;
+		tmp_name(hide, sizeof hide);
 		if (g.tmpmode == TMP_EMPTY)
 			r = linkat(fd, "", dirfd, hide, AT_EMPTY_PATH);
 		else
@@ -1139,10 +1235,33 @@ src_open(int sfd, const char *name, struct rep *r)
 }
 
 /*
+ * pread until len bytes or end of file, through short reads and EINTR.
+ * Returns the bytes read or -1 with errno.
+ */
+static ssize_t
+pread_full(int fd, char *buf, size_t len, off_t off)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len) {
+		n = pread(fd, buf + got, len - got, off + got);
+		if (n < 0 && errno == EINTR && !got_sig)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		got += n;
+	}
+	return got;
+}
+
+/*
  * --verify: read back source and copy from the start and compare.  (The
  * copy is read through the page cache: this proves what was written, not
  * the medium.)  Returns 0 if equal, -1 if they differ, or an errno from
- * reading the source.
+ * reading the source.  Worker.
  */
 static int
 verify(int in, int out)
@@ -1152,10 +1271,10 @@ verify(int in, int out)
 	ssize_t n, m;
 
 	for (;;) {
-		n = pread(in, a, BUF_SIZE / 2, off);
+		n = pread_full(in, a, BUF_SIZE / 2, off);
 		if (n < 0)
 			return errno;
-		m = pread(out, b, BUF_SIZE / 2, off);
+		m = pread_full(out, b, BUF_SIZE / 2, off);
 		if (m < 0)
 			return -1;
 		if (n != m || memcmp(a, b, n) != 0)
@@ -1278,8 +1397,7 @@ make_node(int dfd, const char *name, const struct ent *e, const char *target, ch
 			r = mknodat(dfd, at, (e->mode & S_IFMT) | perm, e->rdev);
 		if (r == 0 || errno != EEXIST)
 			break;
-		snprintf(hide, 64, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
-		at = hide;
+		at = tmp_name(hide, TMP_NAME_MAX);
 	}
 	if (r < 0) {
 		hide[0] = '\0';
@@ -1315,7 +1433,7 @@ make_node(int dfd, const char *name, const struct ent *e, const char *target, ch
 static int
 copy_node(int sfd, int dfd, const struct ent *e, int always_chown, struct rep *r)
 {
-	char target[PATH_MAX + 1], hide[64];
+	char target[PATH_MAX + 1], hide[TMP_NAME_MAX];
 	const char *dname = ent_dname(e);
 	struct ent me;
 	ssize_t n = 0;
@@ -1444,7 +1562,10 @@ wk_main(int sock, struct wstat *ws)
 
 	w.sock = sock;
 	w.ws = ws;
-	w.buf = xmalloc(BUF_SIZE);
+	in_worker = 1;
+	w.buf = malloc(BUF_SIZE);
+	if (w.buf == NULL)
+		_exit(3);       /* the parent names the death */
 	umask(0);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGINT, SIG_IGN);        /* ^C goes to the parent, which tells us */
@@ -1576,6 +1697,54 @@ warn_entry(int fail, int dst, const struct dir *d, const char *name, int err)
 
 	warn_path(fail, p, "%s", strerror(err));
 	free(p);
+}
+
+/*
+ * Record what became of one entry: the one place the ledger is kept.
+ * Every entry the walk counts as found ends here exactly once, as copied,
+ * skipped, failed or dropped, so that at the end found = copied + skipped
+ * + failed + dropped.  OUT_NEW: the entry is decided as it is found (it
+ * is counted found here too).  A failure is printed with `why` (NULL:
+ * strerror(errno)), naming the source path (OUT_FAIL_SRC) or the
+ * destination path (OUT_FAIL_DST), or with d NULL the name as given; with -v a copied entry is printed on
+ * stdout.  Parent only.
+ */
+static void
+outcome(int out, const struct dir *d, const char *name, const char *why)
+{
+	char *p;
+
+	if (out & OUT_NEW)
+		g.found++;
+	switch (out & ~OUT_NEW) {
+	case OUT_COPIED:
+		g.copied++;
+		if (g.verbose && !g.dryrun) {
+			p = path_join(d ? d->rel : NULL, name, NULL);
+			printf("%s\n", p);
+			free(p);
+		}
+		break;
+	case OUT_SKIPPED:
+		g.skipped++;
+		break;
+	case OUT_DROPPED:
+		g.dropped++;
+		break;
+	default:
+		if (why == NULL)
+			why = strerror(errno);
+		if (d == NULL)          /* not below SOURCE: as given */
+			p = xstrdup(name);
+		else if ((out & ~OUT_NEW) == OUT_FAIL_DST)
+			p = dst_path(d, name);
+		else
+			p = src_path(d, name);
+		warn_path(1, p, "%s", why);
+		free(p);
+		g.failed++;
+		break;
+	}
 }
 
 /*
@@ -1839,39 +2008,26 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 		made = mkdirat(up->dfd, name, 0700) == 0;
 		if (!made && (errno == ENOSPC || errno == EDQUOT)) {
 			dest_full(errno);
-			g.found++;
-			g.dropped++;
+			outcome(OUT_DROPPED | OUT_NEW, up, name, NULL);
 			return NULL;
 		}
 		if (!made && errno != EEXIST) {
-			warn_entry(1, 1, up, name, errno);
-			g.found++;
-			g.failed++;
+			outcome(OUT_FAIL_DST | OUT_NEW, up, name, NULL);
 			return NULL;
 		}
 	}
 	if (up->dfd >= 0) {
 		dfd = openat(up->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (dfd < 0 && !(g.dryrun && errno == ENOENT)) {
-			char *p = dst_path(up, name);
-
-			warn_path(1, p, "%s", errno == ENOTDIR || errno == ELOOP ?
-			    "cannot overwrite non-directory with directory" : strerror(errno));
-			free(p);
-			g.found++;
-			g.failed++;
+			outcome(OUT_FAIL_DST | OUT_NEW, up, name, errno == ENOTDIR || errno == ELOOP ?
+			    "cannot overwrite non-directory with directory" : NULL);
 			return NULL;
 		}
 		if (dfd >= 0 && (fstat(dfd, &dst) < 0 || (made && dst.st_uid != g.newuid))) {
 			/* made, then another directory took the name: not ours */
-			char *p = dst_path(up, name);
-
-			warn_path(1, p, "%s", made ? "changed during copy (another "
-			    "directory took its name); not copied" : strerror(errno));
-			free(p);
+			outcome(OUT_FAIL_DST | OUT_NEW, up, name, made ? "changed during copy "
+			    "(another directory took its name); not copied" : NULL);
 			close(dfd);
-			g.found++;
-			g.failed++;
 			return NULL;
 		}
 		if (dfd >= 0)
@@ -1918,12 +2074,8 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	if (sfd >= 0 && fstat(sfd, &now) == 0 && (now.st_dev != st->st_dev ||
 	    now.st_ino != st->st_ino)) {
 		/* another directory took the name since the walk's fstatat */
-		char *p = src_path(up, name);
-
-		warn_path(1, p, "changed during copy (another directory took its name); not copied");
-		free(p);
-		g.failed++;
-		g.found++;
+		outcome(OUT_FAIL_SRC | OUT_NEW, up, name,
+		    "changed during copy (another directory took its name); not copied");
 		close(sfd);
 		dir_put(d);
 		return NULL;
@@ -1932,9 +2084,7 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 		d->st = now;    /* what is applied: fstat of what is read, as cp */
 	if (sfd < 0 || (read && ((dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL))) {
 		/* unreadable: it stays an empty directory with its metadata */
-		warn_entry(1, 0, up, name, errno);
-		g.failed++;
-		g.found++;
+		outcome(OUT_FAIL_SRC | OUT_NEW, up, name, NULL);
 		close_keep(sfd);
 		dir_put(d);
 		return NULL;
@@ -2025,9 +2175,8 @@ batch_add(struct dir *d, const char *name, const char *dname,
 	e.flags = flags;
 	if (strlen(name) > NAME_MAX || (dname && strlen(dname) > NAME_MAX)) {
 		/* no file system takes it, and no job could carry it */
-		warn_entry(1, dname != NULL, d, dname ? dname : name, ENAMETOOLONG);
-		g.found++;
-		g.failed++;
+		errno = ENAMETOOLONG;
+		outcome((dname ? OUT_FAIL_DST : OUT_FAIL_SRC) | OUT_NEW, d, dname ? dname : name, NULL);
 		return;
 	}
 	e.namelen = strlen(name);
@@ -2040,9 +2189,8 @@ batch_add(struct dir *d, const char *name, const char *dname,
 	if (d->batch == NULL)
 		d->batch = job_new(d);
 	job_append(d->batch, &e, name, dname);
-	g.found++;
-	if (S_ISREG(st->st_mode) && !(flags & ENT_DROP))
-		g.bytes_found += st->st_size;
+	if (S_ISREG(st->st_mode))
+		g.bytes_found += st->st_size;   /* bytes to copy, for progress */
 }
 
 /* -- hard links (parent side) -- */
@@ -2098,21 +2246,61 @@ hl_lookup(uint64_t dev, uint64_t ino, int *isnew)
 }
 
 /*
- * Make `name` in d another name of the hard link group h, whose first
- * name is complete.  EMLINK: copy the data instead, with a warning.
- * Returns 1 if it queued a copy, 0 if linked or failed (counted).
+ * Link the existing entry `from` in fromfd as `name` in dirfd, replacing
+ * an entry of that name atomically (link to a hidden name, then rename).
+ * The inode is locked before its hidden name appears, so that no other
+ * run's tmp_sweep takes it.  Returns 0 or -1 with errno.  Parent only.
  */
 static int
+link_replace(int fromfd, const char *from, int dirfd, const char *name)
+{
+	char hide[TMP_NAME_MAX];
+	struct stat st;
+	int r, e, lk;
+
+	if (linkat(fromfd, from, dirfd, name, 0) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -1;
+	/* the lock only keeps other runs' sweeps away: held by another run
+	 * (EWOULDBLOCK) it protects as well; without locks (ENOLCK) a sweep
+	 * could take the hidden name, and the rename then fails visibly */
+	lk = openat(fromfd, from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (lk >= 0 && flock(lk, LOCK_EX | LOCK_NB) < 0 && errno != EWOULDBLOCK && errno != ENOLCK) {
+		close_keep(lk);
+		return -1;
+	}
+	do
+		r = linkat(fromfd, from, dirfd, tmp_name(hide, sizeof hide), 0);
+	while (r < 0 && errno == EEXIST);
+	if (r == 0) {
+		r = renameat(dirfd, hide, dirfd, name);
+		e = errno;
+		/* a rename onto another name of the same inode does nothing */
+		if (fstatat(dirfd, hide, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			unlinkat(dirfd, hide, 0);
+		errno = e;
+	}
+	close_keep(lk);
+	return r;
+}
+
+/*
+ * Make `name` in d another name of the hard link group h, whose first
+ * name is complete, and record the outcome.  EMLINK: copy the data
+ * instead, with a warning.  Parent only.
+ */
+static void
 hl_link(struct hl *h, struct dir *d, const char *name)
 {
 	char *slash = strrchr(h->path, '/');
 	const char *fname = slash ? slash + 1 : h->path;
-	char hide[64];
-	int fd, r, e, lk = -1;
+	struct stat a, b;
+	int fd, r;
 
 	if (dir_unpark(d) < 0) {
-		g.failed++;
-		return 0;
+		outcome(OUT_FAIL_DST, d, name, "its directory changed during copy; not copied");
+		return;
 	}
 	if (slash) {
 		*slash = '\0';
@@ -2121,73 +2309,32 @@ hl_link(struct hl *h, struct dir *d, const char *name)
 	} else
 		fd = dup(g.dstfd);
 	if (fd < 0) {
-		warn_entry(1, 1, d, name, errno);
-		g.failed++;
-		return 0;
+		outcome(OUT_FAIL_DST, d, name, NULL);
+		return;
 	}
-	if (g.update) {
-		struct stat a, b;
-
-		if (fstatat(fd, fname, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    fstatat(d->dfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-			close(fd);
-			g.skipped++;
-			return 0;
-		}
+	if (g.update && fstatat(fd, fname, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    fstatat(d->dfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+		close(fd);
+		outcome(OUT_SKIPPED, d, name, NULL);
+		return;
 	}
-	r = linkat(fd, fname, d->dfd, name, 0);
-	if (r < 0 && errno == EEXIST) {         /* merging: replace atomically */
-		/* lock the inode before its hidden name appears (tmp_sweep) */
-		lk = openat(fd, fname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		if (lk >= 0)
-			flock(lk, LOCK_EX | LOCK_NB);
-		snprintf(hide, sizeof hide, TMP_PREFIX "%ld.%u", (long)getpid(), w.tmpseq++);
-		r = linkat(fd, fname, d->dfd, hide, 0);
-		if (r == 0) {
-			struct stat st;
-
-			r = renameat(d->dfd, hide, d->dfd, name);
-			e = errno;
-			if (fstatat(d->dfd, hide, &st, AT_SYMLINK_NOFOLLOW) == 0)
-				unlinkat(d->dfd, hide, 0);
-			errno = e;
-		}
-		close_keep(lk);
-	}
-	e = errno;
-	close(fd);
-	if (r == 0) {
-		g.copied++;
-		if (g.verbose) {
-			char *p = path_join(d->rel, name, NULL);
-			printf("%s\n", p);
-			free(p);
-		}
-		return 0;
-	}
-	if (e == ENOSPC || e == EDQUOT) {
-		dest_full(e);
-		g.dropped++;
-		return 0;
-	}
-	if (e == EMLINK) {
+	r = link_replace(fd, fname, d->dfd, name);
+	close_keep(fd);
+	if (r == 0)
+		outcome(OUT_COPIED, d, name, NULL);
+	else if (errno == ENOSPC || errno == EDQUOT) {
+		dest_full(errno);
+		outcome(OUT_DROPPED, d, name, NULL);
+	} else if (errno == EMLINK && fstatat(d->sfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0) {
 		char *p = src_path(d, name);
-		struct stat st;
 
 		warn_path(0, p, "too many links; copied as a separate file");
 		free(p);
-		if (fstatat(d->sfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			g.found--;      /* batch_add counts it again */
-			batch_add(d, name, NULL, &st, 0);
-			batch_flush(d);
-			return 1;
-		}
-		e = errno;
-	}
-	warn_entry(1, 1, d, name, e);
-	g.failed++;
-	return 0;
+		batch_add(d, name, NULL, &a, 0);        /* the same entry: found once */
+		batch_flush(d);
+	} else
+		outcome(OUT_FAIL_DST, d, name, NULL);
 }
 
 /*
@@ -2204,7 +2351,7 @@ hl_settle(struct hl *h, int ok)
 	for (wt = h->wait, h->wait = NULL; wt; wt = next) {
 		next = wt->next;
 		if (ok < 0) {
-			g.dropped++;    /* the copy stopped: these go with it */
+			outcome(OUT_DROPPED, wt->dir, wt->name, NULL);  /* the copy stopped */
 		} else if (h->state == HL_DONE) {
 			hl_link(h, wt->dir, wt->name);
 		} else {
@@ -2217,7 +2364,6 @@ hl_settle(struct hl *h, int ok)
 				h->path = path_join(wt->dir->rel, wt->name, NULL);
 				h->state = HL_PENDING;
 				h->wait = next;
-				g.found--;
 				batch_add(wt->dir, wt->name, NULL, &st, ENT_HLFIRST);
 				batch_flush(wt->dir);
 				dir_put(wt->dir);
@@ -2225,8 +2371,7 @@ hl_settle(struct hl *h, int ok)
 				free(wt);
 				return;
 			}
-			warn_entry(1, 0, wt->dir, wt->name, errno);
-			g.failed++;
+			outcome(OUT_FAIL_SRC, wt->dir, wt->name, NULL);
 		}
 		dir_put(wt->dir);
 		free(wt->name);
@@ -2252,17 +2397,13 @@ hl_entry(struct dir *d, const char *name, const struct stat *st)
 		h->state = HL_PENDING;
 		return 1;
 	}
-	g.found++;
 	if (h->state == HL_DONE) {
-		if (hl_link(h, d, name))
-			g.found--;      /* requeued as a copy, counted there */
+		hl_link(h, d, name);
 		return 0;
 	}
 	wt = xmalloc(sizeof *wt);
 	wt->dir = d;
-	wt->name = strdup(name);
-	if (wt->name == NULL)
-		die("out of memory");
+	wt->name = xstrdup(name);
 	wt->next = h->wait;
 	h->wait = wt;
 	d->pending++;
@@ -2328,7 +2469,6 @@ dry_entry(struct dir *d, const char *name, const struct stat *st)
 	const char *what = "create";
 	char *p = path_join(d->rel, name, NULL);
 
-	g.found++;
 	if (d->dfd >= 0 && fstatat(d->dfd, name, &ds, AT_SYMLINK_NOFOLLOW) == 0) {
 		what = "replace";
 		if (g.update && S_ISREG(st->st_mode) && S_ISREG(ds.st_mode) &&
@@ -2339,9 +2479,9 @@ dry_entry(struct dir *d, const char *name, const struct stat *st)
 	printf("%s %s\n", what, p);
 	free(p);
 	if (what[0] == 's') {
-		g.skipped++;
+		outcome(OUT_SKIPPED, d, name, NULL);
 	} else {
-		g.copied++;
+		outcome(OUT_COPIED, d, name, NULL);
 		g.bytes_done += S_ISREG(st->st_mode) ? st->st_size : 0;
 	}
 }
@@ -2367,6 +2507,7 @@ walk_entry(struct dir *d, const char *name, const struct stat *st)
 			dir_put(sub);   /* -x: a mount point stays an empty directory */
 		return;
 	}
+	g.found++;              /* decided once, in outcome() */
 	if (g.dryrun)
 		dry_entry(d, name, st);
 	else if (st->st_nlink <= 1 || hl_entry(d, name, st))
@@ -2377,18 +2518,10 @@ walk_entry(struct dir *d, const char *name, const struct stat *st)
 static int
 walk_stat(struct dir *d, const char *name, struct stat *st)
 {
-	char *p;
-
 	if (fstatat(d->sfd, name, st, AT_SYMLINK_NOFOLLOW) == 0)
 		return 0;
-	p = src_path(d, name);
-	if (errno == ENOENT)
-		warn_path(1, p, "vanished before it could be copied");
-	else
-		warn_path(1, p, "%s", strerror(errno));
-	free(p);
-	g.found++;
-	g.failed++;
+	outcome(OUT_FAIL_SRC | OUT_NEW, d, name,
+	    errno == ENOENT ? "vanished before it could be copied" : NULL);
 	return -1;
 }
 
@@ -2411,9 +2544,58 @@ walk_pop(void)
 }
 
 /*
- * --files-from: read the next listed path and make the walk's chain of
- * directories its parents (leaving those it does not share, entering the
- * new ones), then hand its last component to walk_entry.  A listed
+ * --files-from: make the walk's chain of directories end at `par` (a
+ * path below SOURCE, "" for the top): leave those that are not its
+ * parents, enter the missing ones one component at a time.  Returns 0, or
+ * -1 if a component could not be entered (named and counted).  Parent.
+ */
+static int
+list_enter(const char *par)
+{
+	struct stat st;
+	struct dir *d;
+	char *comp;
+	size_t k;
+
+	for (;;) {
+		k = strlen(g.top->rel);
+		if (k == 0 || (strncmp(g.top->rel, par, k) == 0 && (par[k] == '/' || par[k] == '\0')))
+			break;
+		walk_pop();
+	}
+	while (strcmp(g.top->rel, par) != 0) {
+		k = strlen(g.top->rel);
+		comp = xstrdup(par + k + (k > 0));
+		if (strchr(comp, '/'))
+			*strchr(comp, '/') = '\0';
+		d = dir_live(g.top, comp);
+		if (d) {
+			d->pending++;   /* the walk's reference, as dir_enter's */
+			free(comp);
+			g.top = d;
+			if (dir_unpark(d) < 0)
+				return -1;
+			continue;
+		}
+		if (walk_stat(g.top, comp, &st) == 0) {
+			if (S_ISDIR(st.st_mode))
+				d = dir_enter(g.top, comp, &st, 0);
+			else {
+				errno = ENOTDIR;
+				outcome(OUT_FAIL_SRC | OUT_NEW, g.top, comp, NULL);
+			}
+		}
+		free(comp);
+		if (d == NULL)
+			return -1;
+		g.top = d;
+	}
+	return 0;
+}
+
+/*
+ * --files-from: read the next listed path, reach its parent directory
+ * (list_enter) and hand its last component to walk_entry.  A listed
  * directory is then walked whole.  Returns 0 at the end of the list.
  */
 static int
@@ -2421,11 +2603,9 @@ list_step(void)
 {
 	static char *line;
 	static size_t cap;
-	char *p, *par, *last, *comp;
+	char *p, *par, *last;
 	struct stat st;
-	struct dir *d;
 	ssize_t n;
-	size_t k;
 
 	n = getdelim(&line, &cap, g.listsep, g.list);
 	if (n < 0 && ferror(g.list) && errno == EINTR) {
@@ -2456,9 +2636,7 @@ list_step(void)
 	if (*p == '/' || strcmp(p, "..") == 0 || strncmp(p, "../", 3) == 0 ||
 	    strstr(p, "/../") || (n >= 3 && strcmp(line + n - 3, "/..") == 0) ||
 	    strstr(p, "//") || strstr(p, "/./")) {
-		warn_path(1, p, "listed path is not a plain path below SOURCE");
-		g.found++;
-		g.failed++;
+		outcome(OUT_FAIL_SRC | OUT_NEW, NULL, p, "listed path is not a plain path below SOURCE");
 		return 1;
 	}
 	last = strrchr(p, '/');
@@ -2469,45 +2647,7 @@ list_step(void)
 		last = p;
 		par = "";
 	}
-	/* leave the directories that are not parents of this path */
-	for (;;) {
-		k = strlen(g.top->rel);
-		if (k == 0 || (strncmp(g.top->rel, par, k) == 0 && (par[k] == '/' || par[k] == '\0')))
-			break;
-		walk_pop();
-	}
-	/* enter the missing ones, one component at a time */
-	while (strcmp(g.top->rel, par) != 0) {
-		k = strlen(g.top->rel);
-		comp = strdup(par + k + (k > 0));
-		if (comp == NULL)
-			die("out of memory");
-		if (strchr(comp, '/'))
-			*strchr(comp, '/') = '\0';
-		d = dir_live(g.top, comp);
-		if (d) {
-			d->pending++;   /* the walk's reference, as dir_enter's */
-			free(comp);
-			g.top = d;
-			if (dir_unpark(d) < 0)
-				return 1;
-			continue;
-		}
-		if (walk_stat(g.top, comp, &st) == 0) {
-			if (S_ISDIR(st.st_mode))
-				d = dir_enter(g.top, comp, &st, 0);
-			else {
-				warn_entry(1, 0, g.top, comp, ENOTDIR);
-				g.found++;
-				g.failed++;
-			}
-		}
-		free(comp);
-		if (d == NULL)
-			return 1;
-		g.top = d;
-	}
-	if (walk_stat(g.top, last, &st) == 0)
+	if (list_enter(par) == 0 && walk_stat(g.top, last, &st) == 0)
 		walk_entry(g.top, last, &st);
 	return 1;
 }
@@ -2575,7 +2715,7 @@ census_start(int sfd)
 	g.cen = xmalloc(sizeof *g.cen);
 	g.cen->up = NULL;
 	g.cen->ds = ds;
-	g.cen->rel = strdup("");
+	g.cen->rel = xstrdup("");
 	g.fdopen++;
 }
 
@@ -2685,20 +2825,20 @@ job_pop(void)
 }
 
 /*
- * Take a job for worker w from the queue: one of a directory w already
+ * Take a job for worker k from the queue: one of a directory k already
  * works in, else one of a directory no worker is in, else the first.
  * Workers in different directories do not contend for one directory's
  * lock nor, on ext4, for one block group's inode bitmap: with two workers
  * in one directory ext4 spent 2.5 times the CPU of one.
  */
 static struct job *
-job_pick(unsigned w)
+job_pick(unsigned k)
 {
 	struct job *j, *prev = NULL, *free_prev = NULL, *pick = NULL;
 	int n = 0, found = 0;
 
 	for (j = g.qhead; j && n < AFFINITY_SCAN; prev = j, j = j->next, n++) {
-		if (j->dir->owner == (int)w) {
+		if (j->dir->owner == (int)k) {
 			pick = j;
 			free_prev = prev;
 			found = 2;
@@ -2721,11 +2861,11 @@ job_pick(unsigned w)
 	return pick;
 }
 
-/* Record that job j went to worker w (fly) or came back (land). */
+/* Record that job j went to worker k (fly) or came back (land). */
 static void
-job_fly(struct job *j, unsigned w)
+job_fly(struct job *j, unsigned k)
 {
-	j->dir->owner = w;
+	j->dir->owner = k;
 	j->dir->busy++;
 }
 
@@ -2757,7 +2897,7 @@ job_drop(struct job *j)
 	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
 		if (e->flags & ENT_DROP)
 			continue;
-		g.dropped++;
+		outcome(OUT_DROPPED, j->dir, ent_dname(e), NULL);
 		if (e->flags & ENT_HLFIRST) {
 			int isnew;
 
@@ -2821,93 +2961,82 @@ dest_full(int err)
 static void job_done(struct job *j, const struct msg *m, const struct rep *r);
 
 /*
- * Say what a worker's report on entry e of directory d means: one line
- * naming the source (reading) or destination (writing) path.
+ * Decide entry e of directory d from the worker's report on it (NULL:
+ * copied, nothing to say), print what needs saying and record the
+ * outcome.  Returns 1 if the copy exists (hard link groups wait for it).
  */
-static void
-rep_print(struct dir *d, const struct ent *e, const struct rep *rp)
+static int
+rep_outcome(struct dir *d, const struct ent *e, const struct rep *rp)
 {
-	const char *why = NULL;
 	char *p;
 
-	switch (rp->what) {
-	case R_VANISHED: why = "vanished before it could be copied"; break;
-	case R_BADCOPY: why = "verification failed: the copy differs from the source; not copied"; break;
-	case R_RACED:
-		p = rp->val ? dst_path(d, ent_dname(e)) : src_path(d, ent_name(e));
-		warn_path(1, p, "changed during copy (another file took its name); not copied");
-		free(p);
-		return;
-	case R_CHANGED:
+	switch (rp ? rp->what : 0) {
+	case 0:
+		break;
+	case R_SKIP:
+		g.bytes_skipped += S_ISREG(e->mode) ? e->size : 0;
+		outcome(OUT_SKIPPED, d, ent_dname(e), NULL);
+		return 1;
+	case R_CHANGED:         /* copied as read: a warning, exit 1 */
 		p = src_path(d, ent_name(e));
 		warn_path(1, p, "changed size while being copied (%llu bytes, now %llu)",
 		    (unsigned long long)e->size, (unsigned long long)rp->val);
 		free(p);
-		return;
+		break;
 	case R_NOXATTR:
 		if (!g.noxattr_warned++)
 			warn_path(0, g.dst, "extended attributes not supported; not copied");
-		return;
+		break;
+	case R_VANISHED:
+		outcome(OUT_FAIL_SRC, d, ent_name(e), "vanished before it could be copied");
+		return 0;
+	case R_RACED:           /* the fstat check: one file's name, another's inode */
+		outcome(rp->val ? OUT_FAIL_DST : OUT_FAIL_SRC, d, rp->val ? ent_dname(e) : ent_name(e),
+		    "changed during copy (another file took its name); not copied");
+		return 0;
+	case R_BADCOPY:
+		outcome(OUT_FAIL_SRC, d, ent_name(e),
+		    "verification failed: the copy differs from the source; not copied");
+		return 0;
 	case R_FAIL_DST:
-		if (rp->err == ENOSPC || rp->err == EDQUOT)
-			dest_full(rp->err);
-		else if (rp->err == EISDIR) {
-			p = dst_path(d, ent_dname(e));
-			warn_path(1, p, "cannot overwrite directory with non-directory");
-			free(p);
-		} else
-			warn_entry(1, 1, d, ent_dname(e), rp->err);
-		return;
+		if (rp->err == ENOSPC || rp->err == EDQUOT) {
+			dest_full(rp->err);     /* said once for the whole run */
+			outcome(OUT_DROPPED, d, ent_dname(e), NULL);
+			return 0;
+		}
+		errno = rp->err;
+		outcome(OUT_FAIL_DST, d, ent_dname(e), rp->err == EISDIR ?
+		    "cannot overwrite directory with non-directory" : NULL);
+		return 0;
 	default:
-		warn_entry(1, 0, d, ent_name(e), rp->err);
-		return;
+		errno = rp->err;
+		outcome(OUT_FAIL_SRC, d, ent_name(e), NULL);
+		return 0;
 	}
-	p = src_path(d, ent_name(e));
-	warn_path(1, p, "%s", why);
-	free(p);
+	outcome(OUT_COPIED, d, ent_dname(e), NULL);
+	return 1;
 }
 
 /*
- * A worker finished job j: account for every entry, print what failed,
- * settle hard links, and free the job.
+ * A worker finished job j: decide every entry from its report, settle
+ * hard link groups, and free the job.
  */
 static void
 job_done(struct job *j, const struct msg *m, const struct rep *r)
 {
-	struct dir *d = j->dir;
-	uint32_t i, k = 0;
-	char *p;
-
 	struct ent *e;
+	uint32_t i, k = 0;
+	int ok, isnew;
 
 	g.bytes_done += m->bytes;
 	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
 		const struct rep *rp = k < m->count && r[k].idx == i ? &r[k++] : NULL;
-		int ok = rp == NULL || rp->what == R_CHANGED || rp->what == R_NOXATTR ||
-		    rp->what == R_SKIP;
 
 		if (e->flags & ENT_DROP)
-			continue;
-		if (rp && rp->what == R_SKIP) {
-			g.skipped++;
-			g.bytes_skipped += S_ISREG(e->mode) ? e->size : 0;
-		} else if (rp)
-			rep_print(d, e, rp);
-		if (ok && !(rp && rp->what == R_SKIP)) {
-			g.copied++;
-			if (g.verbose) {
-				p = path_join(d->rel, ent_dname(e), NULL);
-				printf("%s\n", p);
-				free(p);
-			}
-		} else if (!ok)
-			g.failed++;
-		if (e->flags & ENT_HLFIRST) {
-			int isnew;
-			struct hl *h = hl_lookup(e->dev, e->ino, &isnew);
-
-			hl_settle(h, ok);
-		}
+			continue;       /* decided when it was dropped */
+		ok = rep_outcome(j->dir, e, rp);
+		if (e->flags & ENT_HLFIRST)
+			hl_settle(hl_lookup(e->dev, e->ino, &isnew), ok);
 	}
 	job_free(j);
 }
@@ -2921,28 +3050,92 @@ job_fail(struct job *j, const char *why)
 {
 	struct ent *e;
 	uint32_t i;
-	char *p;
+	int isnew;
 
 	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
 		if (e->flags & ENT_DROP)
 			continue;
-		p = src_path(j->dir, ent_name(e));
-		warn_path(1, p, "%s", why);
-		free(p);
-		g.failed++;
-		if (e->flags & ENT_HLFIRST) {
-			int isnew;
-
+		outcome(OUT_FAIL_SRC, j->dir, ent_name(e), why);
+		if (e->flags & ENT_HLFIRST)
 			hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
-		}
 	}
 	job_free(j);
 }
 
 /*
- * Read one message from worker i.  End of file: the worker died; reap it,
- * say how, respawn it and put its jobs back at the front of the queue.
- * A job whose entry killed MAX_DEATHS workers loses that entry.
+ * Worker i is gone (end of file on its channel): reap it, say how it
+ * ended, put the jobs it held back at the front of the queue and start a
+ * new worker in its slot.  The entry it was on when it died (its shared
+ * slot says which) is given up after MAX_DEATHS deaths.  Parent only.
+ */
+static void
+wk_died(unsigned i)
+{
+	struct worker *k = &g.wk[i];
+	uint32_t cur = g.ws[i].job, idx = g.ws[i].idx;
+	pid_t pid = k->pid;
+	int st = wk_reap(i), isnew;
+	unsigned f;
+
+	if (!got_sig) {
+		progress_clear();
+		if (WIFSIGNALED(st))
+			fprintf(stderr, "pcopy: worker %u (pid %ld) killed by signal %d\n",
+			    i + 1, (long)pid, WTERMSIG(st));
+		else
+			fprintf(stderr, "pcopy: worker %u (pid %ld) exited with status %d\n",
+			    i + 1, (long)pid, WEXITSTATUS(st));
+	}
+	for (f = k->nfly; f-- > 0;) {
+		struct job *j = k->fly[f];
+
+		job_land(j);
+		if (j->dir->dfd >= 0)
+			tmp_sweep(j->dir->dfd);    /* what it was writing */
+		if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS) {
+			struct ent *e = job_ent(j, idx);
+			char why[80];
+
+			snprintf(why, sizeof why, "a worker was killed %u times while copying it; giving up", j->deaths);
+			outcome(OUT_FAIL_SRC, j->dir, ent_name(e), why);
+			e->flags |= ENT_DROP;
+			if (e->flags & ENT_HLFIRST)
+				hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
+			j->deaths = 0;
+		} else if (f == 0 && j->id != cur && ++j->deaths >= MAX_DEATHS) {
+			/* it died before it could even start on the job */
+			char why[80];
+
+			snprintf(why, sizeof why, "a worker died %u times before it "
+			    "could start on it; giving up", MAX_DEATHS);
+			job_fail(j, why);
+			continue;
+		}
+		job_queue(j, 1);
+	}
+	k->nfly = 0;
+	if (++g.barren > MAX_DEATHS * (g.jobs + 1) && !g.stop) {
+		/* no job finished between all these deaths: a respawn loop
+		 * would never end */
+		warn_path(1, "workers", "%u died in a row without finishing a job; stopping",
+		    g.barren);
+		g.stop = 1;
+		g.walking = 0;
+	}
+	if (got_sig || g.stop || wk_spawn(i) == 0)
+		return;
+	warn_path(1, "fork", "cannot start a new worker: %s", strerror(errno));
+	for (f = 0; f < g.jobs && g.wk[f].fd < 0; f++)
+		;
+	if (f == g.jobs) {      /* none left: stop rather than wait forever */
+		g.stop = 1;
+		g.walking = 0;
+	}
+}
+
+/*
+ * Read one message from worker i: the result of its oldest job.  End of
+ * file (or a broken channel): the worker is gone (wk_died).  Parent only.
  */
 static void
 wk_input(unsigned i)
@@ -2950,89 +3143,26 @@ wk_input(unsigned i)
 	static uint64_t buf[(sizeof(struct msg) + (BATCH_FILES + 1) * sizeof(struct rep)) / 8 + 1];
 	struct worker *k = &g.wk[i];
 	struct msg *m = (struct msg *)buf;
-	int fds[MSG_FDS], st;
+	int fds[MSG_FDS];
 	ssize_t n;
 	unsigned f;
 
 	n = msg_recv(k->fd, buf, sizeof buf, fds);
 	if (n < 0 && errno == EINTR)
 		return;
-	if (n > 0) {
-		if (m->type != MSG_DONE || k->nfly == 0 || k->fly[0]->id != m->id)
-			die("worker %u: unexpected message", i + 1);
-		g.barren = 0;
-		job_land(k->fly[0]);
-		job_done(k->fly[0], m, (struct rep *)(m + 1));
-		for (f = 1; f < k->nfly; f++)
-			k->fly[f - 1] = k->fly[f];
-		k->nfly--;
+	if (n <= 0) {
+		wk_died(i);
 		return;
 	}
-	/* end of file (or a broken channel): the worker is gone */
-	{
-		uint32_t cur = g.ws[i].job, idx = g.ws[i].idx;
-		pid_t pid = k->pid;
-
-		st = wk_reap(i);
-		if (!got_sig) {
-			progress_clear();
-			if (WIFSIGNALED(st))
-				fprintf(stderr, "pcopy: worker %u (pid %ld) killed by signal %d\n",
-				    i + 1, (long)pid, WTERMSIG(st));
-			else
-				fprintf(stderr, "pcopy: worker %u (pid %ld) exited with status %d\n",
-				    i + 1, (long)pid, WEXITSTATUS(st));
-		}
-		for (f = k->nfly; f-- > 0;) {
-			struct job *j = k->fly[f];
-
-			job_land(j);
-			if (j->dir->dfd >= 0)
-				tmp_sweep(j->dir->dfd);    /* what it was writing */
-			if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS) {
-				struct ent *e = job_ent(j, idx);
-				char *p = src_path(j->dir, ent_name(e));
-
-				warn_path(1, p, "a worker was killed %u times while copying it; giving up", j->deaths);
-				free(p);
-				e->flags |= ENT_DROP;
-				g.failed++;
-				if (e->flags & ENT_HLFIRST) {
-					int isnew;
-
-					hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
-				}
-				j->deaths = 0;
-			} else if (f == 0 && j->id != cur && ++j->deaths >= MAX_DEATHS) {
-				/* it died before it could even start on the job */
-				char why[80];
-
-				snprintf(why, sizeof why, "a worker died %u times before it "
-				    "could start on it; giving up", MAX_DEATHS);
-				job_fail(j, why);
-				continue;
-			}
-			job_queue(j, 1);
-		}
-		k->nfly = 0;
-		if (++g.barren > MAX_DEATHS * (g.jobs + 1) && !g.stop) {
-			/* no job finished between all these deaths: a respawn
-			 * loop would never end */
-			warn_path(1, "workers", "%u died in a row without finishing a job; stopping",
-			    g.barren);
-			g.stop = 1;
-			g.walking = 0;
-		}
-		if (!got_sig && !g.stop && wk_spawn(i) < 0) {
-			warn_path(1, "fork", "cannot start a new worker: %s", strerror(errno));
-			for (f = 0; f < g.jobs && g.wk[f].fd < 0; f++)
-				;
-			if (f == g.jobs) {      /* none left: stop rather than wait forever */
-				g.stop = 1;
-				g.walking = 0;
-			}
-		}
-	}
+	if (m->type != MSG_DONE || k->nfly == 0 || k->fly[0]->id != m->id ||
+	    m->count > BATCH_FILES + 1 || (size_t)n < sizeof *m + m->count * sizeof(struct rep))
+		fatal("worker %u: unexpected message", i + 1);
+	g.barren = 0;
+	job_land(k->fly[0]);
+	job_done(k->fly[0], m, (struct rep *)(m + 1));
+	for (f = 1; f < k->nfly; f++)
+		k->fly[f - 1] = k->fly[f];
+	k->nfly--;
 }
 
 /* -- progress -- */
@@ -3353,7 +3483,7 @@ run(void)
 		}
 		timeout = busy ? 0 : g.progress ? TICK_MS : -1;
 		if (poll(pf, n, timeout) < 0 && errno != EINTR)
-			die("poll: %s", strerror(errno));
+			fatal("poll: %s", strerror(errno));
 		if (pf[0].revents && read(g.sigpipe[0], sink, sizeof sink) < 0) {
 			/* nothing to do: the flags say what happened */
 		}
@@ -3415,11 +3545,9 @@ static void
 check_nesting(const struct stat *src, const char *dst)
 {
 	struct stat st, up;
-	char *copy = strdup(dst), *p;
+	char *copy = xstrdup(dst), *p;
 	int fd, nfd;
 
-	if (copy == NULL)
-		die("out of memory");
 	for (;;) {
 		fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd >= 0)
@@ -3550,12 +3678,8 @@ signals_setup(void)
 	struct sigaction sa = { .sa_handler = on_signal };
 
 	signal(SIGPIPE, SIG_IGN);
-	if (pipe(g.sigpipe) < 0)
+	if (pipe2(g.sigpipe, O_NONBLOCK | O_CLOEXEC) < 0)
 		die("pipe: %s", strerror(errno));
-	fcntl(g.sigpipe[0], F_SETFL, O_NONBLOCK);
-	fcntl(g.sigpipe[1], F_SETFL, O_NONBLOCK);
-	fcntl(g.sigpipe[0], F_SETFD, FD_CLOEXEC);
-	fcntl(g.sigpipe[1], F_SETFD, FD_CLOEXEC);
 	catch_signal(SIGINT, &sa);
 	catch_signal(SIGHUP, &sa);
 	sigaction(SIGTERM, &sa, NULL);
@@ -3820,7 +3944,7 @@ setup_dirs(const struct stat *st)
 	int dsfd, made;
 
 	memset(d, 0, sizeof *d);
-	d->rel = strdup("");
+	d->rel = xstrdup("");
 	d->st = *st;
 	d->pending = 1;
 	d->owner = -1;
@@ -3927,6 +4051,7 @@ setup_top(const struct stat *st)
 	if (g.dryrun)
 		printf("%s %s\n", lstat(g.dst, &dst) == 0 ? "replace" : "create", g.dst);
 	else {
+		g.found++;
 		batch_add(d, sbase, strcmp(sbase, dbase) ? dbase : NULL, st, 0);
 		batch_flush(d);
 	}
@@ -3971,7 +4096,11 @@ main(int argc, char **argv)
 		int sig = got_sig < 0 ? -got_sig : got_sig;
 
 		summary("interrupted: ");
+		/* die of the signal, as shells expect of an interrupted
+		 * program (a script running pcopy then stops too) */
+		fflush(NULL);
 		signal(sig, SIG_DFL);
+		raise(sig);
 		return 128 + sig;
 	}
 	if (!g.topdone && !g.stop)
