@@ -139,10 +139,10 @@
  * which entry it was on; after MAX_DEATHS deaths on the same job that
  * entry is dropped as failed; a job that kills MAX_DEATHS workers before
  * they record it fails whole, and MAX_DEATHS * (N + 1) deaths in a row
- * with no job finished stop the copy: a respawn loop is impossible.  If no worker is left and
- * none can be forked, the copy stops.  ENOSPC or EDQUOT (on data, mkdir or
- * link) stops dispatching: one message, the queue and the batches being
- * filled are dropped, in-flight jobs finish.
+ * with no job finished stop the copy: a respawn loop is impossible.  If
+ * no worker is left and none can be forked, the copy stops.  ENOSPC or
+ * EDQUOT (on data, mkdir or link) stops dispatching: one message, the
+ * queue and the batches being filled are dropped, in-flight jobs finish.
  *
  * Errors, in three tiers.  die(): a usage or setup error before any
  * worker starts; nothing was copied; exit 2.  outcome(): the one place
