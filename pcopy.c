@@ -25,8 +25,10 @@
  *             flags (JF_*: how to treat that destination directory):
  *             `count` entries (struct ent + name), all in that directory:
  *             regular files, symlinks, FIFOs, sockets and devices, with
- *             what the walk's fstatat saw (size, mode, owner, times), so
- *             the worker never stats the source again.  Small files are
+ *             what the walk's fstatat saw (type, dev, ino, size, mode,
+ *             owner, times): the worker checks what it opens against it
+ *             (see Safety) and takes the metadata from fstat of what it
+ *             opened, as cp -a does.  Small files are
  *             batched (BATCH_FILES, BATCH_BYTES) so that round-trips do not
  *             dominate on trees of many small files.
  *   MSG_DONE  worker -> parent: the job is finished; `count` reports
@@ -51,7 +53,11 @@
  * links waiting).  When that count drops to zero the directory is complete
  * and the parent gives it its owner, mode, xattrs and times: directory
  * metadata is applied after the contents, so read-only directories can be
- * filled and their mtimes stay.  The queue of jobs is bounded (QMAX); the
+ * filled and their mtimes stay.  Descriptors are budgeted (fd_budget:
+ * the limit less what is open, one channel per worker, FD_SPARE); a tree
+ * deeper than the budget allows parks ancestors (dir_park: what is left
+ * of the listing is kept in memory, descriptors closed) and reopens them
+ * by path from the top, checked, when it needs them again.  The queue of jobs is bounded (QMAX); the
  * walk pauses while it is full, so memory does not grow with the tree.
  * With a progress line, while the queue is full the parent spends its
  * idle time in a census (census_step), a second read-only walk that counts
@@ -122,15 +128,56 @@
  * faster on every local file system here (version 0.1 did it on network
  * file systems only, where it could not be measured; it was removed).
  *
+ * Safety.  pcopy is often run as root on trees that other users can
+ * write (home directories, containers' volumes).  The rule: every system
+ * call that changes DEST or reads SOURCE acts on a descriptor pcopy holds,
+ * or on a name inside a directory descriptor with O_NOFOLLOW or
+ * AT_SYMLINK_NOFOLLOW; every descriptor opened for an entry the walk saw
+ * is checked with fstat (type, dev, ino) against what the walk saw before
+ * anything of it is trusted, and its metadata is taken from that fstat;
+ * a mismatch is named "changed during copy" and the entry is not copied
+ * (exit 1), never copied with another file's metadata.  Directories the
+ * parent makes, and nodes a worker makes (mknodat and symlinkat give no
+ * descriptor), are opened right after, O_PATH | O_NOFOLLOW for nodes, and
+ * checked to be new (owner: new files' owner in DEST, g.newuid; nodes: one
+ * link, the type and device numbers made); their owner, mode and times
+ * are then set through that descriptor (fchownat/fchmodat2/utimensat with
+ * AT_EMPTY_PATH; /proc/self/fd on kernels before 6.6).  DEST itself is
+ * never followed if it is a symlink.  Hidden files are created 0600; a
+ * directory or file in DEST whose group is not ours (set-gid, grpid) is
+ * always chowned.  The by-name calls that remain, and why each is safe:
+ *   mkdirat, mknodat, symlinkat, O_CREAT|O_EXCL openat: create, never
+ *       follow; what they made is opened and checked, as above.
+ *   openat(O_NOFOLLOW [|O_DIRECTORY|O_PATH]): opens the entry itself;
+ *       checked with fstat before use.
+ *   fstatat(AT_SYMLINK_NOFOLLOW): the walk and -u read, change nothing.
+ *   renameat, linkat (no AT_SYMLINK_FOLLOW), unlinkat: act on names in a
+ *       held directory; never follow.  A user who can write that DEST
+ *       directory can replace what they put there, and gains nothing that
+ *       writing the directory did not give.  (The parent's hard links
+ *       link the inode at the first name: such a user could substitute a
+ *       file of their own there, which keeps their owner.)
+ *   linkat(AT_FDCWD, "/proc/self/fd/N", AT_SYMLINK_FOLLOW): follows the
+ *       magic link of pcopy's own descriptor, i.e. that very inode.
+ *   open_beneath (hard links, parked directories): one component at a
+ *       time with O_NOFOLLOW from a held descriptor; parked directories
+ *       are checked by (dev, ino) when reopened.
+ *   open, mkdir, lstat on SOURCE and DEST as given, and on their parents
+ *       in single-file mode: the user's own paths, resolved once at the
+ *       start (SOURCE's top is checked against its lstat).
+ *
  * Failures.  A worker that dies (end of file on its channel) is reaped and
  * named on stderr; the jobs it held go back to the front of the queue and a
- * new worker takes its slot.  Jobs are idempotent, so redoing one is safe.
- * The shared page tells which entry it was on; after MAX_DEATHS deaths on
- * the same job that entry is dropped as failed.  If no worker is left and
- * none can be forked, the copy stops (at the start: as many workers as
- * fork allows, at least one, else exit 2).  ENOSPC, EDQUOT or EROFS (on
- * data, mkdir or link) stops dispatching: one message, the queue and the batches being
- * filled are dropped, in-flight jobs finish.
+ * new worker takes its slot, and what it was writing is swept (tmp_sweep).
+ * Jobs are idempotent, so redoing one is safe.  The shared page tells
+ * which entry it was on; after MAX_DEATHS deaths on the same job that
+ * entry is dropped as failed; a job that kills MAX_DEATHS workers before
+ * they record it fails whole, and MAX_DEATHS * (N + 1) deaths in a row
+ * with no job finished stop the copy: a respawn loop is impossible.  If
+ * no worker is left and none can be forked, the copy stops (at the start:
+ * as many workers as fork allows, at least one, else exit 2).  ENOSPC,
+ * EDQUOT or EROFS (on data, mkdir or link) stops dispatching: one message,
+ * the queue and the batches being filled are dropped, in-flight jobs finish.
  *
  * Errors, in three tiers.  die(): a usage or setup error before any
  * worker starts; nothing was copied; exit 2.  outcome(): the one place
@@ -218,7 +265,9 @@
 #define BUF_SIZE (128 << 10)    /* read/write fallback buffer */
 #define AFFINITY_SCAN 64        /* queued jobs dispatch looks through for a good one */
 #define MAX_DEATHS 3            /* a job that kills this many workers fails its entry */
-#define FD_RESERVE 64           /* descriptors kept free for workers and files */
+#define FD_SPARE 8              /* descriptors the parent opens for a moment:
+				   at most 3 at once (a hard link, a reopened
+				   directory), twice over for safety */
 #define CENSUS_NS 1000000       /* census time per turn of the loop (1 ms): workers hold a job meanwhile */
 #define TICK_MS 100             /* progress refresh: 10 times a second at most */
 #define LOG_MAX_MS 30000        /* --progress to a file: a line every 1 s, backing off to this */
@@ -298,6 +347,7 @@ enum {
 	R_CHANGED,              /* copied, but the size changed while copying */
 	R_SKIP,                 /* -u: destination already up to date */
 	R_BADCOPY,              /* --verify: the copy differs from the source */
+	R_RACED,                /* another file took the name (val 1: in DEST): not copied */
 };
 
 struct xref {                   /* an inode whose metadata is read or set */
@@ -324,6 +374,11 @@ struct dir {                    /* a directory being copied (parent only) */
 				 * are someone else's until dir_finish */
 	struct dnames *dn;      /* --delete: DEST's names before the copy, NULL: none */
 	int partial;            /* --delete: SOURCE's listing was not read completely */
+	struct dir *lnext, *lprev;      /* --files-from: list of unfinished dirs */
+	int parked;             /* sfd, dfd (and ds) closed to save descriptors */
+	char **rest;            /* parked while read: the names still to walk */
+	size_t nrest, irest;
+	uint64_t ddev, dino;    /* DEST's identity, to check it when reopened */
 };
 
 struct dname {                  /* one name found in a DEST directory (parent only) */
@@ -431,6 +486,7 @@ static struct {
 	int64_t mwindow;        /* -u: ns of mtime DEST's file system may lose */
 	uid_t euid;
 	gid_t egid;
+	uid_t newuid;           /* owner that new files get in DEST (tmp_probe) */
 	/* parent only */
 	struct worker *wk;      /* -j slots */
 	struct wstat *ws;       /* shared page: one slot per worker */
@@ -438,6 +494,8 @@ static struct {
 	unsigned nqueued;
 	uint32_t nextid;
 	struct dir *top;        /* directory the walk is reading */
+	struct dir *root;       /* the top of the tree: never parked */
+	struct dir *live;       /* --files-from: every unfinished directory */
 	int walking;            /* the walk is not finished */
 	int stop;               /* stop dispatching: signal or full disk */
 	int sigpipe[2];         /* self-pipe: signal handler -> poll */
@@ -448,6 +506,8 @@ static struct {
 	size_t hlsize, hlused;
 	int full;               /* ENOSPC/EDQUOT seen */
 	int nodel;              /* --delete: deletions stopped (I/O error, ENOSPC, failure) */
+	int outerr;             /* errno of a failed flush of stdout, 0 if none */
+	unsigned barren;        /* workers died since a job was last finished */
 	/* the ledger */
 	uint64_t found, copied, failed, skipped, dropped;
 	uint64_t ndirs, bytes_found, bytes_done, bytes_skipped;
@@ -825,6 +885,40 @@ ent_fill(struct ent *e, const struct stat *st)
 	e->gid = st->st_gid;
 }
 
+/*
+ * A descriptor opened for entry e: is it still the inode the walk saw
+ * (type, device, inode)?  If so, *m is e's record with the owner, mode and
+ * times of fstat -- what the copy gets, as cp -a takes them from the file
+ * it reads -- and 0 is returned.  If not: R_RACED in *r (or R_FAIL_SRC
+ * when fstat fails), -1.  Workers.  (m's names are not copied: use e's.)
+ */
+static int
+ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		r->what = R_FAIL_SRC;
+		r->err = errno;
+		return -1;
+	}
+	if ((st.st_mode & S_IFMT) != (e->mode & S_IFMT) || st.st_dev != e->dev ||
+	    st.st_ino != e->ino) {
+		r->what = R_RACED;
+		r->err = 0;
+		return -1;
+	}
+	*m = *e;
+	m->mode = st.st_mode;
+	m->uid = st.st_uid;
+	m->gid = st.st_gid;
+	m->atime = st.st_atim.tv_sec;
+	m->atime_ns = st.st_atim.tv_nsec;
+	m->mtime = st.st_mtim.tv_sec;
+	m->mtime_ns = st.st_mtim.tv_nsec;
+	return 0;
+}
+
 /* Size of an entry record with its names, rounded to 8 bytes. */
 static size_t
 ent_size(const struct ent *e)
@@ -1121,11 +1215,19 @@ xref_done(struct xref *x)
 	x->pfd = -1;
 }
 
+/* Flags for an *at call on (dirfd, name): name "" is dirfd itself (O_PATH). */
+static int
+at_flags(const char *name)
+{
+	return name[0] ? AT_SYMLINK_NOFOLLOW : AT_EMPTY_PATH;
+}
+
 /*
  * One xattr operation (XA_*) on x: list into buf, get name's value into
  * buf, set it from buf, or remove it.  Returns what the system call does.
  * A name in a directory is acted on with the *xattrat calls and
- * AT_SYMLINK_NOFOLLOW (Linux 6.13); on older kernels through
+ * AT_SYMLINK_NOFOLLOW (Linux 6.13), the name "" as the O_PATH descriptor
+ * dirfd itself (AT_EMPTY_PATH); on older kernels through
  * /proc/self/fd/N of an O_PATH|O_NOFOLLOW descriptor, which names the
  * entry itself even when it is a symlink (without /proc: ENOENT, and the
  * caller reports the xattr not copied); the same where they fail with
@@ -1149,18 +1251,18 @@ xa_op(struct xref *x, int op, const char *name, void *buf, size_t n)
 	if (!xa_noat) {
 		switch (op) {
 		case XA_LIST:
-			r = syscall(SYS_listxattrat, x->dirfd, x->name, AT_SYMLINK_NOFOLLOW, buf, n);
+			r = syscall(SYS_listxattrat, x->dirfd, x->name, at_flags(x->name), buf, n);
 			break;
 		case XA_GET:
-			r = syscall(SYS_getxattrat, x->dirfd, x->name, AT_SYMLINK_NOFOLLOW, name,
+			r = syscall(SYS_getxattrat, x->dirfd, x->name, at_flags(x->name), name,
 			    &a, sizeof a);
 			break;
 		case XA_SET:
-			r = syscall(SYS_setxattrat, x->dirfd, x->name, AT_SYMLINK_NOFOLLOW, name,
+			r = syscall(SYS_setxattrat, x->dirfd, x->name, at_flags(x->name), name,
 			    &a, sizeof a);
 			break;
 		default:
-			r = syscall(SYS_removexattrat, x->dirfd, x->name, AT_SYMLINK_NOFOLLOW, name);
+			r = syscall(SYS_removexattrat, x->dirfd, x->name, at_flags(x->name), name);
 			break;
 		}
 		/* EPERM may be a container's seccomp filter that does not
@@ -1170,7 +1272,9 @@ xa_op(struct xref *x, int op, const char *name, void *buf, size_t n)
 		if (errno == ENOSYS)
 			xa_noat = 1;
 	}
-	if (x->pfd < 0) {
+	if (x->name[0] == '\0') {      /* dirfd is the O_PATH descriptor */
+		snprintf(x->proc, sizeof x->proc, "/proc/self/fd/%d", x->dirfd);
+	} else if (x->pfd < 0) {
 		x->pfd = openat(x->dirfd, x->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (x->pfd < 0)
 			return -1;
@@ -1323,11 +1427,39 @@ xattr_copy(struct xref *src, struct xref *dst, int sync, struct rep *r)
 	free(val);
 }
 
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452       /* Linux 6.6; the same number on every architecture */
+#endif
+
+/*
+ * chmod that never follows a symlink: fchmodat2 on (dirfd, name), name ""
+ * being the O_PATH descriptor dirfd itself.  Kernels before 6.6 lack
+ * fchmodat2: there a descriptor is changed through /proc/self/fd (which
+ * names that very inode), and a name is refused.  Workers.
+ */
+static int
+chmod_at(int dirfd, const char *name, mode_t mode)
+{
+	char proc[64];
+
+	if (syscall(SYS_fchmodat2, dirfd, name, mode, at_flags(name)) == 0)
+		return 0;
+	if (errno != ENOSYS && errno != EPERM)
+		return -1;
+	if (name[0]) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", dirfd);
+	return chmod(proc, mode);
+}
+
 /*
  * Give a new inode (or an existing directory) the owner of the source
  * entry: the first of owner, xattrs, mode, times (chown clears set-uid
  * bits and capabilities).  x is the open file, or a name for symlinks and
- * special files.  Skipped when the inode is ours already, unless
+ * special files (name "" being the O_PATH descriptor dirfd itself, never a
+ * path).  Skipped when the inode is ours already, unless
  * always_chown (a set-gid directory, or one DEST had).  When chown is
  * refused as non-root, the group alone is tried and *mode loses set-uid
  * (and set-gid if the group could not be kept either), as cp -a does.  As
@@ -1347,14 +1479,14 @@ meta_owner(struct xref *x, const struct ent *e, int always_chown, mode_t *mode, 
 	if (x->fd >= 0)
 		rc = fchown(x->fd, e->uid, e->gid);
 	else
-		rc = fchownat(x->dirfd, x->name, e->uid, e->gid, AT_SYMLINK_NOFOLLOW);
+		rc = fchownat(x->dirfd, x->name, e->uid, e->gid, at_flags(x->name));
 	if (rc == 0 || (errno != EPERM && errno != EINVAL))
 		return rc;
 	err = errno;
 	if (x->fd >= 0)
 		rc = fchown(x->fd, (uid_t)-1, e->gid);
 	else
-		rc = fchownat(x->dirfd, x->name, (uid_t)-1, e->gid, AT_SYMLINK_NOFOLLOW);
+		rc = fchownat(x->dirfd, x->name, (uid_t)-1, e->gid, at_flags(x->name));
 	*mode &= rc < 0 ? ~(mode_t)(S_ISUID | S_ISGID) : ~(mode_t)S_ISUID;
 	if (g.euid == 0) {
 		*mode &= S_IRWXU;
@@ -1374,20 +1506,30 @@ meta_mode(struct xref *x, const struct ent *e, mode_t mode, int created_mode)
 {
 	if (S_ISLNK(e->mode) || mode == (mode_t)created_mode)
 		return 0;
-	return x->fd >= 0 ? fchmod(x->fd, mode) : fchmodat(x->dirfd, x->name, mode, 0);
+	return x->fd >= 0 ? fchmod(x->fd, mode) : chmod_at(x->dirfd, x->name, mode);
 }
 
-/* Times last: nanosecond atime and mtime, never following a symlink. */
+/*
+ * Times last: nanosecond atime and mtime, never following a symlink.  Name
+ * "" is the O_PATH descriptor dirfd (kernels before 5.8 refuse
+ * AT_EMPTY_PATH here: /proc/self/fd names the same inode, a symlink too).
+ */
 static int
 meta_times(int fd, int dirfd, const char *name, const struct ent *e)
 {
 	struct timespec ts[2] = {
 		{ e->atime, e->atime_ns }, { e->mtime, e->mtime_ns },
 	};
+	char proc[64];
 
 	if (name == NULL)
 		return futimens(fd, ts);
-	return utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
+	if (utimensat(dirfd, name, ts, at_flags(name)) == 0)
+		return 0;
+	if (name[0] || errno != EINVAL)
+		return -1;
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", dirfd);
+	return utimensat(AT_FDCWD, proc, ts, 0);
 }
 
 /*
@@ -1410,21 +1552,26 @@ tmp_create(int dirfd, mode_t mode)
 		tmp_name(w.tmpname, sizeof w.tmpname);
 		fd = openat(dirfd, w.tmpname, (g.verify ? O_RDWR : O_WRONLY) | O_CREAT | O_EXCL |
 		    O_NOFOLLOW | O_CLOEXEC, mode);
-		if (fd >= 0 || errno != EEXIST)
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd < 0)
 			break;
-	}
-	if (fd < 0) {
-		w.tmpname[0] = '\0';
-		return -1;
-	}
-	w.tmpdir = dirfd;
-	/* the lock tells other runs' tmp_sweep the file is alive; one that
-	 * swept it in the instant before the lock leaves it unlinked: retry */
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &st) < 0 || st.st_nlink == 0) {
+		/* the lock tells other runs' tmp_sweep the file is alive; one
+		 * that swept it in the instant before the lock leaves it
+		 * unlinked: take another name.  Where locks are not supported
+		 * (ENOLCK: NFS without lockd) no sweep can take it either. */
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+			st.st_nlink = 0;
+		else if (fstat(fd, &st) < 0)
+			st.st_nlink = 1;        /* cannot tell: keep it */
+		if (st.st_nlink > 0) {
+			w.tmpdir = dirfd;
+			return fd;
+		}
 		close(fd);
-		return tmp_create(dirfd, mode);
 	}
-	return fd;
+	w.tmpname[0] = '\0';
+	return -1;
 }
 
 /* Remove the hidden temporary, if any (error and abort paths). */
@@ -1665,7 +1812,11 @@ src_changed(int in, const struct ent *e)
  * Copy one regular file.  Returns 0 when it is copied with all its
  * metadata; 1 when copied with something to report in *r (R_CHANGED: it
  * changed while being read and is copied as read; W_*: some metadata could
- * not be kept) or skipped (R_SKIP); -1 when not copied (*r says why).
+ * not be kept) or skipped (R_SKIP); -1 when not copied (*r says why:
+ * R_RACED when it is no longer the file the walk saw).  Owner, mode and
+ * times come from fstat of the descriptor read.  A hidden name (TMP_NAMED)
+ * is created 0600 and gets its mode after its owner: no one else can open
+ * it meanwhile.
  */
 static int
 copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
@@ -1673,11 +1824,9 @@ copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 	const char *sname = ent_name(e), *dname = ent_dname(e);
 	int in, out, werr = 0, note = 0, same, dacl = (jflags & JF_DACL) != 0;
 	int64_t n = -2;
-	mode_t mode = e->mode & 07777;
-	/* as non-root, writable by its owner until the mode is set at the
-	 * end: setting user.* xattrs needs write permission */
-	mode_t cmode = (e->mode & 0777) | (g.euid ? S_IWUSR : 0);
+	mode_t mode, cmode;
 	struct xref xs, xd;
+	struct ent me;
 
 	if (g.update && up_to_date(dfd, dname, e)) {
 		if (!g.checksum) {
@@ -1696,6 +1845,16 @@ copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 	} else if ((in = src_open(sfd, sname, r)) < 0) {
 		return -1;
 	}
+	if (ent_check(in, e, &me, r) < 0) {
+		close(in);
+		return -1;
+	}
+	e = &me;                /* from here on, names are sname and dname */
+	mode = e->mode & 07777;
+	/* hidden names are created 0600 (no one else can open them before
+	 * their owner is set); as non-root, writable by the owner until the
+	 * mode is set at the end: setting user.* xattrs needs write permission */
+	cmode = g.tmpmode == TMP_NAMED ? 0600 : (e->mode & 0777) | (g.euid ? S_IWUSR : 0);
 	out = tmp_create(dfd, cmode);
 	if (out < 0) {
 		r->what = R_FAIL_DST;
@@ -1750,17 +1909,24 @@ fail:
 }
 
 /*
- * Create a symlink, FIFO, socket or device at `name`; one that exists
- * already is replaced through a hidden name and rename.
+ * Create a symlink, FIFO, socket or device for e in dfd: at `name`, or,
+ * when that exists, at a hidden name left in hide (else hide is "") for
+ * the caller to rename into place once the node has its metadata.  mknod
+ * and symlink give no descriptor, and a user who can write dfd could put
+ * something else at the name in the meantime; so the node is opened as a
+ * path (O_PATH | O_NOFOLLOW) and checked to be what was just made: its
+ * type, device numbers, new files' owner, one link.  Returns that
+ * descriptor, -1 with errno, or -2 if something else took the name.
  */
 static int
-make_node(int dfd, const char *name, const struct ent *e, const char *target)
+make_node(int dfd, const char *name, const struct ent *e, const char *target, char *hide)
 {
-	char hide[TMP_NAME_MAX];
 	const char *at = name;
 	mode_t perm = e->mode & 0777;
-	int r;
+	struct stat st;
+	int r, fd;
 
+	hide[0] = '\0';
 	for (;;) {
 		if (S_ISLNK(e->mode))
 			r = symlinkat(target, dfd, at);
@@ -1768,13 +1934,29 @@ make_node(int dfd, const char *name, const struct ent *e, const char *target)
 			r = mknodat(dfd, at, (e->mode & S_IFMT) | perm, e->rdev);
 		if (r == 0 || errno != EEXIST)
 			break;
-		at = tmp_name(hide, sizeof hide);
+		at = tmp_name(hide, TMP_NAME_MAX);
 	}
-	if (r < 0)
+	if (r < 0) {
+		hide[0] = '\0';
 		return -1;
-	if (at == hide && tmp_rename(dfd, hide, name) < 0)
-		return -1;
-	return 0;
+	}
+	fd = openat(dfd, at, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = fd < 0 && errno == ENOENT ? -2 : -1;
+		close_keep(fd);
+		if (hide[0] && r == -1)
+			unlinkat(dfd, hide, 0);
+		hide[0] = '\0';
+		return r;
+	}
+	if ((st.st_mode & S_IFMT) != (e->mode & S_IFMT) || st.st_nlink != 1 ||
+	    st.st_uid != g.newuid || ((S_ISCHR(e->mode) || S_ISBLK(e->mode)) &&
+	    st.st_rdev != e->rdev)) {
+		close(fd);
+		hide[0] = '\0';
+		return -2;
+	}
+	return fd;
 }
 
 /*
@@ -1802,49 +1984,87 @@ node_same(int dfd, const char *dname, const struct ent *e, const char *target, s
 }
 
 /*
- * Copy a symlink, FIFO, socket or device node: never opened, never
- * followed; its xattrs and ACLs are read and set by name (xa_op).  Returns
- * like copy_reg.
+ * Copy a symlink, FIFO, socket or device node: never opened for reading,
+ * never followed.  The source is opened as a path and checked to be the
+ * entry the walk saw; its target, xattrs and metadata are read from that
+ * descriptor.  The copy gets owner, xattrs, mode and times through its
+ * own O_PATH descriptor (make_node), so no by-name call can reach a file
+ * a user swapped in.  Returns like copy_reg.
  */
 static int
 copy_node(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 {
-	char target[PATH_MAX + 1];
+	char target[PATH_MAX + 1], hide[TMP_NAME_MAX];
 	const char *dname = ent_dname(e);
-	int dacl = (jflags & JF_DACL) && !S_ISLNK(e->mode);
-	mode_t mode = e->mode & 07777;
-	struct xref xs = xref_of(-1, sfd, ent_name(e)), xd = xref_of(-1, dfd, dname);
+	int dacl = (jflags & JF_DACL) && !S_ISLNK(e->mode), in, out = -1;
+	struct xref xs, xd;
+	struct ent me;
 	ssize_t n = 0;
+	mode_t mode;
 
-	if (S_ISLNK(e->mode)) {
-		n = readlinkat(sfd, ent_name(e), target, sizeof target - 1);
-		if (n < 0) {
-			r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
-			r->err = errno;
-			return -1;
-		}
-		target[n] = '\0';
+	in = openat(sfd, ent_name(e), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (in < 0) {
+		r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
+		r->err = errno;
+		return -1;
 	}
-	if (g.update && node_same(dfd, dname, e, target, (size_t)n)) {
+	if (ent_check(in, e, &me, r) < 0) {
+		close(in);
+		return -1;
+	}
+	if (S_ISLNK(me.mode) && (n = readlinkat(in, "", target, sizeof target - 1)) < 0) {
+		r->what = R_FAIL_SRC;
+		r->err = errno;
+		close(in);
+		return -1;
+	}
+	target[n] = '\0';
+	if (g.update && node_same(dfd, dname, &me, target, (size_t)n)) {
+		close(in);
 		r->what = R_SKIP;
 		return 1;
 	}
+	mode = me.mode & 07777;
+	xs = xref_of(-1, in, "");
 	r->what = R_FAIL_DST;
-	if (make_node(dfd, dname, e, target) < 0 ||
-	    meta_owner(&xd, e, jflags & JF_SGID, &mode, r) < 0)
+	out = make_node(dfd, dname, &me, target, hide);
+	if (out == -2) {
+		close(in);
+		r->what = R_RACED;
+		r->val = 1;
+		return -1;
+	}
+	if (out < 0)
 		goto fail;
+	xd = xref_of(-1, out, "");
+	if (meta_owner(&xd, &me, jflags & JF_SGID, &mode, r) < 0)
+		goto unmake;
 	xattr_copy(&xs, &xd, dacl ? XS_ACL : XS_ADD, r);
-	if (meta_mode(&xd, e, mode, dacl ? -1 : (int)(e->mode & 0777)) < 0 ||
-	    meta_times(-1, dfd, dname, e) < 0)
-		goto fail;
-	xref_done(&xs);
+	if (meta_mode(&xd, &me, mode, dacl ? -1 : (int)(me.mode & 0777)) < 0 ||
+	    meta_times(-1, out, "", &me) < 0)
+		goto unmake;
 	xref_done(&xd);
+	xref_done(&xs);
+	close(out);
+	close(in);
+	if (hide[0] && tmp_rename(dfd, hide, dname) < 0) {
+		r->err = errno;         /* tmp_rename removed the hidden name */
+		return -1;
+	}
 	r->what = 0;
 	return r->warn ? 1 : 0;
+unmake:
+	r->err = errno;
+	xref_done(&xd);
+	if (hide[0])
+		unlinkat(dfd, hide, 0);
+	goto out;
 fail:
 	r->err = errno;
+out:
 	xref_done(&xs);
-	xref_done(&xd);
+	close_keep(out);
+	close_keep(in);
 	return -1;
 }
 
@@ -1972,7 +2192,8 @@ wk_spawn(unsigned i)
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -1;
-	fflush(stdout);
+	if (fflush(stdout) == EOF && g.outerr == 0)
+		g.outerr = errno;       /* for stdout_check */
 	fflush(stderr);
 	switch (pid = fork()) {
 	case -1:
@@ -2036,6 +2257,7 @@ wk_signal(int sig)
 /* -- tree walk (parent side) -- */
 
 static void dir_put(struct dir *d);
+static int dir_unpark(struct dir *d);
 static void job_queue(struct job *j, int front);
 static void job_drop(struct job *j);
 static void dest_full(int err);
@@ -2284,7 +2506,7 @@ del_tree(int dfd, const char *rel, const char *name, dev_t dev)
 		del_failed(rel, name, "a mount point in DEST; not crossed");
 		return -1;
 	}
-	if (g.fdopen >= g.fdlimit + FD_RESERVE / 2) {
+	if (g.fdopen >= g.fdlimit + FD_SPARE / 2) {
 		close(fd);
 		errno = EMFILE;
 		goto fail;
@@ -2487,6 +2709,10 @@ dir_finish(struct dir *d)
 	struct dir *up = d->up;
 	struct ent e;
 
+	dir_unpark(d);
+	while (d->irest < d->nrest)
+		free(d->rest[d->irest++]);
+	free(d->rest);
 	if (d->dn)
 		del_dir(d);
 	ent_fill(&e, &d->st);
@@ -2521,6 +2747,12 @@ dir_finish(struct dir *d)
 		close(d->dfd);
 		g.fdopen--;
 	}
+	if (d->lprev)
+		d->lprev->lnext = d->lnext;
+	else if (g.live == d)
+		g.live = d->lnext;
+	if (d->lnext)
+		d->lnext->lprev = d->lprev;
 	free(d->rel);
 	free(d);
 	if (up)
@@ -2540,6 +2772,134 @@ dacl_has(int dfd)
 	return fgetxattr(dfd, "system.posix_acl_default", NULL, 0) > 0;
 }
 
+/*
+ * --files-from: the unfinished directory `name` of up, if the list was in
+ * it before (lists need not be sorted).  Going back into it, rather than
+ * entering it anew, gives it its metadata once, after all its entries: a
+ * read-only directory is not finished while more is copied into it.
+ */
+static struct dir *
+dir_live(struct dir *up, const char *name)
+{
+	struct dir *d;
+	size_t k = strlen(up->rel);
+
+	for (d = g.live; d; d = d->lnext)
+		if (d->up == up && strcmp(d->rel + k + (k > 0), name) == 0)
+			return d;
+	return NULL;
+}
+
+/*
+ * Descriptors run short (a tree deeper than the budget allows): close
+ * those of directory d, an ancestor of where the walk is, keeping what is
+ * left of its listing in memory (d->rest) so that the walk can come back
+ * to it.  dir_unpark reopens them when they are needed.  Parent.
+ */
+static void
+dir_park(struct dir *d)
+{
+	struct dirent *de;
+	const char *n;
+
+	if (d->ds) {
+		errno = 0;
+		while ((de = readdir(d->ds)) != NULL) {
+			n = de->d_name;
+			if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
+				continue;
+			if ((d->nrest & (d->nrest - 1)) == 0 || d->nrest == 0)
+				d->rest = xrealloc(d->rest, (d->nrest ? 2 * d->nrest : 1) * sizeof *d->rest);
+			if ((d->rest[d->nrest++] = strdup(n)) == NULL)
+				die("out of memory");
+			errno = 0;
+		}
+		if (errno)
+			warn_entry(1, 0, d, NULL, errno);
+		closedir(d->ds);
+		d->ds = NULL;
+		if (d->rest == NULL)
+			d->rest = xmalloc(sizeof *d->rest);     /* read, and empty */
+		g.fdopen--;
+	}
+	if (d->sfd >= 0) {
+		close(d->sfd);
+		g.fdopen--;
+	}
+	if (d->dfd >= 0) {
+		close(d->dfd);
+		g.fdopen--;
+	}
+	d->sfd = d->dfd = -1;
+	d->parked = 1;
+}
+
+/*
+ * Reopen the descriptors of a parked directory, one component at a time
+ * from the top (no symlink followed), and check that each is still the
+ * directory it was.  If not, or it cannot be opened, name it: what was
+ * left to walk in it is not copied, nor its metadata set.  Returns 0 or -1.
+ */
+static int
+dir_unpark(struct dir *d)
+{
+	struct stat st;
+	int sfd, dfd = -1, dst = d->ddev || d->dino;
+	const char *why = NULL;
+
+	if (!d->parked)
+		return 0;
+	d->parked = 0;
+	sfd = open_beneath(g.root->sfd, d->rel);
+	if (dst && sfd >= 0)
+		dfd = open_beneath(g.root->dfd, d->rel);
+	if (sfd < 0 || (dst && dfd < 0))
+		why = strerror(errno);
+	else if (fstat(sfd, &st) < 0 || st.st_dev != d->st.st_dev || st.st_ino != d->st.st_ino ||
+	    (dst && (fstat(dfd, &st) < 0 || st.st_dev != d->ddev || st.st_ino != d->dino)))
+		why = "changed during copy (another directory took its name); not copied";
+	if (why) {
+		char *p = src_path(d, NULL);
+
+		warn_path(1, p, "%s", why);
+		free(p);
+		close_keep(sfd);
+		close_keep(dfd);
+		d->nometa = 1;
+		while (d->irest < d->nrest)
+			free(d->rest[d->irest++]);
+		return -1;
+	}
+	d->sfd = sfd;
+	d->dfd = dfd;
+	g.fdopen += dst ? 2 : 1;
+	return 0;
+}
+
+/*
+ * The walk holds more descriptors than its budget: park the ancestors of
+ * the directory it reads, from the top down, until it is back within it.
+ * Returns 1 if that freed any.  Parent.
+ */
+static int
+dir_park_some(void)
+{
+	struct dir *d, *best;
+	int freed = 0;
+
+	while (g.fdopen >= g.fdlimit) {
+		best = NULL;
+		for (d = g.top ? g.top->up : NULL; d && d != g.root; d = d->up)
+			if (!d->parked && d->busy == 0)
+				best = d;       /* the one nearest the top */
+		if (best == NULL)
+			break;
+		dir_park(best);
+		freed = 1;
+	}
+	return freed;
+}
+
 /* Drop one pending reference; the last one finishes the directory. */
 static void
 dir_put(struct dir *d)
@@ -2549,8 +2909,24 @@ dir_put(struct dir *d)
 }
 
 /*
+ * Is the hidden name ".pcopy-tmp.<pid>.<n>" one whose maker is gone (no
+ * such process here)?  For symlinks and device nodes, which carry no lock.
+ * (A pcopy on another host writing to the same network DEST is not seen:
+ * its hidden nodes live for microseconds, and one taken fails its entry.)
+ */
+static int
+tmp_orphan(const char *name)
+{
+	char *end;
+	long pid = strtol(name + sizeof TMP_PREFIX - 1, &end, 10);
+
+	return pid > 0 && *end == '.' && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/*
  * Remove hidden temporaries left in an existing DEST directory by a pcopy
- * that was killed.  One that a live pcopy holds is locked and stays.
+ * (or worker) that was killed.  A regular one that a live pcopy holds is
+ * locked and stays; other types stay while the pid in their name lives.
  */
 static void
 tmp_sweep(int dfd)
@@ -2560,14 +2936,22 @@ tmp_sweep(int dfd)
 	DIR *ds;
 	int fd;
 
-	fd = dup(dfd);
+	/* a new open file description: a dup() would share (and leave at
+	 * the end) the offset of dfd's, and a second sweep would read nothing */
+	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || (ds = fdopendir(fd)) == NULL) {
 		close_keep(fd);
 		return;
 	}
 	while ((de = readdir(ds)) != NULL) {
-		if (strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0)
+		if (strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0 ||
+		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
+		if (!S_ISREG(st.st_mode)) {
+			if (!S_ISDIR(st.st_mode) && tmp_orphan(de->d_name))
+				unlinkat(dfd, de->d_name, 0);
+			continue;
+		}
 		fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0)
 			continue;
@@ -2591,8 +2975,9 @@ static struct dir *
 dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 {
 	struct dir *d;
-	struct stat dst;
+	struct stat dst, now;
 	int sfd, dfd = -1, made = 0, dsfd;
+	uint32_t jflags = 0;
 
 	if (!g.dryrun) {
 		made = mkdirat(up->dfd, name, 0700) == 0;
@@ -2616,8 +3001,19 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 			    "cannot overwrite non-directory with directory" : NULL);
 			return NULL;
 		}
+		if (dfd >= 0 && (fstat(dfd, &dst) < 0 || (made && dst.st_uid != g.newuid))) {
+			/* made, then another directory took the name: not ours */
+			outcome(OUT_FAIL_DST | OUT_NEW, up, name, made ? "changed during copy "
+			    "(another directory took its name); not copied" : NULL);
+			close(dfd);
+			return NULL;
+		}
 		if (dfd >= 0)
 			g.fdopen++;
+		/* files made in it get its group when it is set-gid (or on a
+		 * grpid mount): then no chown can be skipped as "already right" */
+		if (dfd >= 0 && !g.dryrun && ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid))
+			jflags |= JF_SGID;
 	}
 	d = xmalloc(sizeof *d);
 	memset(d, 0, sizeof *d);
@@ -2626,9 +3022,20 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	d->sfd = -1;
 	d->owner = -1;
 	d->st = *st;
+	d->jflags = jflags;
+	if (dfd >= 0) {
+		d->ddev = dst.st_dev;
+		d->dino = dst.st_ino;
+	}
 	d->rel = path_join(up->rel, name, NULL);
 	d->pending = 1;
 	up->pending++;
+	if (g.list) {
+		d->lnext = g.live;
+		if (g.live)
+			g.live->lprev = d;
+		g.live = d;
+	}
 	g.ndirs++;
 	if (g.dryrun && dfd < 0)
 		printf("create %s/\n", d->rel);
@@ -2638,14 +3045,27 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 		printf("%s\n", d->rel);
 	}
 	if (!made && dfd >= 0 && !g.dryrun) {
-		if (fstat(dfd, &dst) == 0 && (dst.st_mode & S_ISGID))
-			d->jflags |= JF_SGID;
+		/* ours but read-only (finished already, when a --files-from
+		 * list comes back to it): open it up until dir_finish */
+		if (g.euid != 0 && dst.st_uid == g.euid && (dst.st_mode & S_IRWXU) != S_IRWXU)
+			fchmod(dfd, (dst.st_mode & 07777) | S_IRWXU);
 		d->existed = 1;
 		tmp_sweep(dfd);
 	}
 	if (dfd >= 0 && !g.dryrun && (!made || (up->jflags & JF_DACL)) && dacl_has(dfd))
 		d->jflags |= JF_DACL;
 	sfd = src_openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd >= 0 && fstat(sfd, &now) == 0 && (now.st_dev != st->st_dev ||
+	    now.st_ino != st->st_ino)) {
+		/* another directory took the name since the walk's fstatat */
+		outcome(OUT_FAIL_SRC | OUT_NEW, up, name,
+		    "changed during copy (another directory took its name); not copied");
+		close(sfd);
+		dir_put(d);
+		return NULL;
+	}
+	if (sfd >= 0)
+		d->st = now;    /* what is applied: fstat of what is read, as cp */
 	if (sfd < 0 || (read && ((dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL))) {
 		/* unreadable: it stays an empty directory with its metadata */
 		outcome(OUT_FAIL_SRC | OUT_NEW, up, name, NULL);
@@ -2660,7 +3080,7 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 		return NULL;
 	}
 	d->sfd = sfd;
-	g.fdopen++;
+	g.fdopen += d->ds ? 2 : 1;      /* fdopendir's dup counts too */
 	if (g.del && read && dfd >= 0 && !made)
 		d->dn = dn_read(d, dfd);
 	return d;
@@ -2745,6 +3165,12 @@ batch_add(struct dir *d, const char *name, const char *dname,
 
 	ent_fill(&e, st);
 	e.flags = flags;
+	if (strlen(name) > NAME_MAX || (dname && strlen(dname) > NAME_MAX)) {
+		/* no file system takes it, and no job could carry it */
+		errno = ENAMETOOLONG;
+		outcome((dname ? OUT_FAIL_DST : OUT_FAIL_SRC) | OUT_NEW, d, dname ? dname : name, NULL);
+		return;
+	}
 	e.namelen = strlen(name);
 	e.dnamelen = dname ? strlen(dname) : 0;
 	need = ent_size(&e);
@@ -2864,6 +3290,10 @@ hl_link(struct hl *h, struct dir *d, const char *name)
 	struct stat a, b;
 	int fd, r;
 
+	if (dir_unpark(d) < 0) {
+		outcome(OUT_FAIL_DST, d, name, "its directory changed during copy; not copied");
+		return;
+	}
 	if (slash) {
 		*slash = '\0';
 		fd = open_beneath(g.dstfd, h->path);
@@ -2920,7 +3350,8 @@ hl_settle(struct hl *h, int ok)
 			/* the first copy failed: this name becomes the first */
 			struct stat st;
 
-			if (fstatat(wt->dir->sfd, wt->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (dir_unpark(wt->dir) == 0 &&
+			    fstatat(wt->dir->sfd, wt->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 				free(h->path);
 				h->path = path_join(wt->dir->rel, wt->name, NULL);
 				h->state = HL_PENDING;
@@ -3157,9 +3588,12 @@ walk_pop(void)
 	if (d->ds) {
 		closedir(d->ds);
 		d->ds = NULL;
+		g.fdopen--;
 	}
 	g.top = d->up;  /* depth first: the parent is still being read */
 	dir_put(d);
+	if (g.top)
+		dir_unpark(g.top);
 }
 
 /*
@@ -3187,7 +3621,15 @@ list_enter(const char *par)
 		comp = xstrdup(par + k + (k > 0));
 		if (strchr(comp, '/'))
 			*strchr(comp, '/') = '\0';
-		d = NULL;
+		d = dir_live(g.top, comp);
+		if (d) {
+			d->pending++;   /* the walk's reference, as dir_enter's */
+			free(comp);
+			g.top = d;
+			if (dir_unpark(d) < 0)
+				return -1;
+			continue;
+		}
 		if (walk_stat(g.top, comp, &st) == 0) {
 			if (S_ISDIR(st.st_mode))
 				d = dir_enter(g.top, comp, &st, 0);
@@ -3219,6 +3661,15 @@ list_step(void)
 	ssize_t n;
 
 	n = getdelim(&line, &cap, g.listsep, g.list);
+	if (n < 0 && ferror(g.list) && errno == EINTR) {
+		/* a signal that stops the run (SIGUSR1 restarts the read) */
+		clearerr(g.list);
+		return 1;
+	}
+	if (n < 0 && ferror(g.list)) {
+		warn_path(1, "--files-from", "%s; the rest of the list is not copied", strerror(errno));
+		clearerr(g.list);
+	}
 	if (n < 0) {
 		while (g.top)
 			walk_pop();
@@ -3269,6 +3720,17 @@ walk_step(void)
 
 	if (d == NULL)
 		return 0;
+	if (d->rest) {          /* parked while read: the rest of its listing */
+		if (d->irest == d->nrest) {
+			walk_pop();
+			return g.top != NULL;
+		}
+		name = d->rest[d->irest++];
+		if (walk_stat(d, name, &st) == 0)
+			walk_entry(d, name, &st);
+		free((char *)name);
+		return 1;
+	}
 	if (d->ds == NULL)
 		return list_step();
 	errno = 0;
@@ -3525,6 +3987,8 @@ job_drop(struct job *j)
 	job_free(j);
 }
 
+static void job_fail(struct job *j, const char *why);
+
 /*
  * Hand queued jobs to workers with room, least loaded first.  Each job
  * carries its directory descriptors.
@@ -3544,6 +4008,10 @@ dispatch(void)
 		if (best == g.jobs)
 			return;
 		j = job_pick(best);
+		if (dir_unpark(j->dir) < 0) {
+			job_fail(j, "its directory changed during copy; not copied");
+			continue;
+		}
 		{
 			int fds[2] = { j->dir->sfd, j->dir->dfd };
 
@@ -3599,6 +4067,10 @@ rep_outcome(struct dir *d, const struct ent *e, const struct rep *rp)
 	case R_VANISHED:
 		outcome(OUT_FAIL_SRC, d, ent_name(e), "vanished before it could be copied");
 		return 0;
+	case R_RACED:           /* the fstat check: one file's name, another's inode */
+		outcome(rp->val ? OUT_FAIL_DST : OUT_FAIL_SRC, d, rp->val ? ent_dname(e) : ent_name(e),
+		    "changed during copy (another file took its name); not copied");
+		return 0;
 	case R_BADCOPY:
 		outcome(OUT_FAIL_SRC, d, ent_name(e),
 		    "verification failed: the copy differs from the source; not copied");
@@ -3653,6 +4125,27 @@ job_done(struct job *j, const struct msg *m, const struct rep *r)
 }
 
 /*
+ * Fail every entry of job j (which no worker could take), naming each
+ * with the message why, and free it.  Parent.
+ */
+static void
+job_fail(struct job *j, const char *why)
+{
+	struct ent *e;
+	uint32_t i;
+	int isnew;
+
+	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
+		if (e->flags & ENT_DROP)
+			continue;
+		outcome(OUT_FAIL_SRC, j->dir, ent_name(e), why);
+		if (e->flags & ENT_HLFIRST)
+			hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
+	}
+	job_free(j);
+}
+
+/*
  * Worker i is gone (end of file on its channel): reap it, say how it
  * ended, put the jobs it held back at the front of the queue and start a
  * new worker in its slot.  The entry it was on when it died (its shared
@@ -3680,6 +4173,8 @@ wk_died(unsigned i)
 		struct job *j = k->fly[f];
 
 		job_land(j);
+		if (j->dir->dfd >= 0)
+			tmp_sweep(j->dir->dfd);    /* what it was writing */
 		if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS) {
 			struct ent *e = job_ent(j, idx);
 			char why[80];
@@ -3690,10 +4185,26 @@ wk_died(unsigned i)
 			if (e->flags & ENT_HLFIRST)
 				hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
 			j->deaths = 0;
+		} else if (f == 0 && j->id != cur && ++j->deaths >= MAX_DEATHS) {
+			/* it died before it could even start on the job */
+			char why[80];
+
+			snprintf(why, sizeof why, "a worker died %u times before it "
+			    "could start on it; giving up", MAX_DEATHS);
+			job_fail(j, why);
+			continue;
 		}
 		job_queue(j, 1);
 	}
 	k->nfly = 0;
+	if (++g.barren > MAX_DEATHS * (g.jobs + 1) && !g.stop) {
+		/* no job finished between all these deaths: a respawn loop
+		 * would never end */
+		warn_path(1, "workers", "%u died in a row without finishing a job; stopping",
+		    g.barren);
+		g.stop = 1;
+		g.walking = 0;
+	}
 	if (got_sig || g.stop || wk_spawn(i) == 0)
 		return;
 	warn_path(1, "fork", "cannot start a new worker: %s", strerror(errno));
@@ -3729,6 +4240,7 @@ wk_input(unsigned i)
 	if (m->type != MSG_DONE || k->nfly == 0 || k->fly[0]->id != m->id ||
 	    m->count > BATCH_FILES + 1 || (size_t)n < sizeof *m + m->count * sizeof(struct rep))
 		fatal("worker %u: unexpected message", i + 1);
+	g.barren = 0;
 	job_land(k->fly[0]);
 	model_job(i, m);
 	job_done(k->fly[0], m, (struct rep *)(m + 1));
@@ -4128,6 +4640,22 @@ summary(const char *how)
 
 /* -- main loop (parent side) -- */
 
+/*
+ * The -v and -n lists are output: if writing them failed (a full disk, a
+ * closed pipe), say so; the run fails, as cp -v's does.  Returns 0 or -1.
+ */
+static int
+stdout_check(void)
+{
+	int e = fflush(stdout) == EOF ? errno : g.outerr ? g.outerr : EIO;
+
+	if (!ferror(stdout))
+		return 0;
+	progress_clear();
+	fprintf(stderr, "pcopy: write error on standard output: %s\n", strerror(e));
+	return -1;
+}
+
 static void
 on_signal(int sig)
 {
@@ -4221,14 +4749,17 @@ in_flight(void)
 
 /*
  * May the walk go on?  Not while the queue is full, nor while it holds
- * its share of descriptors -- unless nothing is in flight to release
- * any, when waiting would never end.
+ * its share of descriptors and cannot park ancestors to free some --
+ * unless nothing is in flight to release any, when waiting would never
+ * end.
  */
 static int
 walk_may(void)
 {
-	if (!g.walking || g.stop || g.nqueued >= QMAX)
+	if (!g.walking || g.stop || got_sig || g.nqueued >= QMAX)
 		return 0;
+	if (g.fdopen >= g.fdlimit)
+		dir_park_some();
 	return g.fdopen < g.fdlimit || (g.qhead == NULL && in_flight() == 0);
 }
 
@@ -4429,6 +4960,26 @@ check_delete_nesting(int sfd, int dfd)
 }
 
 /*
+ * The owner that new files get in directory dfd: our euid, unless the
+ * file system maps it (NFS root_squash, say).  Learnt from an unnamed
+ * file where O_TMPFILE works.  What the parent and workers make must have
+ * it, or another user put something else in its place.
+ */
+static uid_t
+owner_probe(int dfd)
+{
+	struct stat st;
+	uid_t uid = g.euid;
+	int fd;
+
+	fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd >= 0 && fstat(fd, &st) == 0)
+		uid = st.st_uid;
+	close_keep(fd);
+	return uid;
+}
+
+/*
  * Decide how workers give names to new files, by trying it once in DEST:
  * O_TMPFILE + linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, the /proc
  * form needs /proc; else hidden names and rename.
@@ -4484,11 +5035,22 @@ mtime_window(int dfd)
 	return lost;
 }
 
-/* Raise the descriptor limit to the hard one and budget the walk's share. */
+/*
+ * Raise the descriptor limit to the hard one and budget the walk's share
+ * (g.fdlimit, counted in g.fdopen: every directory descriptor and DIR the
+ * walk and census hold, the top's included): the limit less what is open
+ * already (stdio, a --files-from file), the signal pipe, one channel per
+ * worker and FD_SPARE.  With too few for two directories, fewer workers
+ * are started.  A tree deeper than the budget is walked by parking
+ * ancestors (dir_park).  Parent, before anything else is opened.
+ */
 static void
 fd_budget(void)
 {
 	struct rlimit rl;
+	struct dirent *de;
+	int lim = 1024, used = 0;
+	DIR *ds;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		if (rl.rlim_cur < rl.rlim_max) {
@@ -4496,13 +5058,25 @@ fd_budget(void)
 			setrlimit(RLIMIT_NOFILE, &rl);
 			getrlimit(RLIMIT_NOFILE, &rl);
 		}
-		g.fdlimit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 20 ?
+		lim = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 20 ?
 		    1 << 20 : (int)rl.rlim_cur;
-	} else
-		g.fdlimit = 1024;
-	g.fdlimit -= FD_RESERVE + 2 * g.jobs;
-	if (g.fdlimit < 16)
-		g.fdlimit = 16;
+	}
+	if ((ds = opendir("/proc/self/fd")) != NULL) {
+		while ((de = readdir(ds)) != NULL)
+			used += de->d_name[0] != '.';
+		closedir(ds);
+		used--;         /* ds's own */
+	} else {
+		used = 3;
+	}
+	for (;;) {
+		g.fdlimit = lim - used - 2 - (int)g.jobs - FD_SPARE;
+		if (g.fdlimit >= 6 || g.jobs <= 1)
+			break;
+		g.jobs--;
+	}
+	if (g.fdlimit < 3)
+		die("only %d file descriptors: too few to copy (ulimit -n)", lim);
 }
 
 /* Signals: a self-pipe wakes poll(); see on_signal. */
@@ -4517,6 +5091,9 @@ signals_setup(void)
 	catch_signal(SIGINT, &sa);
 	catch_signal(SIGHUP, &sa);
 	sigaction(SIGTERM, &sa, NULL);
+	/* SIGUSR1 only asks for a status: blocking reads (the list on a
+	 * pipe) go on.  The others stop the run, so their EINTR is wanted. */
+	sa.sa_flags = SA_RESTART;
 	sigaction(SIGUSR1, &sa, NULL);
 	if (g.progress == 1)
 		sigaction(SIGWINCH, &sa, NULL); /* redraw at the new width */
@@ -4680,7 +5257,9 @@ usage(FILE *f)
 "2 usage or setup error (nothing copied); 128+N stopped by signal N.\n"
 "Files appear in DEST only when complete (written unnamed or under a hidden\n"
 "name " TMP_PREFIX "*, then linked or renamed into place).  SIGUSR1 prints what\n"
-"each worker is copying.\n", f);
+"each worker is copying.  Safe as root on trees others can write: no symlink\n"
+"is followed (nor a DEST that is one), and an entry swapped for another while\n"
+"it is copied is named (\"changed during copy\") and not copied.\n", f);
 }
 
 /* Parse -j's argument: a whole number 1..256, or exit 2. */
@@ -5197,29 +5776,49 @@ setup_dirs(const struct stat *st)
 		d->sfd = src_openat(AT_FDCWD, g.src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->sfd < 0)
 			die("'%s': %s", g.src, strerror(errno));
-		made = !g.dryrun && mkdir(g.dst, 0700) == 0;
-		if (!g.dryrun && !made) {
+		if (fstat(d->sfd, &dst) < 0 || dst.st_dev != st->st_dev || dst.st_ino != st->st_ino)
+			die("'%s': changed while being opened", g.src);
+		/* DEST itself is never followed if it is a symlink (cp -aT
+		 * refuses too): else whoever can write its parent could send
+		 * the whole copy elsewhere.  A trailing slash would follow. */
+		ddir = xmalloc(strlen(g.dst) + 1);
+		strcpy(ddir, g.dst);
+		for (made = strlen(ddir); made > 1 && ddir[made - 1] == '/'; made--)
+			ddir[made - 1] = '\0';
+		made = !g.dryrun && mkdir(ddir, 0700) == 0;
+		if (!made && !g.dryrun) {
 			if (errno != EEXIST)
 				die("cannot create '%s': %s", g.dst, strerror(errno));
 			d->existed = 1;
 		}
-		d->dfd = open(g.dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		d->dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (d->dfd < 0 && (errno == ENOTDIR || errno == ELOOP) &&
+		    lstat(ddir, &dst) == 0 && S_ISLNK(dst.st_mode))
+			die("'%s': is a symbolic link; not followed (name the "
+			    "directory it points to)", g.dst);
+		free(ddir);
 		if (d->dfd < 0 && !(g.dryrun && errno == ENOENT))
 			die("'%s': %s", g.dst, errno == ENOTDIR ?
 			    "exists and is not a directory" : strerror(errno));
 		if (d->dfd < 0)
 			printf("create %s/\n", g.dst);
-		if (g.dryrun)
+		if (g.dryrun) {
 			d->nometa = 1;
-		else if (fstat(d->dfd, &dst) == 0 && (dst.st_mode & S_ISGID) && st->st_gid != dst.st_gid)
-			d->jflags |= JF_SGID;
-		if (!g.dryrun && !made && g.euid != 0 && dst.st_uid != g.euid) {
-			/* a volume prepared by someone else (a Kubernetes
-			 * emptyDir, a shared scratch directory): only its owner
-			 * can change it, and that is no reason to fail */
-			warn_path(0, g.dst, "existed and belongs to uid %u: its owner,"
-			    " mode and times stay as they are", (unsigned)dst.st_uid);
-			d->nometa = 1;
+		} else {
+			g.newuid = owner_probe(d->dfd);
+			if (fstat(d->dfd, &dst) < 0 || (made && dst.st_uid != g.newuid))
+				die("'%s': changed while being created (another "
+				    "directory took its name)", g.dst);
+			if ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid)
+				d->jflags |= JF_SGID;   /* new files get its group */
+			if (!made && g.euid != 0 && dst.st_uid != g.euid) {
+				/* a volume prepared by someone else (a Kubernetes
+				 * emptyDir, a shared scratch directory): only its owner
+				 * can change it, and that is no reason to fail */
+				warn_path(0, g.dst, "existed and belongs to uid %u: its owner,"
+				    " mode and times stay as they are", (unsigned)dst.st_uid);
+				d->nometa = 1;
+			}
 		}
 		if (!g.dryrun)
 			tmp_sweep(d->dfd);
@@ -5249,6 +5848,10 @@ setup_dirs(const struct stat *st)
 	d->dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (d->dfd < 0)
 		die("'%s': %s", ddir, strerror(errno));
+	if (fstat(d->dfd, &dst) == 0 && ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid))
+		d->jflags |= JF_SGID;
+	if (!g.dryrun)
+		g.newuid = owner_probe(d->dfd);
 	free(sdir);
 	free(ddir);
 	free(d->rel);
@@ -5268,6 +5871,8 @@ setup_top(const struct stat *st)
 	struct stat dst;
 	char *dir;
 
+	g.root = d;
+	g.fdopen = (d->sfd >= 0) + (d->dfd >= 0) + (d->ds != NULL);
 	g.dstfd = d->dfd;
 	if (getenv("PCOPY_NO_XATTRAT"))
 		xa_noat = 1;    /* for tests: the fallback of kernels before 6.13 */
@@ -5285,6 +5890,8 @@ setup_top(const struct stat *st)
 	free(split_path(g.src, &sbase));
 	dir = split_path(g.dst, &dbase);
 	free(dir);
+	if (strlen(dbase) > NAME_MAX || strlen(sbase) > NAME_MAX)
+		die("'%s': %s", strlen(dbase) > NAME_MAX ? g.dst : g.src, strerror(ENAMETOOLONG));
 	if (g.dryrun)
 		printf("%s %s\n", lstat(g.dst, &dst) == 0 ? "replace" : "create", g.dst);
 	else {
@@ -5374,6 +5981,7 @@ main(int argc, char **argv)
 	dsts = xmalloc(g.nsrc * sizeof *dsts);
 	sources_check(sts, dsts);
 	g.euid = geteuid();
+	g.newuid = g.euid;
 	g.egid = getegid();
 	g.t0 = now_ms();
 	umask(0);               /* modes are set exactly; dirs start 0700 */
@@ -5412,5 +6020,7 @@ main(int argc, char **argv)
 	if (g.failed || g.dropped)
 		g.status = 1;
 	summary(g.dryrun ? "dry run: would copy " : "");
+	if (stdout_check() < 0)
+		g.status = 1;
 	return g.status;
 }

@@ -1907,6 +1907,505 @@ t_symlink_swap()
 	same_tree src/sub dst/sub.real
 }
 
+# -- safety as root on trees that others can write --
+#
+# Race cases make a race certain, not probable: pcopy runs under strace,
+# which holds one system call (delay_enter) while race_wait, watching
+# /proc/PID/syscall, sees a pcopy process sitting in it; then the attacker,
+# uid 65534 (setpriv), swaps names.  strace is used because the binary is
+# static (no LD_PRELOAD).  The cases assert that nothing outside DEST
+# changed and that no DEST file holds one file's data with another's
+# metadata.  fs.protected_symlinks plays no part: no directory is sticky.
+
+# race_setup: skip unless root, strace, setpriv and perl's syscall.ph are
+# there; set runas (as_nobody) and nr_NAME for the system calls used.
+race_setup()
+{
+	no_wrap "strace traces the binary itself"
+	is_root || skip "needs root: the victim is root's copy"
+	have strace || skip "strace missing"
+	have perl || skip "perl missing"
+	as_nobody
+	$runas test -x "$PCOPY" || skip "uid 65534 cannot reach $PCOPY"
+	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
+	    skip "strace cannot trace here"
+	race_nrs=$(perl -e 'require "syscall.ph";
+	    print join(" ", &SYS_openat, &SYS_fchownat, &SYS_fchown,
+	    &SYS_renameat2), "\n"' 2>/dev/null) ||
+	    skip "perl's syscall.ph missing"
+	set -- $race_nrs
+	nr_openat=$1 nr_fchownat=$2 nr_fchown=$3 nr_renameat2=$4
+}
+
+# race_bg SYSCALL ARG...: run pcopy ARG... in the background under strace,
+# every SYSCALL held for 0.3 s before it runs.
+race_bg()
+{
+	rb_sys=$1
+	shift
+	timeout -k 5 120 strace -f -qq -o /dev/null -e trace="$rb_sys" \
+	    -e inject="$rb_sys":delay_enter=300000 "$PCOPY" "$@" \
+	    </dev/null >pc.out 2>pc.err &
+	bg=$!
+	at_exit "kill $bg 2>/dev/null"
+}
+
+# race_end: wait for race_bg's pcopy; its exit status goes to $rc.
+race_end()
+{
+	rc=0
+	wait "$bg" || rc=$?
+	[ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "pcopy hung under strace"
+}
+
+# race_wait NR [FLAGS]: wait up to 30 s until a pcopy process sits in
+# system call NR whose third argument (open flags) has all bits of FLAGS.
+race_wait()
+{
+	perl -e '
+	my ($exe, $nr, $flags) = @ARGV;
+	my @me = stat $exe or die "$exe: $!\n";
+	for (1 .. 6000) {
+		for my $p (glob "/proc/[0-9]*") {
+			my @e = stat "$p/exe" or next;
+			next unless $e[0] == $me[0] && $e[1] == $me[1];
+			open my $f, "<", "$p/syscall" or next;
+			my @a = split " ", (<$f> // "");
+			next unless @a > 4 && $a[0] eq $nr;
+			next if $flags && (hex($a[3]) & $flags) != $flags;
+			exit 0;
+		}
+		select undef, undef, undef, 0.005;
+	}
+	exit 1' "$PCOPY" "$1" "${2:-0}"
+}
+
+# exchange A B: as the attacker, swap two names atomically (renameat2
+# RENAME_EXCHANGE).
+exchange()
+{
+	$runas perl -e 'syscall($ARGV[0], -100, $ARGV[1], -100, $ARGV[2], 2) == 0 or
+	    die "renameat2: $!\n"' "$nr_renameat2" "$1" "$2"
+}
+
+# snap FILE...: mode, owner, size and sum of each FILE, for before/after.
+snap()
+{
+	stat -c '%n %A %u:%g %s' "$@"
+	cksum "$@"
+}
+
+# no_mix TREE: every file holding root's secret is root's 0600, every one
+# holding the user's data is 65534's 0644 (data and metadata from one file).
+no_mix()
+{
+	find "$1" -type f | while read -r nm_f; do
+		nm_m=$(stat -c '%a %u:%g' "$nm_f")
+		case $(cat "$nm_f") in
+		"ROOT SECRET") [ "$nm_m" = "600 0:0" ] ||
+		    fail "$nm_f holds root's secret with $nm_m" ;;
+		"user data") [ "$nm_m" = "644 65534:65534" ] ||
+		    fail "$nm_f holds the user's data with $nm_m" ;;
+		esac
+	done
+}
+
+# The same attacks without strace, as they would really be tried: while
+# uid 65534 keeps swapping its source files with root's secret and the
+# new FIFO in its DEST directory with a symlink to a victim, a few hundred
+# small runs (at most 20 s).  Probabilistic: it shows the windows are not
+# merely narrow.
+t_race_stress()
+{
+	no_wrap "hundreds of runs"
+	is_root || skip "needs root: the victim is root's copy"
+	have perl || skip "perl missing"
+	as_nobody
+	$runas test -x "$PCOPY" || skip "uid 65534 cannot reach $PCOPY"
+	nr=$(perl -e 'require "syscall.ph"; print &SYS_renameat2' 2>/dev/null) ||
+	    skip "perl's syscall.ph missing"
+	mkdir -p src/alice
+	echo "ROOT SECRET" >src/alice/secret
+	chmod 0600 src/alice/secret
+	echo "user data" >src/alice/mine
+	mkfifo src/alice/p
+	chown 1234:1234 src/alice/p
+	chmod 4755 src/alice/p
+	chown 65534:65534 src/alice src/alice/mine
+	echo victim >victim
+	chmod 0600 victim
+	snap victim >before
+	: >go
+	$runas perl -e 'my ($nr, $victim) = @ARGV;
+	    my ($a, $b) = ("src/alice/secret", "src/alice/mine");
+	    while (-e "go") {
+		syscall($nr, -100, $a, -100, $b, 2);
+		next unless -p "dst/alice/p";
+		symlink $victim, "dst/alice/p.x" and rename "dst/alice/p.x", "dst/alice/p";
+	    }' "$nr" "$(pwd)/victim" &
+	atk=$!
+	at_exit "rm -f '$(pwd)/go'; wait $atk"
+	n=0 t0=$(date +%s)
+	while [ $n -lt 300 ] && [ $(($(date +%s) - t0)) -lt 20 ]; do
+		rm -rf dst 2>/dev/null || rm -rf dst
+		mkdir -p dst/alice
+		chown 65534:65534 dst/alice
+		pc -j 2 src dst
+		[ "$rc" -le 1 ] || fail "run $n: exit $rc: $(head -n 5 pc.err)"
+		no_mix dst
+		snap victim >after
+		cmp -s before after || fail "run $n: the victim changed: $(cat after)"
+		n=$((n + 1))
+	done
+	rm go
+	echo "$n runs"
+}
+
+# Item 1 of issue 15: a node with a set-uid bit gets its mode after its
+# owner; a user who can write the merged DEST directory swaps the new node
+# for a symlink in between.  Root must not chmod what the symlink names.
+t_race_node_chmod()
+{
+	race_setup
+	mkdir -p src/d dst/d
+	mkfifo src/d/p
+	chown 1234:1234 src/d/p
+	chmod 4755 src/d/p
+	chown 65534:65534 dst/d
+	echo victim >victim
+	chmod 0600 victim
+	snap victim >before
+	race_bg fchownat -j 1 src dst
+	race_wait "$nr_fchownat" || fail "pcopy never sat in fchownat: $(cat pc.err)"
+	$runas perl -e 'symlink $ARGV[0], "$ARGV[1].x" or die "symlink: $!\n";
+	    rename "$ARGV[1].x", $ARGV[1] or die "rename: $!\n"' \
+	    "$(pwd)/victim" dst/d/p
+	race_end
+	snap victim >after
+	cmp -s before after || fail "the victim changed: $(cat before after)"
+}
+
+# Item 3: between the walk's fstatat and the worker's open, the owner of a
+# source directory swaps root's secret with their own file.  Neither may
+# be copied with the other's owner and mode: both are named, exit 1.
+t_race_swap_source()
+{
+	race_setup
+	mkdir -p src/alice
+	echo "ROOT SECRET" >src/alice/secret
+	chmod 0600 src/alice/secret
+	echo "user data" >src/alice/mine
+	chown 65534:65534 src/alice src/alice/mine
+	race_bg openat -j 1 src dst
+	# the worker's open of a source file: O_NOFOLLOW | O_NONBLOCK
+	race_wait "$nr_openat" $((0x20800)) || fail "never saw a source open"
+	exchange src/alice/secret src/alice/mine
+	race_end
+	no_mix dst
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(head -n 5 pc.err)"
+	for f in secret mine; do
+		grep -qx "pcopy: 'src/alice/$f': changed during copy (another file took its name); not copied" \
+		    pc.err || fail "src/alice/$f not named: $(head -n 5 pc.err)"
+	done
+}
+
+# Item 5: in fallback mode (hidden names), a hidden file is not created
+# with its final mode: in a set-gid DEST of group 65534 a member of that
+# group could open root's 0640 file while it is written, and keep reading.
+t_race_hidden_mode()
+{
+	race_setup
+	mkdir src dst
+	echo "ROOT SECRET" >src/secret
+	chmod 0640 src/secret
+	chgrp 65534 dst
+	chmod 2775 dst
+	PCOPY_NO_TMPFILE=1
+	export PCOPY_NO_TMPFILE
+	race_bg fchown -j 1 src dst
+	race_wait "$nr_fchown" || fail "never saw fchown: $(cat pc.err)"
+	if $runas perl -e 'for (glob "dst/.pcopy-tmp.*") {
+	    open my $f, "<", $_ and exit 0 } exit 1'; then
+		race_end
+		fail "uid 65534 opened root's hidden file"
+	fi
+	race_end
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(head -n 5 pc.err)"
+	chmod 0755 dst
+	chgrp 0 dst
+	same_tree src dst
+}
+
+# Item 4 (and issue 9 item 5): in a set-gid DEST, new subdirectories and
+# their files get SOURCE's group even when it is pcopy's own (no chown is
+# skipped as "already right": the file system gave them DEST's group).
+t_setgid_dest()
+{
+	is_root || skip "needs root: chgrp to another group"
+	mkdir -p src/sub/deeper dst
+	echo a >src/f
+	echo b >src/sub/g
+	echo c >src/sub/deeper/h
+	chmod 0640 src/sub/g
+	chgrp 65534 dst
+	chmod 2755 dst
+	pc_ok src dst
+	same_tree src dst
+}
+
+# Issue 9 item 5 on a `grpid' mount (ext4 on a loop device): new files and
+# directories get their parent's group there, so no chown may be skipped
+# as "already right" even when SOURCE's group is pcopy's own.
+t_grpid_dest()
+{
+	is_root || skip "needs root to mount"
+	have mkfs.ext4 || skip "mkfs.ext4 missing (e2fsprogs)"
+	[ -e /dev/loop-control ] || skip "no /dev/loop-control"
+	truncate -s 16M img
+	mkfs.ext4 -q -F img >/dev/null 2>&1 || skip "mkfs.ext4 failed"
+	mkdir mnt
+	mount -o loop,grpid img mnt 2>/dev/null || skip "cannot mount ext4 -o loop,grpid"
+	at_exit "umount '$(pwd)/mnt' 2>/dev/null || umount -l '$(pwd)/mnt'"
+	chgrp 65534 mnt
+	mkdir -p src/sub
+	echo a >src/f
+	echo b >src/sub/g
+	pc_ok src mnt/dst
+	same_tree src mnt/dst
+}
+
+# Item 2: a DEST that is a symlink is not followed (cp -aT refuses too):
+# whoever planted it would get root's copy written where it points.
+t_dest_symlink()
+{
+	mkdir src outside
+	echo a >src/f
+	ln -s outside dst
+	for d in dst dst/; do
+		pc src "$d"
+		[ "$rc" -eq 2 ] || fail "pcopy src $d: exit $rc, want 2"
+		grep -qx "pcopy: '$d': is a symbolic link; not followed (name the directory it points to)" \
+		    pc.err || fail "no message for $d: $(cat pc.err)"
+		[ -z "$(ls -A outside)" ] || fail "wrote through $d: $(ls -A outside)"
+	done
+	pc_ok src outside
+	same_tree src outside
+}
+
+# Item 6 of issue 15: a DEST name too long for any job is refused before
+# anything starts (exit 2) -- it used to kill every worker, for ever.
+t_over_long_name()
+{
+	mkdir src
+	echo a >src/f
+	long=$(head -c 40000 /dev/zero | tr '\0' x)
+	PC_TIMEOUT=20 pc src/f "$long"
+	[ "$rc" -eq 2 ] || fail "exit $rc, want 2: $(head -c 300 pc.err)"
+	grep -Eq "(File name|Filename) too long$" pc.err || fail "no ENAMETOOLONG: $(head -c 300 pc.err)"
+}
+
+# Item 6: workers that die before they take any job (strace kills each at
+# its first prctl) count towards a limit: the run stops, names what it
+# could not copy and exits 1 -- never a respawn loop.
+t_respawn_limit()
+{
+	no_wrap "strace traces the binary itself"
+	have strace || skip "strace missing"
+	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
+	    skip "strace cannot trace here"
+	mkdir src
+	echo a >src/f
+	echo b >src/g
+	rc=0
+	timeout -k 5 30 strace -f -qq -o /dev/null -e trace=prctl \
+	    -e inject=prctl:signal=SIGKILL "$PCOPY" -j 2 src dst \
+	    </dev/null >pc.out 2>pc.err || rc=$?
+	[ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "a respawn loop: killed after 30 s"
+	[ "$rc" -eq 1 ] || fail "exit $rc, want 1: $(tail -n 3 pc.err)"
+	grep -q "^pcopy: 'src/f': a worker died 3 times before it could start on it; giving up\$" \
+	    pc.err || grep -q "^pcopy: 'workers': [0-9]* died in a row without finishing a job; stopping\$" \
+	    pc.err || fail "no reason given: $(tail -n 3 pc.err)"
+}
+
+# Item 7: hidden names are locked; where locking fails for another reason
+# than contention (ENOLCK: NFS without lockd), files are still copied --
+# it used to retry for ever (a new hidden file each time, then a crash).
+t_flock_enolck()
+{
+	no_wrap "strace traces the binary itself"
+	have strace || skip "strace missing"
+	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
+	    skip "strace cannot trace here"
+	mkdir -p src/sub
+	echo a >src/f
+	echo b >src/sub/g
+	rc=0
+	PCOPY_NO_TMPFILE=1 timeout -k 5 30 strace -f -qq -o /dev/null \
+	    -e trace=flock -e inject=flock:error=ENOLCK "$PCOPY" src dst \
+	    </dev/null >pc.out 2>pc.err || rc=$?
+	[ "$rc" -eq 0 ] || fail "exit $rc, want 0: $(tail -n 3 pc.err)"
+	same_tree src dst
+}
+
+# Item 8: SIGUSR1 while the parent waits for --files-from lines on a pipe
+# only asks for a status: the list goes on (it used to end there, exit 0).
+t_list_sigusr1()
+{
+	have perl || skip "perl missing"
+	nr_read=$(perl -e 'require "syscall.ph"; print &SYS_read' 2>/dev/null) ||
+	    skip "perl's syscall.ph missing"
+	mkdir src
+	for n in 1 2 3 4 5 6 7 8 9 10; do
+		echo "$n" >"src/f$n"
+	done
+	mkfifo list
+	timeout -k 5 $((60 * tmul)) "$PCOPY" -j 1 --files-from list src dst \
+	    </dev/null >pc.out 2>pc.err &
+	bg=$!
+	exec 3>list
+	pid=$(pgrep -P "$bg") || fail "pcopy did not start"
+	echo f1 >&3
+	# wait until the parent is blocked in read(2), twice 0.1 s apart: the
+	# pipe is empty, f1 taken (it waits in a batch until the list ends)
+	perl -e 'my ($p, $nr) = @ARGV;
+	    my $n = 0;
+	    for (1 .. 3000) {
+		open my $f, "<", "/proc/$p/syscall" or exit 1;
+		my @a = split " ", (<$f> // "");
+		$n = @a && $a[0] eq $nr ? $n + 1 : 0;
+		exit 0 if $n == 2;
+		select undef, undef, undef, 0.1;
+	    }
+	    exit 1' "$pid" "$nr_read" || fail "pcopy never waited for the list"
+	kill -USR1 "$pid"
+	for n in 2 3 4 5 6 7 8 9 10; do
+		echo "f$n" >&3
+	done
+	exec 3>&-
+	rc=0
+	wait "$bg" || rc=$?
+	[ "$rc" -eq 0 ] || fail "exit $rc, want 0: $(head -n 5 pc.err)"
+	grep -q "^pcopy: worker 1 pid [0-9]*: " pc.err || fail "no status: $(cat pc.err)"
+	touch -r src dst
+	same_tree src dst
+}
+
+# Item 12: the -n and -v lists are output; failing to write them fails
+# the run, as it does for cp -v.
+t_stdout_full()
+{
+	[ -w /dev/full ] || skip "no /dev/full"
+	mkdir src
+	echo a >src/f
+	for opt in -n -v; do
+		rc=0
+		# shellcheck disable=SC2086 # PCOPY_WRAP is a command and its arguments
+		timeout -k 5 $((20 * tmul)) $PCOPY_WRAP "$PCOPY" "$opt" src "dst$opt" \
+		    </dev/null >/dev/full 2>pc.err || rc=$?
+		wrap_check pc.err
+		[ "$rc" -eq 1 ] || fail "pcopy $opt >/dev/full: exit $rc, want 1"
+		grep -q "^pcopy: write error on standard output: " pc.err ||
+		    fail "pcopy $opt >/dev/full: no message: $(cat pc.err)"
+	done
+}
+
+# Item 9: a worker killed while it writes a hidden file (fallback mode)
+# leaves nothing behind in a run that exits 0; hidden symlinks and FIFOs
+# of a pcopy that is gone are removed too.
+t_killed_worker_hidden()
+{
+	PCOPY_NO_TMPFILE=1
+	export PCOPY_NO_TMPFILE
+	mkdir -p src dst
+	head -c 134217728 /dev/zero >src/big
+	echo a >src/small
+	ln -s nowhere dst/.pcopy-tmp.99999999.0
+	mkfifo dst/.pcopy-tmp.99999999.1
+	pc_bg -j 1 src dst
+	w=$(stop_worker_on "$(pwd -P)/src/big")
+	if [ -z "$w" ]; then
+		pc_wait
+		skip "never saw the worker copying src/big"
+	fi
+	ls -A dst | grep -q "^\\.pcopy-tmp\\.$w\\." ||
+	    fail "worker $w has no hidden file: $(ls -A dst)"
+	kill -KILL "$w"
+	pc_wait
+	[ "$rc" -eq 0 ] || fail "exit $rc, want 0: $(head -n 5 pc.err)"
+	left=$(ls -A dst | grep '^\.pcopy-tmp\.' || :)
+	[ -z "$left" ] || fail "left behind: $left (worker $w); $(cat pc.err)"
+	same_tree src dst
+}
+
+# Item 11: a --files-from list that comes back to a read-only directory
+# after it was finished still copies into it as non-root (root runs it as
+# nobody).
+t_files_from_reenter()
+{
+	as_nobody
+	mkdir -p src/a src/b
+	echo x >src/a/x
+	echo z >src/a/z
+	echo y >src/b/y
+	chmod 0555 src/a
+	printf 'a/x\nb/y\na/z\n' >list
+	$runas test -x "$PCOPY" || skip "uid 65534 cannot run $PCOPY"
+	rc=0
+	# shellcheck disable=SC2086 # commands and their arguments
+	timeout -k 5 $((60 * tmul)) $runas $PCOPY_WRAP "$PCOPY" --files-from list \
+	    src dst </dev/null >pc.out 2>pc.err || rc=$?
+	wrap_check pc.err
+	[ "$rc" -eq 0 ] || fail "exit $rc, want 0: $(head -n 5 pc.err)"
+	touch -r src dst
+	is_root && chown -R 0:0 dst
+	chmod u+w dst/a
+	chmod u-w dst/a
+	same_tree src dst
+}
+
+# Item 13 of issue 15 (and issue 9 item 13): the walk never needs more
+# descriptors than it has.  A 600-level tree under `ulimit -n 1024' (a
+# common container limit) is copied by parking ancestors; 30 directories
+# of 20 files fit in `ulimit -n 32' (the budget counts fdopendir's dup and
+# what is open already).
+t_deep_fd_limit()
+{
+	p=src i=1
+	while [ $i -le 600 ]; do
+		p=$p/d$i
+		i=$((i + 1))
+	done
+	mkdir -p "$p"
+	i=600
+	while [ $i -ge 1 ]; do
+		echo "$i" >"$p/f"
+		p=${p%/*}
+		i=$((i - 1))
+	done
+	rc=0
+	(ulimit -n 1024 || exit 77; pc src dst; exit "$rc") || rc=$?
+	[ "$rc" -ne 77 ] || skip "cannot lower the descriptor limit"
+	[ "$rc" -eq 0 ] || fail "ulimit -n 1024: exit $rc: $(head -c 300 pc.err)"
+	same_tree src dst
+}
+
+t_few_fds()
+{
+	no_wrap "valgrind needs descriptors of its own"
+	for d in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 \
+	    25 26 27 28 29 30; do
+		mkdir -p "src/d$d"
+		for f in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+			echo "$d.$f" >"src/d$d/f$f"
+		done
+	done
+	rc=0
+	(ulimit -n 32 || exit 77; pc src dst; exit "$rc") || rc=$?
+	[ "$rc" -ne 77 ] || skip "cannot lower the descriptor limit"
+	[ "$rc" -eq 0 ] || fail "ulimit -n 32: exit $rc: $(head -n 3 pc.err)"
+	same_tree src dst
+}
+
 # Hidden names of a killed run are removed by the next run into the same
 # directory, unless a live process holds their lock.
 t_stale_temp()
