@@ -1226,8 +1226,9 @@ at_flags(const char *name)
  * One xattr operation (XA_*) on x: list into buf, get name's value into
  * buf, set it from buf, or remove it.  Returns what the system call does.
  * A name in a directory is acted on with the *xattrat calls and
- * AT_SYMLINK_NOFOLLOW (Linux 6.13), the name "" as the O_PATH descriptor
- * dirfd itself (AT_EMPTY_PATH); on older kernels through
+ * AT_SYMLINK_NOFOLLOW (Linux 6.13); the name "" means the O_PATH
+ * descriptor dirfd itself, which those calls refuse (EBADF), so it goes
+ * through /proc/self/fd/N like every name on older kernels; on older kernels through
  * /proc/self/fd/N of an O_PATH|O_NOFOLLOW descriptor, which names the
  * entry itself even when it is a symlink (without /proc: ENOENT, and the
  * caller reports the xattr not copied); the same where they fail with
@@ -1248,7 +1249,7 @@ xa_op(struct xref *x, int op, const char *name, void *buf, size_t n)
 		default: return fremovexattr(x->fd, name);
 		}
 	}
-	if (!xa_noat) {
+	if (!xa_noat && x->name[0] != '\0') {   /* (O_PATH descriptors: EBADF) */
 		switch (op) {
 		case XA_LIST:
 			r = syscall(SYS_listxattrat, x->dirfd, x->name, at_flags(x->name), buf, n);

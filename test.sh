@@ -2963,8 +2963,8 @@ $(cat pc.err)"
 
 # -- progress and big files under faults --
 
-# snap DIR OUT: everything about DIR's entries that a change would touch.
-snap()
+# snap_tree DIR OUT: everything about DIR's entries that a change would touch.
+snap_tree()
 {
 	find "$1" -printf '%P %y %m %U:%G %T@ %C@ %s %i %l\n' | sort >"$2"
 }
@@ -2997,10 +2997,10 @@ mk_mirror()
 t_delete()
 {
 	mk_mirror
-	snap dst before
+	snap_tree dst before
 	pc -n --delete src dst
 	[ "$rc" -eq 0 ] || fail "-n --delete: exit $rc: $(head -n 5 pc.err)"
-	snap dst after
+	snap_tree dst after
 	cmp -s before after || fail "-n --delete changed dst:
 $(diff before after | head -n 10)"
 	grep '^delete ' pc.out | sort >dry
@@ -3049,9 +3049,9 @@ t_delete_symlink_out()
 	mkdir src/asdir                 # SOURCE has a directory there
 	echo b >src/asdir/f
 	ln -s "$out" dst/asdir
-	snap outside before
+	snap_tree outside before
 	pc_ok --delete src dst
-	snap outside after
+	snap_tree outside after
 	cmp -s before after || fail "--delete touched what a symlink in DEST points to:
 $(diff before after)"
 	same_tree src dst
