@@ -355,6 +355,8 @@ struct xref {                   /* an inode whose metadata is read or set */
 	int dirfd;              /* ... the entry `name` in dirfd, never followed */
 	const char *name;       /* (symlinks, FIFOs, sockets, devices) */
 	int pfd;                /* O_PATH descriptor of it (old kernels), or -1 */
+	int adirfd;             /* name "": dirfd is an O_PATH descriptor, and */
+	const char *aname;      /* (adirfd, aname) names it where /proc is missing */
 	char proc[32];          /* "/proc/self/fd/<pfd>" */
 };
 
@@ -1201,7 +1203,7 @@ static int xa_noat;             /* no *xattrat syscalls: use /proc/self/fd */
 static struct xref
 xref_of(int fd, int dirfd, const char *name)
 {
-	struct xref x = { fd, dirfd, name, -1, "" };
+	struct xref x = { .fd = fd, .dirfd = dirfd, .name = name, .pfd = -1, .adirfd = -1 };
 
 	return x;
 }
@@ -1220,6 +1222,33 @@ static int
 at_flags(const char *name)
 {
 	return name[0] ? AT_SYMLINK_NOFOLLOW : AT_EMPTY_PATH;
+}
+
+static ssize_t xa_op(struct xref *x, int op, const char *name, void *buf, size_t n);
+
+/*
+ * No /proc (a FROM-scratch container, a rescue shell): act on the O_PATH
+ * descriptor x->dirfd through the name it had, (x->adirfd, x->aname),
+ * never followed, if that name still is that inode.  A swap between the
+ * check and the call is the one by-name window left (see the overview);
+ * it needs /proc missing and an attacker who can write the directory.
+ */
+static ssize_t
+xa_byname(struct xref *x, int op, const char *name, void *buf, size_t n)
+{
+	struct xref y = xref_of(-1, x->adirfd, x->aname);
+	struct stat a, b;
+	ssize_t r;
+
+	if (fstat(x->dirfd, &a) < 0 || fstatat(x->adirfd, x->aname, &b, AT_SYMLINK_NOFOLLOW) < 0)
+		return -1;
+	if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		errno = ESTALE;
+		return -1;
+	}
+	r = xa_op(&y, op, name, buf, n);
+	xref_done(&y);
+	return r;
 }
 
 /*
@@ -1275,6 +1304,8 @@ xa_op(struct xref *x, int op, const char *name, void *buf, size_t n)
 	}
 	if (x->name[0] == '\0') {      /* dirfd is the O_PATH descriptor */
 		snprintf(x->proc, sizeof x->proc, "/proc/self/fd/%d", x->dirfd);
+		if (x->aname && access("/proc/self/fd", X_OK) < 0)
+			return xa_byname(x, op, name, buf, n);
 	} else if (x->pfd < 0) {
 		x->pfd = openat(x->dirfd, x->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (x->pfd < 0)
@@ -2027,6 +2058,8 @@ copy_node(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 	}
 	mode = me.mode & 07777;
 	xs = xref_of(-1, in, "");
+	xs.adirfd = sfd;
+	xs.aname = ent_name(e);
 	r->what = R_FAIL_DST;
 	out = make_node(dfd, dname, &me, target, hide);
 	if (out == -2) {
@@ -2038,6 +2071,8 @@ copy_node(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 	if (out < 0)
 		goto fail;
 	xd = xref_of(-1, out, "");
+	xd.adirfd = dfd;
+	xd.aname = hide[0] ? hide : dname;
 	if (meta_owner(&xd, &me, jflags & JF_SGID, &mode, r) < 0)
 		goto unmake;
 	xattr_copy(&xs, &xd, dacl ? XS_ACL : XS_ADD, r);
@@ -5117,8 +5152,13 @@ wk_start(void)
 	for (i = 0; i < g.jobs; i++)
 		if (wk_spawn(i) < 0)
 			break;
-	if (i == 0 && g.jobs > 0)
-		die("cannot start a worker: %s", strerror(errno));
+	if (i == 0 && g.jobs > 0) {
+		int e = errno;
+
+		free(g.wk);     /* none runs: a setup error, exit 2 */
+		g.wk = NULL;
+		die("cannot start a worker: %s", strerror(e));
+	}
 	if (i < g.jobs) {       /* fork refused (RLIMIT_NPROC, pids cgroup) */
 		fprintf(stderr, "pcopy: started %u of %u workers (%s); copying with %u\n",
 		    i, g.jobs, strerror(errno), i);

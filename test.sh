@@ -3519,7 +3519,7 @@ fs_mount()
 	is_root || skip "needs root to mount file systems"
 	mkdir -p "$fm_dir"
 	if [ "$fm_type" = tmpfs ]; then
-		mount -t tmpfs -o "size=256m${fm_mopt:+,$fm_mopt}" tmpfs "$fm_dir" ||
+		mount -t tmpfs -o "size=256m,noatime${fm_mopt:+,$fm_mopt}" tmpfs "$fm_dir" ||
 		    skip "cannot mount tmpfs"
 		at_exit_first "umount '$(pwd)/$fm_dir'"
 		return 0
@@ -3543,7 +3543,10 @@ fs_mount()
 	fm_dev=$(losetup --find --show "$fm_img" 2>losetup.log) ||
 	    skip "cannot set up a loop device: $(cat losetup.log)"
 	at_exit_first "losetup -d '$fm_dev'"
-	mount ${fm_mopt:+-o "$fm_mopt"} "$fm_dev" "$fm_dir" ||
+	# noatime: reading SOURCE (cp does, and the checks) must not move its
+	# atimes, or on a file system with whole-second times the two copies'
+	# atimes differ by the second the reads fell in
+	mount -o "noatime${fm_mopt:+,$fm_mopt}" "$fm_dev" "$fm_dir" ||
 	    fail "cannot mount $fm_type$fm_mkfs${fm_mopt:+ -o $fm_mopt}"
 	at_exit_first "umount '$(pwd)/$fm_dir'"
 }
