@@ -95,10 +95,12 @@
  * is reported done and are then link()ed by the parent.  EMLINK: the name
  * is copied instead, with a warning.
  *
- * Metadata.  Symlinks and special files are never opened: their owner,
- * mode, times and xattrs are set by name relative to the directory
- * descriptor, never following (the *xattrat calls of Linux 6.13, or
- * /proc/self/fd of an O_PATH descriptor).  Each xattr DEST refuses, and
+ * Metadata.  Symlinks and special files are never opened for reading:
+ * source and copy are opened O_PATH | O_NOFOLLOW and checked (see Safety),
+ * and their owner, mode and times are set through that descriptor, their
+ * xattrs read and set through /proc/self/fd/N of it (xa_op; without /proc,
+ * by the name it had after checking it still names that inode, with the
+ * *xattrat calls of Linux 6.13, xa_byname).  Each xattr DEST refuses, and
  * root's refused chown, travel up in the entry's report (W_*) and are
  * named by the parent: lost metadata is never silent.  Where DEST's
  * directory has a default ACL (JF_DACL), workers remove the ACLs new
@@ -162,6 +164,10 @@
  *   open_beneath (hard links, parked directories): one component at a
  *       time with O_NOFOLLOW from a held descriptor; parked directories
  *       are checked by (dev, ino) when reopened.
+ *   xa_byname: only where /proc is missing, xattrs of a symlink or node
+ *       by name (AT_SYMLINK_NOFOLLOW) right after checking that the name
+ *       is still the inode of the held O_PATH descriptor: the one window
+ *       left, and it needs both a missing /proc and a writable directory.
  *   open, mkdir, lstat on SOURCE and DEST as given, and on their parents
  *       in single-file mode: the user's own paths, resolved once at the
  *       start (SOURCE's top is checked against its lstat).
@@ -206,6 +212,18 @@
  * shell sees 128+signal).  A second
  * signal sends SIGKILL instead.  If the parent dies, workers get SIGTERM
  * (PR_SET_PDEATHSIG) or end of file and exit.
+ *
+ * Reading order.  The sections below follow one file: utilities and
+ * messages; the ledger (outcome); the tree walk (walk_step, walk_entry,
+ * dir_enter), hard links (hl_entry) and the census; jobs and the queue
+ * (batch_add, job_queue); dispatch and results (dispatch, wk_input,
+ * job_done, rep_outcome); finished directories and --delete (dir_put,
+ * dir_finish, del_dir); the copy engine and the worker (wk_main, wk_job,
+ * copy_reg: tmp_create, copy_range or copy_sparse, meta_owner, xattr_copy,
+ * meta_mode, meta_times, tmp_commit; copy_node); the worker pool; the
+ * progress line; the main loop (run, shutdown_workers); setup; usage and
+ * main (main, copy_one).  Functions used before their definition are
+ * declared in one block after the globals.
  *
  * Exit status: 0 everything copied; 1 some entries failed or were not
  * copied (each failure, or what stopped the run, was named on stderr); 2
@@ -461,7 +479,7 @@ struct cframe {                 /* a directory the census is reading (parent onl
 enum { TMP_EMPTY = 1, TMP_PROC, TMP_NAMED };    /* how files get their name */
 
 static struct {
-	/* options */
+	/* options: set by parse_args in the parent before the fork, read by all */
 	unsigned jobs;          /* -j */
 	int quiet, verbose;     /* -q, -v */
 	int progress;           /* 1: terminal line, 2: plain lines, 0: none */
@@ -481,21 +499,21 @@ static struct {
 	unsigned shard_k, shard_n;      /* --shard K/N, 0/0: all */
 	FILE *list;             /* --files-from stream, NULL: walk the tree */
 	int listsep;            /* '\n', or '\0' with -0 */
-	dev_t topdev;           /* SOURCE's device, for -x */
-	/* set up by main, read by all */
+	dev_t rootdev;          /* SOURCE's device, for -x */
+	/* set up by main and setup before the fork, read by all */
 	const char *src, *dst;  /* as given (for messages) */
 	int tmpmode;            /* TMP_*: how workers name new files */
 	int64_t mwindow;        /* -u: ns of mtime DEST's file system may lose */
 	uid_t euid;
 	gid_t egid;
 	uid_t newuid;           /* owner that new files get in DEST (tmp_probe) */
-	/* parent only */
+	/* parent only (workers inherit a copy and never read it) */
 	struct worker *wk;      /* -j slots */
-	struct wstat *ws;       /* shared page: one slot per worker */
+	struct wstat *slot;     /* shared page: worker i posts in slot[i] */
 	struct job *qhead, *qtail;
 	unsigned nqueued;
 	uint32_t nextid;
-	struct dir *top;        /* directory the walk is reading */
+	struct dir *cur;        /* directory the walk is reading now */
 	struct dir *root;       /* the top of the tree: never parked */
 	struct dir *live;       /* --files-from: every unfinished directory */
 	int walking;            /* the walk is not finished */
@@ -510,14 +528,14 @@ static struct {
 	int nodel;              /* --delete: deletions stopped (I/O error, ENOSPC, failure) */
 	int outerr;             /* errno of a failed flush of stdout, 0 if none */
 	unsigned barren;        /* workers died since a job was last finished */
-	/* the ledger */
+	/* the ledger (parent only): see outcome() */
 	uint64_t found, copied, failed, skipped, dropped;
 	uint64_t ndirs, bytes_found, bytes_done, bytes_skipped;
 	uint64_t deleted;       /* --delete: DEST entries removed (or, -n, to remove) */
 	uint64_t bytes_lost;    /* written for entries that failed: work, not copies */
 	int status;             /* exit status so far */
-	int topdone;            /* the top directory was finished */
-	/* progress */
+	int rootdone;           /* the top directory was finished */
+	/* progress (parent only) */
 	int64_t t0;             /* ms at start */
 	int64_t tlast;          /* ms of the last progress line */
 	double pct_shown;       /* the percent never goes backwards */
@@ -528,7 +546,7 @@ static struct {
 	int cen_done;           /* the census read the whole tree */
 	int counted;            /* totals: 1 final, -1 "scanning" was shown, 0 neither yet */
 	int vclear;             /* -v names and the progress line share a terminal */
-	/* the time model: worker-seconds = files * cf + MB * cb (see model_solve) */
+	/* the time model (parent only): worker-seconds = files * cf + MB * cb (see model_solve) */
 	double m_nn, m_nb, m_bb, m_nt, m_bt;    /* decayed sums of the normal equations */
 	double cf, cb;          /* learned: s per file, s per MB of worker time */
 	double wrate;           /* smoothed work done per second (worker-s/s) */
@@ -541,16 +559,92 @@ static volatile sig_atomic_t got_usr1;
 static volatile sig_atomic_t got_winch; /* parent: the terminal was resized */
 static int in_worker;                   /* this process is a worker */
 
-/* -- utilities -- */
+/* -- state and constants of the sections below -- */
 
-static void progress_clear(void);
-static void model_job(unsigned i, const struct msg *m);
-static void summary(const char *how);
+static struct {                 /* worker-only state */
+	int sock;               /* channel to the parent */
+	struct wstat *ws;       /* this worker's shared slot */
+	char *buf;              /* read/write fallback buffer */
+	char tmpname[TMP_NAME_MAX];     /* hidden name being written, "" if none */
+	int tmpdir;             /* ... and the directory it is in */
+} w;
+
+#ifndef SYS_setxattrat          /* Linux 6.13; libcs have no numbers for them yet */
+#if defined(__alpha__)
+#define SYS_setxattrat -1       /* (alpha numbers them apart: use the fallback) */
+#define SYS_getxattrat -1
+#define SYS_listxattrat -1
+#define SYS_removexattrat -1
+#else
+#define SYS_setxattrat 463      /* the same number on every other architecture */
+#define SYS_getxattrat 464
+#define SYS_listxattrat 465
+#define SYS_removexattrat 466
+#endif
+#endif
+
+struct xattr_args0 {            /* struct xattr_args of <linux/xattr.h>, version 0 */
+	uint64_t value;
+	uint32_t size;
+	uint32_t flags;
+};
+
+enum { XA_LIST, XA_GET, XA_SET, XA_REMOVE };
+
+static int xa_noat;             /* no *xattrat syscalls: use /proc/self/fd */
+
+enum { XS_ADD, XS_ACL, XS_ALL };        /* what xattr_copy removes */
+
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452       /* Linux 6.6; the same number on every architecture */
+#endif
+
+enum { PF_FILES, PF_PCT, PF_BYTES, PF_RATE, PF_ETA, PF_N };
+
+enum {                          /* long options without a short form */
+	OPT_PROGRESS = 256, OPT_VERIFY, OPT_FSYNC, OPT_EXCLUDE, OPT_FILES_FROM,
+	OPT_SHARD, OPT_DELETE, OPT_DELETE_EXCLUDED, OPT_EXCLUDE_FROM, OPT_INCLUDE,
+	OPT_INCLUDE_FROM,
+};
+
+/* -- functions used before their definition -- */
+
+static void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static struct xref xref_of(int fd, int dirfd, const char *name);
+static ssize_t xa_op(struct xref *x, int op, const char *name, void *buf, size_t n);
+static void xattr_copy(struct xref *src, struct xref *dst, int sync, struct rep *r);
+static int meta_owner(struct xref *x, const struct ent *e, int always_chown,
+    mode_t *mode, struct rep *r);
+static int meta_mode(struct xref *x, const struct ent *e, mode_t mode, int created_mode);
+static int meta_times(int fd, int dirfd, const char *name, const struct ent *e);
+static int same_content(int in, int dfd, const char *dname, uint64_t size);
+static int node_same(int dfd, const char *dname, const struct ent *e,
+    const char *target, size_t n);
+static int wk_spawn(unsigned i);
+static int wk_reap(unsigned i);
 static void wk_signal(int sig);
+static struct dname *dn_find(struct dnames *dn, const char *name);
+static struct dnames *dn_read(const struct dir *d, int dfd);
+static int del_ok(void);
+static void del_check(int err);
+static int del_entry(struct dir *d, const char *name, unsigned char type);
+static void dir_put(struct dir *d);
+static void batch_flush(struct dir *d);
+static void batch_add(struct dir *d, const char *name, const char *dname,
+    const struct stat *st, int flags);
+static int hl_entry(struct dir *d, const char *name, const struct stat *st);
+static void job_queue(struct job *j, int front);
+static void dest_full(int err);
+static void job_fail(struct job *j, const char *why);
+static void model_job(unsigned i, const struct msg *m);
+static void progress_clear(void);
+static void summary(const char *how);
 static void shutdown_workers(void);
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void warn_path(int fail, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void warn_path(int fail, const char *path, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+
+/* -- utilities -- */
 
 /*
  * Fatal setup error: message, exit 2.  Parent only, before any worker is
@@ -802,7 +896,7 @@ src_openat(int dirfd, const char *name, int flags)
 	return fd;
 }
 
-/* -- messages -- */
+/* -- messages and entries (both sides) -- */
 
 /*
  * Send one message with up to MSG_FDS descriptors attached.  Both sides
@@ -945,15 +1039,2027 @@ ent_dname(const struct ent *e)
 	return e->dnamelen ? ent_name(e) + e->namelen + 1 : ent_name(e);
 }
 
-/* -- copy engine (worker side) -- */
+/* -- the ledger: what became of each entry (parent side) -- */
 
-static struct {                 /* worker-only state */
-	int sock;               /* channel to the parent */
-	struct wstat *ws;       /* this worker's shared slot */
-	char *buf;              /* read/write fallback buffer */
-	char tmpname[TMP_NAME_MAX];     /* hidden name being written, "" if none */
-	int tmpdir;             /* ... and the directory it is in */
-} w;
+/*
+ * Source and destination paths of an entry, for messages (malloc'd).  In
+ * single-file mode (the top's rel is NULL) SOURCE and DEST name the file.
+ */
+static char *
+src_path(const struct dir *d, const char *name)
+{
+	if (d && d->rel == NULL)
+		name = NULL;
+	return path_join(g.src, d ? d->rel : NULL, name);
+}
+
+static char *
+dst_path(const struct dir *d, const char *name)
+{
+	if (d && d->rel == NULL)
+		name = NULL;
+	return path_join(g.dst, d ? d->rel : NULL, name);
+}
+
+static void
+warn_entry(int fail, int dst, const struct dir *d, const char *name, int err)
+{
+	char *p = dst ? dst_path(d, name) : src_path(d, name);
+
+	warn_path(fail, p, "%s", strerror(err));
+	free(p);
+	del_check(err);
+}
+
+/*
+ * Record what became of one entry: the one place the ledger is kept.
+ * Every entry the walk counts as found ends here exactly once, as copied,
+ * skipped, failed or dropped, so that at the end found = copied + skipped
+ * + failed + dropped.  OUT_NEW: the entry is decided as it is found (it
+ * is counted found here too).  A failure is printed with `why` (NULL:
+ * strerror(errno)), naming the source path (OUT_FAIL_SRC) or the
+ * destination path (OUT_FAIL_DST), or with d NULL the name as given; with -v a copied entry is printed on
+ * stdout.  Parent only.
+ */
+static void
+outcome(int out, const struct dir *d, const char *name, const char *why)
+{
+	char *p;
+	int err;
+
+	if (out & OUT_NEW)
+		g.found++;
+	switch (out & ~OUT_NEW) {
+	case OUT_COPIED:
+		g.copied++;
+		if (g.verbose && !g.dryrun) {
+			p = path_join(d ? d->rel : NULL, name, NULL);
+			if (g.vclear)
+				progress_clear();
+			printf("%s\n", p);
+			free(p);
+		}
+		break;
+	case OUT_SKIPPED:
+		g.skipped++;
+		break;
+	case OUT_DROPPED:
+		g.dropped++;
+		break;
+	default:
+		err = why ? 0 : errno;
+		if (why == NULL)
+			why = strerror(errno);
+		if (d == NULL)          /* not below SOURCE: as given */
+			p = xstrdup(name);
+		else if ((out & ~OUT_NEW) == OUT_FAIL_DST)
+			p = dst_path(d, name);
+		else
+			p = src_path(d, name);
+		warn_path(1, p, "%s", why);
+		free(p);
+		g.failed++;
+		del_check(err);         /* --delete: EIO stops deletions */
+		break;
+	}
+}
+
+/*
+ * Name what a copied entry (name in d; NULL: d itself) lost of its
+ * metadata (W_* in r): one line each, exit status 1.  Parent.
+ */
+static void
+rep_warn(const struct dir *d, const char *name, const struct rep *r)
+{
+	char *p;
+
+	if (r->warn == 0)
+		return;
+	p = dst_path(d, name);
+	if (r->warn & W_OWNER)
+		warn_path(1, p, "failed to preserve ownership: %s", strerror(r->oerr));
+	if ((r->warn & W_XATTR) && r->xname[0] == '\0')
+		warn_path(1, p, "extended attributes not copied: %s", strerror(r->xerr));
+	else if (r->warn & W_XATTR)
+		warn_path(1, p, "extended attribute '%.*s' not copied: %s",
+		    XNAME_MAX - 1, r->xname, strerror(r->xerr));
+	free(p);
+}
+
+/* -- tree walk (parent side) -- */
+
+/*
+ * Does DEST directory dfd have a default ACL?  Then what is created in it
+ * inherits ACL entries, and modes narrowed by them, that SOURCE may lack:
+ * the workers then set every mode and remove such ACLs.  Parent.
+ */
+static int
+dacl_has(int dfd)
+{
+	return fgetxattr(dfd, "system.posix_acl_default", NULL, 0) > 0;
+}
+
+/*
+ * --files-from: the unfinished directory `name` of up, if the list was in
+ * it before (lists need not be sorted).  Going back into it, rather than
+ * entering it anew, gives it its metadata once, after all its entries: a
+ * read-only directory is not finished while more is copied into it.
+ */
+static struct dir *
+dir_live(struct dir *up, const char *name)
+{
+	struct dir *d;
+	size_t k = strlen(up->rel);
+
+	for (d = g.live; d; d = d->lnext)
+		if (d->up == up && strcmp(d->rel + k + (k > 0), name) == 0)
+			return d;
+	return NULL;
+}
+
+/*
+ * Descriptors run short (a tree deeper than the budget allows): close
+ * those of directory d, an ancestor of where the walk is, keeping what is
+ * left of its listing in memory (d->rest) so that the walk can come back
+ * to it.  dir_unpark reopens them when they are needed.  Parent.
+ */
+static void
+dir_park(struct dir *d)
+{
+	struct dirent *de;
+	const char *n;
+
+	if (d->ds) {
+		errno = 0;
+		while ((de = readdir(d->ds)) != NULL) {
+			n = de->d_name;
+			if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
+				continue;
+			if ((d->nrest & (d->nrest - 1)) == 0 || d->nrest == 0)
+				d->rest = xrealloc(d->rest, (d->nrest ? 2 * d->nrest : 1) * sizeof *d->rest);
+			if ((d->rest[d->nrest++] = strdup(n)) == NULL)
+				die("out of memory");
+			errno = 0;
+		}
+		if (errno)
+			warn_entry(1, 0, d, NULL, errno);
+		closedir(d->ds);
+		d->ds = NULL;
+		if (d->rest == NULL)
+			d->rest = xmalloc(sizeof *d->rest);     /* read, and empty */
+		g.fdopen--;
+	}
+	if (d->sfd >= 0) {
+		close(d->sfd);
+		g.fdopen--;
+	}
+	if (d->dfd >= 0) {
+		close(d->dfd);
+		g.fdopen--;
+	}
+	d->sfd = d->dfd = -1;
+	d->parked = 1;
+}
+
+/*
+ * Reopen the descriptors of a parked directory, one component at a time
+ * from the top (no symlink followed), and check that each is still the
+ * directory it was.  If not, or it cannot be opened, name it: what was
+ * left to walk in it is not copied, nor its metadata set.  Returns 0 or -1.
+ */
+static int
+dir_unpark(struct dir *d)
+{
+	struct stat st;
+	int sfd, dfd = -1, dst = d->ddev || d->dino;
+	const char *why = NULL;
+
+	if (!d->parked)
+		return 0;
+	d->parked = 0;
+	sfd = open_beneath(g.root->sfd, d->rel);
+	if (dst && sfd >= 0)
+		dfd = open_beneath(g.root->dfd, d->rel);
+	if (sfd < 0 || (dst && dfd < 0))
+		why = strerror(errno);
+	else if (fstat(sfd, &st) < 0 || st.st_dev != d->st.st_dev || st.st_ino != d->st.st_ino ||
+	    (dst && (fstat(dfd, &st) < 0 || st.st_dev != d->ddev || st.st_ino != d->dino)))
+		why = "changed during copy (another directory took its name); not copied";
+	if (why) {
+		char *p = src_path(d, NULL);
+
+		warn_path(1, p, "%s", why);
+		free(p);
+		close_keep(sfd);
+		close_keep(dfd);
+		d->nometa = 1;
+		while (d->irest < d->nrest)
+			free(d->rest[d->irest++]);
+		return -1;
+	}
+	d->sfd = sfd;
+	d->dfd = dfd;
+	g.fdopen += dst ? 2 : 1;
+	return 0;
+}
+
+/*
+ * The walk holds more descriptors than its budget: park the ancestors of
+ * the directory it reads, from the top down, until it is back within it.
+ * Returns 1 if that freed any.  Parent.
+ */
+static int
+dir_park_some(void)
+{
+	struct dir *d, *best;
+	int freed = 0;
+
+	while (g.fdopen >= g.fdlimit) {
+		best = NULL;
+		for (d = g.cur ? g.cur->up : NULL; d && d != g.root; d = d->up)
+			if (!d->parked && d->busy == 0)
+				best = d;       /* the one nearest the top */
+		if (best == NULL)
+			break;
+		dir_park(best);
+		freed = 1;
+	}
+	return freed;
+}
+
+/*
+ * Is the hidden name ".pcopy-tmp.<pid>.<n>" one whose maker is gone (no
+ * such process here)?  For symlinks and device nodes, which carry no lock.
+ * (A pcopy on another host writing to the same network DEST is not seen:
+ * its hidden nodes live for microseconds, and one taken fails its entry.)
+ */
+static int
+tmp_orphan(const char *name)
+{
+	char *end;
+	long pid = strtol(name + sizeof TMP_PREFIX - 1, &end, 10);
+
+	return pid > 0 && *end == '.' && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/*
+ * Remove hidden temporaries left in an existing DEST directory by a pcopy
+ * (or worker) that was killed.  A regular one that a live pcopy holds is
+ * locked and stays; other types stay while the pid in their name lives.
+ */
+static void
+tmp_sweep(int dfd)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *ds;
+	int fd;
+
+	/* a new open file description: a dup() would share (and leave at
+	 * the end) the offset of dfd's, and a second sweep would read nothing */
+	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || (ds = fdopendir(fd)) == NULL) {
+		close_keep(fd);
+		return;
+	}
+	while ((de = readdir(ds)) != NULL) {
+		if (strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0 ||
+		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (!S_ISREG(st.st_mode)) {
+			if (!S_ISDIR(st.st_mode) && tmp_orphan(de->d_name))
+				unlinkat(dfd, de->d_name, 0);
+			continue;
+		}
+		fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		/* only regular files carry the lock; the others are left */
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0)
+			unlinkat(dfd, de->d_name, 0);
+		close(fd);
+	}
+	closedir(ds);
+}
+
+/*
+ * Create (or open, when merging) the destination directory `name` in up,
+ * open the source one, and return a new struct dir holding one reference
+ * for the caller, or NULL after naming the failure.  The copy is created
+ * 0700 so it can be filled whatever its final mode, which comes in
+ * dir_finish.  With `read` the walk will read it (d->ds); without, it is
+ * only a mount point (-x) or a parent of listed paths (--files-from).
+ */
+static struct dir *
+dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
+{
+	struct dir *d;
+	struct stat dst, now;
+	int sfd, dfd = -1, made = 0, dsfd;
+	uint32_t jflags = 0;
+
+	if (!g.dryrun) {
+		made = mkdirat(up->dfd, name, 0700) == 0;
+		if (!made && DEST_STOPS(errno)) {
+			dest_full(errno);
+			outcome(OUT_DROPPED | OUT_NEW, up, name, NULL);
+			return NULL;
+		}
+		if (!made && errno != EEXIST) {
+			outcome(OUT_FAIL_DST | OUT_NEW, up, name, NULL);
+			return NULL;
+		}
+	}
+	if (up->dfd >= 0) {
+		dfd = openat(up->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* -n --delete: walk_entry said it would delete what is there */
+		if (dfd < 0 && g.dryrun && (errno == ENOTDIR || errno == ELOOP) && del_ok())
+			errno = ENOENT;
+		if (dfd < 0 && !(g.dryrun && errno == ENOENT)) {
+			outcome(OUT_FAIL_DST | OUT_NEW, up, name, errno == ENOTDIR || errno == ELOOP ?
+			    "cannot overwrite non-directory with directory" : NULL);
+			return NULL;
+		}
+		if (dfd >= 0 && (fstat(dfd, &dst) < 0 || (made && dst.st_uid != g.newuid))) {
+			/* made, then another directory took the name: not ours */
+			outcome(OUT_FAIL_DST | OUT_NEW, up, name, made ? "changed during copy "
+			    "(another directory took its name); not copied" : NULL);
+			close(dfd);
+			return NULL;
+		}
+		if (dfd >= 0)
+			g.fdopen++;
+		/* files made in it get its group when it is set-gid (or on a
+		 * grpid mount): then no chown can be skipped as "already right" */
+		if (dfd >= 0 && !g.dryrun && ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid))
+			jflags |= JF_SGID;
+	}
+	d = xmalloc(sizeof *d);
+	memset(d, 0, sizeof *d);
+	d->up = up;
+	d->dfd = dfd;
+	d->sfd = -1;
+	d->owner = -1;
+	d->st = *st;
+	d->jflags = jflags;
+	if (dfd >= 0) {
+		d->ddev = dst.st_dev;
+		d->dino = dst.st_ino;
+	}
+	d->rel = path_join(up->rel, name, NULL);
+	d->pending = 1;
+	up->pending++;
+	if (g.list) {
+		d->lnext = g.live;
+		if (g.live)
+			g.live->lprev = d;
+		g.live = d;
+	}
+	g.ndirs++;
+	if (g.dryrun && dfd < 0)
+		printf("create %s/\n", d->rel);
+	else if (g.verbose && !g.dryrun) {
+		if (g.vclear)
+			progress_clear();
+		printf("%s\n", d->rel);
+	}
+	if (!made && dfd >= 0 && !g.dryrun) {
+		/* ours but read-only (finished already, when a --files-from
+		 * list comes back to it): open it up until dir_finish */
+		if (g.euid != 0 && dst.st_uid == g.euid && (dst.st_mode & S_IRWXU) != S_IRWXU)
+			fchmod(dfd, (dst.st_mode & 07777) | S_IRWXU);
+		d->existed = 1;
+		tmp_sweep(dfd);
+	}
+	if (dfd >= 0 && !g.dryrun && (!made || (up->jflags & JF_DACL)) && dacl_has(dfd))
+		d->jflags |= JF_DACL;
+	sfd = src_openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd >= 0 && fstat(sfd, &now) == 0 && (now.st_dev != st->st_dev ||
+	    now.st_ino != st->st_ino)) {
+		/* another directory took the name since the walk's fstatat */
+		outcome(OUT_FAIL_SRC | OUT_NEW, up, name,
+		    "changed during copy (another directory took its name); not copied");
+		close(sfd);
+		dir_put(d);
+		return NULL;
+	}
+	if (sfd >= 0)
+		d->st = now;    /* what is applied: fstat of what is read, as cp */
+	if (sfd < 0 || (read && ((dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL))) {
+		/* unreadable: it stays an empty directory with its metadata */
+		outcome(OUT_FAIL_SRC | OUT_NEW, up, name, NULL);
+		if (g.del && dfd >= 0 && !made) {
+			char *p = dst_path(d, NULL);
+
+			warn_path(1, p, "SOURCE directory not read: nothing deleted in it");
+			free(p);
+		}
+		close_keep(sfd);
+		dir_put(d);
+		return NULL;
+	}
+	d->sfd = sfd;
+	g.fdopen += d->ds ? 2 : 1;      /* fdopendir's dup counts too */
+	if (g.del && read && dfd >= 0 && !made)
+		d->dn = dn_read(d, dfd);
+	return d;
+}
+
+/* 64-bit FNV-1a: a hash that is the same on every machine and run. */
+static uint64_t
+fnv1a(const void *p, size_t n, uint64_t h)
+{
+	const unsigned char *c = p;
+
+	while (n-- > 0)
+		h = (h ^ *c++) * 0x100000001b3ULL;
+	return h;
+}
+
+/*
+ * --shard: is the non-directory with inode number ino in this run's
+ * shard?  The inode, not the path: readdir gives it (d_ino), so the walk
+ * can pass over other shards' entries without a stat (N shards cost
+ * little more than one walk), and all names of a hard-linked inode fall
+ * in one shard.  d_ino and st_ino agree except for a file bind-mounted
+ * over another (d_ino names the hidden one): such a file may be copied by
+ * two shards (each atomically) or by none, and then by the final -u.
+ * Parent.
+ */
+static int
+shard_mine(uint64_t ino)
+{
+	return fnv1a(&ino, sizeof ino, 0xcbf29ce484222325ULL) % g.shard_n == g.shard_k - 1;
+}
+
+/*
+ * Is the entry `name` in directory rel (below SOURCE) filtered out?  The
+ * --exclude and --include rules are tried in order and the first that
+ * matches decides, as in rsync; no match: it is wanted.  A rule without
+ * '/' matches the name, one with '/' the whole path below SOURCE; a rule
+ * that ended in '/' matches directories only.  Parent only.
+ */
+static int
+filter_out(const char *rel, const char *name, int isdir)
+{
+	char *path = NULL;
+	unsigned i;
+	int out = 0, hit = 0;
+
+	for (i = 0; i < g.nrules && !hit; i++) {
+		const struct rule *r = &g.rules[i];
+
+		if (r->dironly && !isdir)
+			continue;
+		if (!r->path) {
+			hit = fnmatch(r->pat, name, FNM_PERIOD) == 0;
+		} else {
+			if (path == NULL)
+				path = path_join(rel, name, NULL);
+			hit = fnmatch(r->pat, path, FNM_PATHNAME | FNM_PERIOD) == 0;
+		}
+		out = hit && !r->incl;
+	}
+	free(path);
+	return out;
+}
+
+/*
+ * Filters shared by the walk and the census: the rules (filter_out), and
+ * --shard on non-directories: a stable hash of the path, or of the inode
+ * number for hard-linked files so a whole group falls in one shard.
+ */
+static int
+wanted(const char *rel, const char *name, const struct stat *st)
+{
+	if (filter_out(rel, name, S_ISDIR(st->st_mode)))
+		return 0;
+	if (g.shard_n == 0 || S_ISDIR(st->st_mode))
+		return 1;
+	return shard_mine(st->st_ino);
+}
+
+/*
+ * -n -u: a file whose size and mtime match is skipped; with -c only if its
+ * bytes match too (the parent compares: -n starts no workers).
+ */
+static int
+dry_same(struct dir *d, const char *name, const struct stat *st)
+{
+	int in, ret;
+
+	if (!g.checksum)
+		return 1;
+	if (w.buf == NULL)
+		w.buf = xmalloc(BUF_SIZE);
+	in = src_openat(d->sfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (in < 0)
+		return 0;
+	ret = same_content(in, d->dfd, name, st->st_size);
+	close(in);
+	return ret < 0;
+}
+
+/* -n: say what would happen to a non-directory; change nothing. */
+static void
+dry_entry(struct dir *d, const char *name, const struct stat *st)
+{
+	struct stat ds;
+	const char *what = "create";
+	char *p = path_join(d->rel, name, NULL);
+
+	if (d->dfd >= 0 && fstatat(d->dfd, name, &ds, AT_SYMLINK_NOFOLLOW) == 0) {
+		what = "replace";
+		if (g.update && S_ISREG(st->st_mode) && S_ISREG(ds.st_mode) &&
+		    ds.st_size == st->st_size && ds.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+		    ds.st_mtim.tv_nsec == st->st_mtim.tv_nsec)
+			what = dry_same(d, name, st) ? "skip" : "replace";
+		if (g.update && !S_ISREG(st->st_mode)) {
+			char target[PATH_MAX + 1];
+			ssize_t n = S_ISLNK(st->st_mode) ?
+			    readlinkat(d->sfd, name, target, sizeof target - 1) : 0;
+			struct ent e;
+
+			ent_fill(&e, st);
+			if (n >= 0 && node_same(d->dfd, name, &e, target, (size_t)n))
+				what = "skip";
+		}
+	}
+	printf("%s %s\n", what, p);
+	free(p);
+	if (what[0] == 's') {
+		outcome(OUT_SKIPPED, d, name, NULL);
+	} else {
+		outcome(OUT_COPIED, d, name, NULL);
+		g.bytes_done += S_ISREG(st->st_mode) ? data_bytes(st->st_size, st->st_blocks) : 0;
+	}
+}
+
+/*
+ * One entry found by the walk (or listed by --files-from) in d: enter a
+ * directory, or queue, link or (with -n) describe anything else.
+ */
+static void
+walk_entry(struct dir *d, const char *name, const struct stat *st)
+{
+	struct dir *sub;
+	struct dname *dn;
+
+	if (!wanted(d->rel, name, st))
+		return;
+	if (d->dn && (dn = dn_find(d->dn, name)) != NULL) {
+		dn->seen = 1;
+		/* --delete: a directory replaces a non-directory and vice versa */
+		if ((dn->type == DT_DIR) != !!S_ISDIR(st->st_mode) && del_ok())
+			del_entry(d, name, dn->type);
+	}
+	if (S_ISDIR(st->st_mode)) {
+		int read = !g.onefs || st->st_dev == g.rootdev;
+
+		sub = dir_enter(d, name, st, read);
+		if (sub && read)
+			g.cur = sub;
+		else if (sub)
+			dir_put(sub);   /* -x: a mount point stays an empty directory */
+		return;
+	}
+	g.found++;              /* decided once, in outcome() */
+	if (g.dryrun)
+		dry_entry(d, name, st);
+	else if (st->st_nlink <= 1 || hl_entry(d, name, st))
+		batch_add(d, name, NULL, st, st->st_nlink > 1 ? ENT_HLFIRST : 0);
+}
+
+/* fstatat for the walk; names a failure and counts it.  Returns 0 or -1. */
+static int
+walk_stat(struct dir *d, const char *name, struct stat *st)
+{
+	if (fstatat(d->sfd, name, st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	outcome(OUT_FAIL_SRC | OUT_NEW, d, name,
+	    errno == ENOENT ? "vanished before it could be copied" : NULL);
+	return -1;
+}
+
+/* Leave the directory the walk is in: it has nothing more to queue. */
+static void
+walk_pop(void)
+{
+	struct dir *d = g.cur;
+
+	batch_flush(d);
+	if (d->ds) {
+		closedir(d->ds);
+		d->ds = NULL;
+		g.fdopen--;
+	}
+	g.cur = d->up;  /* depth first: the parent is still being read */
+	dir_put(d);
+	if (g.cur)
+		dir_unpark(g.cur);
+}
+
+/*
+ * --files-from: make the walk's chain of directories end at `par` (a
+ * path below SOURCE, "" for the top): leave those that are not its
+ * parents, enter the missing ones one component at a time.  Returns 0, or
+ * -1 if a component could not be entered (named and counted).  Parent.
+ */
+static int
+list_enter(const char *par)
+{
+	struct stat st;
+	struct dir *d;
+	char *comp;
+	size_t k;
+
+	for (;;) {
+		k = strlen(g.cur->rel);
+		if (k == 0 || (strncmp(g.cur->rel, par, k) == 0 && (par[k] == '/' || par[k] == '\0')))
+			break;
+		walk_pop();
+	}
+	while (strcmp(g.cur->rel, par) != 0) {
+		k = strlen(g.cur->rel);
+		comp = xstrdup(par + k + (k > 0));
+		if (strchr(comp, '/'))
+			*strchr(comp, '/') = '\0';
+		d = dir_live(g.cur, comp);
+		if (d) {
+			d->pending++;   /* the walk's reference, as dir_enter's */
+			free(comp);
+			g.cur = d;
+			if (dir_unpark(d) < 0)
+				return -1;
+			continue;
+		}
+		if (walk_stat(g.cur, comp, &st) == 0) {
+			if (S_ISDIR(st.st_mode))
+				d = dir_enter(g.cur, comp, &st, 0);
+			else {
+				errno = ENOTDIR;
+				outcome(OUT_FAIL_SRC | OUT_NEW, g.cur, comp, NULL);
+			}
+		}
+		free(comp);
+		if (d == NULL)
+			return -1;
+		g.cur = d;
+	}
+	return 0;
+}
+
+/*
+ * --files-from: read the next listed path, reach its parent directory
+ * (list_enter) and hand its last component to walk_entry.  A listed
+ * directory is then walked whole.  Returns 0 at the end of the list.
+ */
+static int
+list_step(void)
+{
+	static char *line;
+	static size_t cap;
+	char *p, *par, *last;
+	struct stat st;
+	ssize_t n;
+
+	n = getdelim(&line, &cap, g.listsep, g.list);
+	if (n < 0 && ferror(g.list) && errno == EINTR) {
+		/* a signal that stops the run (SIGUSR1 restarts the read) */
+		clearerr(g.list);
+		return 1;
+	}
+	if (n < 0 && ferror(g.list)) {
+		warn_path(1, "--files-from", "%s; the rest of the list is not copied", strerror(errno));
+		clearerr(g.list);
+	}
+	if (n < 0) {
+		while (g.cur)
+			walk_pop();
+		free(line);
+		line = NULL;
+		return 0;
+	}
+	if (n > 0 && line[n - 1] == g.listsep)
+		line[--n] = '\0';
+	while (n > 1 && line[n - 1] == '/')
+		line[--n] = '\0';
+	for (p = line; p[0] == '.' && p[1] == '/';)
+		for (p += 2; *p == '/'; p++)
+			;
+	if (*p == '\0' || strcmp(p, ".") == 0)
+		return 1;
+	if (*p == '/' || strcmp(p, "..") == 0 || strncmp(p, "../", 3) == 0 ||
+	    strstr(p, "/../") || (n >= 3 && strcmp(line + n - 3, "/..") == 0) ||
+	    strstr(p, "//") || strstr(p, "/./")) {
+		outcome(OUT_FAIL_SRC | OUT_NEW, NULL, p, "listed path is not a plain path below SOURCE");
+		return 1;
+	}
+	last = strrchr(p, '/');
+	if (last) {
+		*last++ = '\0';
+		par = p;
+	} else {
+		last = p;
+		par = "";
+	}
+	if (list_enter(par) == 0 && walk_stat(g.cur, last, &st) == 0)
+		walk_entry(g.cur, last, &st);
+	return 1;
+}
+
+/*
+ * One step of the walk: read one entry of the current directory and give
+ * it to walk_entry.  At the end of a directory, flush its batch and go
+ * back up.  Returns 0 when the walk is finished.
+ */
+static int
+walk_step(void)
+{
+	struct dir *d = g.cur;
+	struct dirent *de;
+	struct stat st;
+	const char *name;
+
+	if (d == NULL)
+		return 0;
+	if (d->rest) {          /* parked while read: the rest of its listing */
+		if (d->irest == d->nrest) {
+			walk_pop();
+			return g.cur != NULL;
+		}
+		name = d->rest[d->irest++];
+		if (walk_stat(d, name, &st) == 0)
+			walk_entry(d, name, &st);
+		free((char *)name);
+		return 1;
+	}
+	if (d->ds == NULL)
+		return list_step();
+	errno = 0;
+	de = readdir(d->ds);
+	if (de == NULL) {
+		if (errno) {
+			d->partial = 1;
+			warn_entry(1, 0, d, NULL, errno);
+		}
+		walk_pop();
+		return g.cur != NULL;
+	}
+	name = de->d_name;
+	if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
+		return 1;
+	if (g.shard_n && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN &&
+	    !shard_mine(de->d_ino))
+		return 1;       /* another shard's: not even a stat */
+	if (walk_stat(d, name, &st) == 0) {
+		walk_entry(d, name, &st);
+	} else if (d->dn) {     /* --delete: keep what could not be looked at */
+		struct dname *dn = dn_find(d->dn, name);
+
+		if (dn)
+			dn->seen = 1;
+	}
+	return 1;
+}
+
+/* -- hard links (parent side) -- */
+
+static uint64_t
+hl_hash(uint64_t dev, uint64_t ino)
+{
+	uint64_t h = ino * 0x9e3779b97f4a7c15ULL ^ dev * 0xc2b2ae3d27d4eb4fULL;
+
+	return h ^ (h >> 29);
+}
+
+/* Find the table slot of (dev, ino), inserting it if absent. */
+static struct hl *
+hl_lookup(uint64_t dev, uint64_t ino, int *isnew)
+{
+	struct hl *h;
+	size_t i, k;
+
+	if (g.hlused * 2 >= g.hlsize) {         /* grow at half full */
+		struct hl *old = g.hl;
+		size_t oldsize = g.hlsize;
+
+		g.hlsize = oldsize ? oldsize * 2 : HL_MIN;
+		g.hl = xmalloc(g.hlsize * sizeof *g.hl);
+		memset(g.hl, 0, g.hlsize * sizeof *g.hl);
+		for (k = 0; k < oldsize; k++) {
+			if (old[k].state == 0)
+				continue;
+			i = hl_hash(old[k].dev, old[k].ino) & (g.hlsize - 1);
+			while (g.hl[i].state)
+				i = (i + 1) & (g.hlsize - 1);
+			g.hl[i] = old[k];
+		}
+		free(old);
+	}
+	i = hl_hash(dev, ino) & (g.hlsize - 1);
+	for (;; i = (i + 1) & (g.hlsize - 1)) {
+		h = &g.hl[i];
+		if (h->state == 0) {
+			h->dev = dev;
+			h->ino = ino;
+			h->state = HL_PENDING;
+			g.hlused++;
+			*isnew = 1;
+			return h;
+		}
+		if (h->dev == dev && h->ino == ino) {
+			*isnew = 0;
+			return h;
+		}
+	}
+}
+
+/*
+ * Link the existing entry `from` in fromfd as `name` in dirfd, replacing
+ * an entry of that name atomically (link to a hidden name, then rename).
+ * The inode is locked before its hidden name appears, so that no other
+ * run's tmp_sweep takes it.  Returns 0 or -1 with errno.  Parent only.
+ */
+static int
+link_replace(int fromfd, const char *from, int dirfd, const char *name)
+{
+	char hide[TMP_NAME_MAX];
+	struct stat st;
+	int r, e, lk;
+
+	if (linkat(fromfd, from, dirfd, name, 0) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -1;
+	/* the lock only keeps other runs' sweeps away: held by another run
+	 * (EWOULDBLOCK) it protects as well; without locks (ENOLCK) a sweep
+	 * could take the hidden name, and the rename then fails visibly */
+	lk = openat(fromfd, from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (lk >= 0 && flock(lk, LOCK_EX | LOCK_NB) < 0 && errno != EWOULDBLOCK && errno != ENOLCK) {
+		close_keep(lk);
+		return -1;
+	}
+	do
+		r = linkat(fromfd, from, dirfd, tmp_name(hide, sizeof hide), 0);
+	while (r < 0 && errno == EEXIST);
+	if (r == 0) {
+		r = renameat(dirfd, hide, dirfd, name);
+		e = errno;
+		/* a rename onto another name of the same inode does nothing */
+		if (fstatat(dirfd, hide, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			unlinkat(dirfd, hide, 0);
+		errno = e;
+	}
+	close_keep(lk);
+	return r;
+}
+
+/*
+ * Make `name` in d another name of the hard link group h, whose first
+ * name is complete, and record the outcome.  EMLINK: copy the data
+ * instead, with a warning.  Parent only.
+ */
+static void
+hl_link(struct hl *h, struct dir *d, const char *name)
+{
+	char *slash = strrchr(h->path, '/');
+	const char *fname = slash ? slash + 1 : h->path;
+	struct stat a, b;
+	int fd, r;
+
+	if (dir_unpark(d) < 0) {
+		outcome(OUT_FAIL_DST, d, name, "its directory changed during copy; not copied");
+		return;
+	}
+	if (slash) {
+		*slash = '\0';
+		fd = open_beneath(g.dstfd, h->path);
+		*slash = '/';
+	} else
+		fd = dup(g.dstfd);
+	if (fd < 0) {
+		outcome(OUT_FAIL_DST, d, name, NULL);
+		return;
+	}
+	if (g.update && fstatat(fd, fname, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    fstatat(d->dfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+		close(fd);
+		outcome(OUT_SKIPPED, d, name, NULL);
+		return;
+	}
+	r = link_replace(fd, fname, d->dfd, name);
+	close_keep(fd);
+	if (r == 0)
+		outcome(OUT_COPIED, d, name, NULL);
+	else if (DEST_STOPS(errno)) {
+		dest_full(errno);
+		outcome(OUT_DROPPED, d, name, NULL);
+	} else if (errno == EMLINK && fstatat(d->sfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0) {
+		char *p = src_path(d, name);
+
+		warn_path(0, p, "too many links; copied as a separate file");
+		free(p);
+		batch_add(d, name, NULL, &a, 0);        /* the same entry: found once */
+		batch_flush(d);
+	} else
+		outcome(OUT_FAIL_DST, d, name, NULL);
+}
+
+/*
+ * The first name of group h was copied (ok > 0), failed (0) or dropped
+ * because the copy is stopping (< 0).  Link, promote or drop the names
+ * that waited for it.
+ */
+static void
+hl_settle(struct hl *h, int ok)
+{
+	struct waiter *wt, *next;
+
+	h->state = ok > 0 ? HL_DONE : HL_FAILED;
+	for (wt = h->wait, h->wait = NULL; wt; wt = next) {
+		next = wt->next;
+		if (ok < 0) {
+			outcome(OUT_DROPPED, wt->dir, wt->name, NULL);  /* the copy stopped */
+		} else if (h->state == HL_DONE) {
+			hl_link(h, wt->dir, wt->name);
+		} else {
+			/* the first copy failed: this name becomes the first */
+			struct stat st;
+
+			if (dir_unpark(wt->dir) == 0 &&
+			    fstatat(wt->dir->sfd, wt->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+				free(h->path);
+				h->path = path_join(wt->dir->rel, wt->name, NULL);
+				h->state = HL_PENDING;
+				h->wait = next;
+				batch_add(wt->dir, wt->name, NULL, &st, ENT_HLFIRST);
+				batch_flush(wt->dir);
+				dir_put(wt->dir);
+				free(wt->name);
+				free(wt);
+				return;
+			}
+			outcome(OUT_FAIL_SRC, wt->dir, wt->name, NULL);
+		}
+		dir_put(wt->dir);
+		free(wt->name);
+		free(wt);
+	}
+}
+
+/*
+ * A non-directory with several links: the first name is copied, the
+ * others linked to it once it is done.  Returns 1 if the caller should
+ * copy this name (it is the first), 0 if it was handled here.
+ */
+static int
+hl_entry(struct dir *d, const char *name, const struct stat *st)
+{
+	int isnew;
+	struct hl *h = hl_lookup(st->st_dev, st->st_ino, &isnew);
+	struct waiter *wt;
+
+	if (isnew || h->state == HL_FAILED) {
+		free(h->path);
+		h->path = path_join(d->rel, name, NULL);
+		h->state = HL_PENDING;
+		return 1;
+	}
+	if (h->state == HL_DONE) {
+		hl_link(h, d, name);
+		return 0;
+	}
+	wt = xmalloc(sizeof *wt);
+	wt->dir = d;
+	wt->name = xstrdup(name);
+	wt->next = h->wait;
+	h->wait = wt;
+	d->pending++;
+	return 0;
+}
+
+/* -- census (parent side) -- */
+
+/*
+ * Start the census: a second, read-only walk of SOURCE that only counts,
+ * run while the main walk waits for room in the queue.  It gives the
+ * progress line its totals early.  Hard-linked files count size/nlink.
+ */
+static void
+census_start(int sfd)
+{
+	/* a new open file description: a dup() would share the walk's offset */
+	int fd = src_openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *ds = fd < 0 ? NULL : fdopendir(fd);
+
+	if (ds == NULL) {
+		close_keep(fd);
+		return;
+	}
+	g.cen = xmalloc(sizeof *g.cen);
+	g.cen->up = NULL;
+	g.cen->ds = ds;
+	g.cen->rel = xstrdup("");
+	g.fdopen++;
+}
+
+/* Leave the census's current directory. */
+static void
+census_pop(void)
+{
+	struct cframe *c = g.cen;
+
+	closedir(c->ds);
+	g.fdopen--;
+	g.cen = c->up;
+	free(c->rel);
+	free(c);
+}
+
+/*
+ * One entry of the census.  Gives up quietly on any error or no fds.
+ * cheap: the copy is waiting for the walk, so stat no file -- count its
+ * name (by d_type); its bytes are estimated (see progress_totals).
+ */
+static void
+census_step(int cheap)
+{
+	struct cframe *c = g.cen, *sub;
+	struct dirent *de;
+	struct stat st;
+	int fd;
+
+	de = readdir(c->ds);
+	if (de == NULL) {
+		census_pop();
+		g.cen_done = g.cen == NULL;
+		return;
+	}
+	if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+	    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+		return;
+	if (g.shard_n && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN &&
+	    !shard_mine(de->d_ino))
+		return;
+	if (cheap && g.shard_n == 0 && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) {
+		st.st_mode = DTTOIF(de->d_type);        /* all --exclude looks at */
+		if (wanted(c->rel, de->d_name, &st)) {
+			g.cen_files++;
+			g.cen_unstat += de->d_type == DT_REG;
+		}
+		return;
+	}
+	if (fstatat(dirfd(c->ds), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !wanted(c->rel, de->d_name, &st))
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		g.cen_files++;
+		if (S_ISREG(st.st_mode))
+			g.cen_bytes += data_bytes(st.st_size, st.st_blocks) /
+			    (st.st_nlink ? st.st_nlink : 1);
+		return;
+	}
+	if (g.onefs && st.st_dev != g.rootdev)
+		return;
+	fd = src_openat(dirfd(c->ds), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	sub = xmalloc(sizeof *sub);
+	sub->ds = fdopendir(fd);
+	if (sub->ds == NULL || g.fdopen >= g.fdlimit) {
+		free(sub);
+		close(fd);
+		while (g.cen)           /* no room: totals stay provisional */
+			census_pop();
+		return;
+	}
+	g.fdopen++;
+	sub->up = c;
+	sub->rel = path_join(c->rel, de->d_name, NULL);
+	g.cen = sub;
+}
+
+/* -- jobs and the queue (parent side) -- */
+
+/* Start a job for directory d (the batch being filled). */
+static struct job *
+job_new(struct dir *d)
+{
+	struct job *j = xmalloc(sizeof *j);
+	struct msg *m;
+
+	memset(j, 0, sizeof *j);
+	j->cap = 4096;
+	j->buf = xmalloc(j->cap);
+	j->len = sizeof *m;
+	j->dir = d;
+	d->pending++;
+	m = (struct msg *)j->buf;
+	memset(m, 0, sizeof *m);
+	m->type = MSG_JOB;
+	m->flags = d->jflags;
+	return j;
+}
+
+static void
+job_free(struct job *j)
+{
+	struct dir *d = j->dir;
+
+	free(j->buf);
+	free(j);
+	dir_put(d);
+}
+
+/* Queue the batch of directory d, if it has anything. */
+static void
+batch_flush(struct dir *d)
+{
+	struct job *j = d->batch;
+
+	if (j == NULL)
+		return;
+	d->batch = NULL;
+	job_queue(j, 0);
+}
+
+/* Append an entry record (already filled but for its names) to job j. */
+static void
+job_append(struct job *j, struct ent *e, const char *name, const char *dname)
+{
+	size_t need;
+
+	e->namelen = strlen(name);
+	e->dnamelen = dname ? strlen(dname) : 0;
+	need = ent_size(e);
+	if (j->len + need > j->cap) {
+		j->cap = j->len + need > 2 * j->cap ? j->len + need : 2 * j->cap;
+		j->buf = xrealloc(j->buf, j->cap);
+	}
+	memset(j->buf + j->len, 0, need);
+	memcpy(j->buf + j->len, e, sizeof *e);
+	memcpy(j->buf + j->len + sizeof *e, name, e->namelen);
+	if (dname)
+		memcpy(j->buf + j->len + sizeof *e + e->namelen + 1, dname, e->dnamelen);
+	j->len += need;
+	j->nent++;
+	j->bytes += S_ISREG(e->mode) ? e->size : 0;
+}
+
+/*
+ * Add an entry to d's batch, flushing first when it would overflow.
+ * dname, if not NULL, is a different destination name.
+ */
+static void
+batch_add(struct dir *d, const char *name, const char *dname,
+    const struct stat *st, int flags)
+{
+	struct ent e;
+	struct job *j;
+	size_t need;
+
+	ent_fill(&e, st);
+	e.flags = flags;
+	if (strlen(name) > NAME_MAX || (dname && strlen(dname) > NAME_MAX)) {
+		/* no file system takes it, and no job could carry it */
+		errno = ENAMETOOLONG;
+		outcome((dname ? OUT_FAIL_DST : OUT_FAIL_SRC) | OUT_NEW, d, dname ? dname : name, NULL);
+		return;
+	}
+	e.namelen = strlen(name);
+	e.dnamelen = dname ? strlen(dname) : 0;
+	need = ent_size(&e);
+	j = d->batch;
+	if (j && (j->nent >= BATCH_FILES || j->len + need > MSG_MAX ||
+	    (j->bytes + e.size > BATCH_BYTES && j->nent > 0)))
+		batch_flush(d);
+	if (d->batch == NULL)
+		d->batch = job_new(d);
+	job_append(d->batch, &e, name, dname);
+	if (S_ISREG(st->st_mode))
+		g.bytes_found += data_bytes(st->st_size, st->st_blocks);    /* for progress */
+}
+
+/* Put a job on the queue, at the back, or at the front for a retry. */
+static void
+job_queue(struct job *j, int front)
+{
+	struct msg *m = (struct msg *)j->buf;
+
+	if (j->id == 0) {
+		j->id = ++g.nextid ? g.nextid : ++g.nextid;
+		m->id = j->id;
+		m->count = j->nent;
+		m->len = j->len - sizeof *m;
+	}
+	if (front) {
+		j->next = g.qhead;
+		g.qhead = j;
+		if (g.qtail == NULL)
+			g.qtail = j;
+	} else {
+		j->next = NULL;
+		if (g.qtail)
+			g.qtail->next = j;
+		else
+			g.qhead = j;
+		g.qtail = j;
+	}
+	g.nqueued++;
+}
+
+/* Take the job at the front of the queue. */
+static struct job *
+job_pop(void)
+{
+	struct job *j = g.qhead;
+
+	if (j) {
+		g.qhead = j->next;
+		if (g.qhead == NULL)
+			g.qtail = NULL;
+		g.nqueued--;
+	}
+	return j;
+}
+
+/*
+ * Take a job for worker k from the queue: one of a directory k already
+ * works in, else one of a directory no worker is in, else the first.
+ * Workers in different directories do not contend for one directory's
+ * lock nor, on ext4, for one block group's inode bitmap: with two workers
+ * in one directory ext4 spent 2.5 times the CPU of one.
+ */
+static struct job *
+job_pick(unsigned k)
+{
+	struct job *j, *prev = NULL, *free_prev = NULL, *pick = NULL;
+	int n = 0, found = 0;
+
+	for (j = g.qhead; j && n < AFFINITY_SCAN; prev = j, j = j->next, n++) {
+		if (j->dir->owner == (int)k) {
+			pick = j;
+			free_prev = prev;
+			found = 2;
+			break;
+		}
+		if (j->dir->owner < 0 && !found) {
+			pick = j;
+			free_prev = prev;
+			found = 1;
+		}
+	}
+	if (!found)
+		return job_pop();
+	if (free_prev == NULL)
+		return job_pop();
+	free_prev->next = pick->next;
+	if (g.qtail == pick)
+		g.qtail = free_prev;
+	g.nqueued--;
+	return pick;
+}
+
+/* Record that job j went to worker k (fly) or came back (land). */
+static void
+job_fly(struct job *j, unsigned k)
+{
+	j->dir->owner = k;
+	j->dir->busy++;
+}
+
+static void
+job_land(struct job *j)
+{
+	if (--j->dir->busy == 0)
+		j->dir->owner = -1;
+}
+
+/* Entry number i of a job. */
+static struct ent *
+job_ent(struct job *j, uint32_t i)
+{
+	char *p = j->buf + sizeof(struct msg);
+
+	while (i-- > 0)
+		p += ent_size((struct ent *)p);
+	return (struct ent *)p;
+}
+
+/* Count a job's entries as dropped (destination full or interrupted). */
+static void
+job_drop(struct job *j)
+{
+	struct ent *e;
+	uint32_t i;
+
+	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
+		if (e->flags & ENT_DROP)
+			continue;
+		outcome(OUT_DROPPED, j->dir, ent_dname(e), NULL);
+		if (e->flags & ENT_HLFIRST) {
+			int isnew;
+
+			hl_settle(hl_lookup(e->dev, e->ino, &isnew), -1);
+		}
+	}
+	job_free(j);
+}
+
+/*
+ * The copy is stopping (destination full): drop the queue and the batches
+ * the walk was still filling, so that the ledger balances.
+ */
+static void
+walk_abandon(void)
+{
+	struct dir *d;
+
+	for (d = g.cur; d; d = d->up) {
+		if (d->batch) {
+			job_queue(d->batch, 0);
+			d->batch = NULL;
+		}
+	}
+	while (g.qhead)
+		job_drop(job_pop());
+}
+
+/* Jobs sent to workers and not yet done. */
+static unsigned
+in_flight(void)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < g.jobs; i++)
+		n += g.wk[i].nfly;
+	return n;
+}
+
+/* -- dispatch and results (parent side) -- */
+
+/*
+ * Hand queued jobs to workers with room, least loaded first.  Each job
+ * carries its directory descriptors.
+ */
+static void
+dispatch(void)
+{
+	unsigned i, best;
+	struct job *j;
+
+	while (g.qhead && !g.stop) {
+		best = g.jobs;
+		for (i = 0; i < g.jobs; i++)
+			if (g.wk[i].fd >= 0 && !g.wk[i].broken && g.wk[i].nfly < QDEPTH &&
+			    (best == g.jobs || g.wk[i].nfly < g.wk[best].nfly))
+				best = i;
+		if (best == g.jobs)
+			return;
+		j = job_pick(best);
+		if (dir_unpark(j->dir) < 0) {
+			job_fail(j, "its directory changed during copy; not copied");
+			continue;
+		}
+		{
+			int fds[2] = { j->dir->sfd, j->dir->dfd };
+
+			if (msg_send(g.wk[best].fd, j->buf, j->len, fds, 2) < 0) {
+				job_queue(j, 1);        /* the worker is gone: EOF comes */
+				g.wk[best].broken = 1;
+				continue;
+			}
+		}
+		g.wk[best].fly[g.wk[best].nfly++] = j;
+		job_fly(j, best);
+	}
+}
+
+/* Destination full: say it once, stop copying. */
+static void
+dest_full(int err)
+{
+	if (!g.full) {
+		warn_path(1, g.dst, "%s; stopping", strerror(err));
+		g.full = 1;
+	}
+	g.nodel = 1;
+	g.stop = 1;
+	g.walking = 0;
+}
+
+/*
+ * Decide entry e of directory d from the worker's report on it (NULL:
+ * copied, nothing to say), print what needs saying and record the
+ * outcome.  Returns 1 if the copy exists (hard link groups wait for it).
+ */
+static int
+rep_outcome(struct dir *d, const struct ent *e, const struct rep *rp)
+{
+	char *p;
+
+	switch (rp ? rp->what : 0) {
+	case 0:
+		break;
+	case R_SKIP:
+		g.bytes_skipped += S_ISREG(e->mode) ? data_bytes(e->size, e->blocks) : 0;
+		outcome(OUT_SKIPPED, d, ent_dname(e), NULL);
+		return 1;
+	case R_CHANGED:         /* copied as read: a warning, exit 1 */
+		p = src_path(d, ent_name(e));
+		warn_path(1, p, "changed size while being copied (%llu bytes, now %llu)",
+		    (unsigned long long)e->size, (unsigned long long)rp->val);
+		free(p);
+		break;
+	case R_VANISHED:
+		outcome(OUT_FAIL_SRC, d, ent_name(e), "vanished before it could be copied");
+		return 0;
+	case R_RACED:           /* the fstat check: one file's name, another's inode */
+		outcome(rp->val ? OUT_FAIL_DST : OUT_FAIL_SRC, d, rp->val ? ent_dname(e) : ent_name(e),
+		    "changed during copy (another file took its name); not copied");
+		return 0;
+	case R_BADCOPY:
+		outcome(OUT_FAIL_SRC, d, ent_name(e),
+		    "verification failed: the copy differs from the source; not copied");
+		return 0;
+	case R_FAIL_DST:
+		if (DEST_STOPS(rp->err)) {
+			dest_full(rp->err);     /* said once for the whole run */
+			outcome(OUT_DROPPED, d, ent_dname(e), NULL);
+			return 0;
+		}
+		errno = rp->err;
+		outcome(OUT_FAIL_DST, d, ent_dname(e), rp->err == EISDIR ?
+		    "cannot overwrite directory with non-directory" : NULL);
+		return 0;
+	default:
+		errno = rp->err;
+		outcome(OUT_FAIL_SRC, d, ent_name(e), NULL);
+		return 0;
+	}
+	if (rp)
+		rep_warn(d, ent_dname(e), rp);  /* copied, without some metadata */
+	outcome(OUT_COPIED, d, ent_dname(e), NULL);
+	return 1;
+}
+
+/*
+ * A worker finished job j: decide every entry from its report, settle
+ * hard link groups, and free the job.
+ */
+static void
+job_done(struct job *j, const struct msg *m, const struct rep *r)
+{
+	struct ent *e;
+	uint32_t i, k = 0;
+	int ok, isnew;
+
+	g.bytes_done += m->bytes;
+	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
+		const struct rep *rp = k < m->count && r[k].idx == i ? &r[k++] : NULL;
+
+		if (e->flags & ENT_DROP)
+			continue;       /* decided when it was dropped */
+		ok = rep_outcome(j->dir, e, rp);
+		if (!ok && rp) {        /* its bytes were written, not copied */
+			g.bytes_done -= rp->wrote;
+			g.bytes_lost += rp->wrote;
+		}
+		if (e->flags & ENT_HLFIRST)
+			hl_settle(hl_lookup(e->dev, e->ino, &isnew), ok);
+	}
+	job_free(j);
+}
+
+/*
+ * Fail every entry of job j (which no worker could take), naming each
+ * with the message why, and free it.  Parent.
+ */
+static void
+job_fail(struct job *j, const char *why)
+{
+	struct ent *e;
+	uint32_t i;
+	int isnew;
+
+	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
+		if (e->flags & ENT_DROP)
+			continue;
+		outcome(OUT_FAIL_SRC, j->dir, ent_name(e), why);
+		if (e->flags & ENT_HLFIRST)
+			hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
+	}
+	job_free(j);
+}
+
+/*
+ * Worker i is gone (end of file on its channel): reap it, say how it
+ * ended, put the jobs it held back at the front of the queue and start a
+ * new worker in its slot.  The entry it was on when it died (its shared
+ * slot says which) is given up after MAX_DEATHS deaths.  Parent only.
+ */
+static void
+wk_died(unsigned i)
+{
+	struct worker *k = &g.wk[i];
+	uint32_t cur = g.slot[i].job, idx = g.slot[i].idx;
+	pid_t pid = k->pid;
+	int st = wk_reap(i), isnew;
+	unsigned f;
+
+	if (!got_sig) {
+		progress_clear();
+		if (WIFSIGNALED(st))
+			fprintf(stderr, "pcopy: worker %u (pid %ld) killed by signal %d\n",
+			    i + 1, (long)pid, WTERMSIG(st));
+		else
+			fprintf(stderr, "pcopy: worker %u (pid %ld) exited with status %d\n",
+			    i + 1, (long)pid, WEXITSTATUS(st));
+	}
+	for (f = k->nfly; f-- > 0;) {
+		struct job *j = k->fly[f];
+
+		job_land(j);
+		if (j->dir->dfd >= 0)
+			tmp_sweep(j->dir->dfd);    /* what it was writing */
+		if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS) {
+			struct ent *e = job_ent(j, idx);
+			char why[80];
+
+			snprintf(why, sizeof why, "a worker was killed %u times while copying it; giving up", j->deaths);
+			outcome(OUT_FAIL_SRC, j->dir, ent_name(e), why);
+			e->flags |= ENT_DROP;
+			if (e->flags & ENT_HLFIRST)
+				hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
+			j->deaths = 0;
+		} else if (f == 0 && j->id != cur && ++j->deaths >= MAX_DEATHS) {
+			/* it died before it could even start on the job */
+			char why[80];
+
+			snprintf(why, sizeof why, "a worker died %u times before it "
+			    "could start on it; giving up", MAX_DEATHS);
+			job_fail(j, why);
+			continue;
+		}
+		job_queue(j, 1);
+	}
+	k->nfly = 0;
+	if (++g.barren > MAX_DEATHS * (g.jobs + 1) && !g.stop) {
+		/* no job finished between all these deaths: a respawn loop
+		 * would never end */
+		warn_path(1, "workers", "%u died in a row without finishing a job; stopping",
+		    g.barren);
+		g.stop = 1;
+		g.walking = 0;
+	}
+	if (got_sig || g.stop || wk_spawn(i) == 0)
+		return;
+	warn_path(1, "fork", "cannot start a new worker: %s", strerror(errno));
+	for (f = 0; f < g.jobs && g.wk[f].fd < 0; f++)
+		;
+	if (f == g.jobs) {      /* none left: stop rather than wait forever */
+		g.stop = 1;
+		g.walking = 0;
+	}
+}
+
+/*
+ * Read one message from worker i: the result of its oldest job.  End of
+ * file (or a broken channel): the worker is gone (wk_died).  Parent only.
+ */
+static void
+wk_input(unsigned i)
+{
+	static uint64_t buf[(sizeof(struct msg) + (BATCH_FILES + 1) * sizeof(struct rep)) / 8 + 1];
+	struct worker *k = &g.wk[i];
+	struct msg *m = (struct msg *)buf;
+	int fds[MSG_FDS];
+	ssize_t n;
+	unsigned f;
+
+	n = msg_recv(k->fd, buf, sizeof buf, fds);
+	if (n < 0 && errno == EINTR)
+		return;
+	if (n <= 0) {
+		wk_died(i);
+		return;
+	}
+	if (m->type != MSG_DONE || k->nfly == 0 || k->fly[0]->id != m->id ||
+	    m->count > BATCH_FILES + 1 || (size_t)n < sizeof *m + m->count * sizeof(struct rep))
+		fatal("worker %u: unexpected message", i + 1);
+	g.barren = 0;
+	job_land(k->fly[0]);
+	model_job(i, m);
+	job_done(k->fly[0], m, (struct rep *)(m + 1));
+	for (f = 1; f < k->nfly; f++)
+		k->fly[f - 1] = k->fly[f];
+	k->nfly--;
+}
+
+/* -- finished directories and --delete (parent side) -- */
+
+/*
+ * --delete.  A DEST directory the walk reads gets its names listed first
+ * (dn_read); each name SOURCE also has is marked as the walk finds it,
+ * and when the directory is finished (dir_finish, contents copied, before
+ * its metadata) the unmarked ones are removed (del_dir): files, symlinks
+ * as links, directories with all they hold, always by name relative to a
+ * held descriptor, never following a symlink and never crossing into
+ * another file system of DEST.  All of it runs in the parent.
+ */
+
+/* Find name in dn, or the free slot where it belongs. */
+static struct dname *
+dn_slot(struct dnames *dn, const char *name)
+{
+	size_t i = fnv1a(name, strlen(name), 0xcbf29ce484222325ULL) & (dn->size - 1);
+
+	while (dn->tab[i].name && strcmp(dn->tab[i].name, name) != 0)
+		i = (i + 1) & (dn->size - 1);
+	return &dn->tab[i];
+}
+
+/* The entry for name in a directory's list, NULL if DEST had no such name. */
+static struct dname *
+dn_find(struct dnames *dn, const char *name)
+{
+	struct dname *e;
+
+	if (dn->size == 0)
+		return NULL;
+	e = dn_slot(dn, name);
+	return e->name ? e : NULL;
+}
+
+static void
+dn_free(struct dnames *dn)
+{
+	size_t i;
+
+	if (dn == NULL)
+		return;
+	for (i = 0; i < dn->size; i++)
+		free(dn->tab[i].name);
+	free(dn->tab);
+	free(dn);
+}
+
+/* Add name (of type, a DT_* value) to dn, growing it at 1/2 full. */
+static void
+dn_add(struct dnames *dn, const char *name, unsigned char type)
+{
+	struct dname *e, *old = dn->tab;
+	size_t i, n = dn->size;
+
+	if (2 * (dn->used + 1) > dn->size) {
+		dn->size = n ? 2 * n : 16;
+		dn->tab = xmalloc(dn->size * sizeof *dn->tab);
+		memset(dn->tab, 0, dn->size * sizeof *dn->tab);
+		for (i = 0; i < n; i++)
+			if (old[i].name)
+				*dn_slot(dn, old[i].name) = old[i];
+		free(old);
+	}
+	e = dn_slot(dn, name);
+	e->name = strdup(name);
+	if (e->name == NULL)
+		die("out of memory");
+	e->type = type;
+	e->seen = 0;
+	dn->used++;
+}
+
+/* DEST directory d could not be listed: say so; nothing is deleted in it. */
+static void
+dn_failed(const struct dir *d, int err)
+{
+	char *p = dst_path(d, NULL);
+
+	warn_path(1, p, "cannot list it for --delete (%s): nothing deleted in it",
+	    strerror(err));
+	free(p);
+	del_check(err);
+}
+
+/*
+ * List the names in DEST directory dfd (of d) before the walk reads its
+ * SOURCE counterpart.  Hidden temporaries are not listed (tmp_sweep owns
+ * them).  Returns NULL after naming the failure: then nothing is deleted
+ * there.  Parent only.
+ */
+static struct dnames *
+dn_read(const struct dir *d, int dfd)
+{
+	struct dnames *dn;
+	struct dirent *de;
+	struct stat st;
+	DIR *ds;
+	int fd = dup(dfd);
+
+	if (fd < 0 || (ds = fdopendir(fd)) == NULL) {
+		close_keep(fd);
+		dn_failed(d, errno);
+		return NULL;
+	}
+	rewinddir(ds);  /* the dup shares tmp_sweep's offset, at the end */
+	dn = xmalloc(sizeof *dn);
+	memset(dn, 0, sizeof *dn);
+	for (;;) {
+		errno = 0;
+		if ((de = readdir(ds)) == NULL)
+			break;
+		if ((de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+		    (de->d_name[1] == '.' && de->d_name[2] == '\0'))) ||
+		    strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) == 0)
+			continue;
+		if (de->d_type == DT_UNKNOWN) {
+			if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;       /* gone already */
+			de->d_type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+		}
+		dn_add(dn, de->d_name, de->d_type);
+	}
+	if (errno) {
+		dn_failed(d, errno);
+		dn_free(dn);
+		dn = NULL;
+	}
+	closedir(ds);
+	return dn;
+}
+
+/* May the parent delete now?  Not after a stop, a signal or del_check. */
+static int
+del_ok(void)
+{
+	return g.del && !g.nodel && !g.stop && !got_sig;
+}
+
+/*
+ * After an error that makes the rest of the run doubtful (EIO, a full
+ * DEST), delete nothing more; say so once.  Parent only.
+ */
+static void
+del_check(int err)
+{
+	if (!g.del || g.nodel || (err != EIO && err != ENOSPC && err != EDQUOT))
+		return;
+	g.nodel = 1;
+	warn_path(0, g.dst, "%s seen: deleting nothing more in this run", strerror(err));
+}
+
+/* Count and (-v, -n) list one deletion: rel/name below DEST, '/' for dirs. */
+static void
+del_said(const char *rel, const char *name, int isdir)
+{
+	char *p;
+
+	g.deleted++;
+	if (!g.verbose && !g.dryrun)
+		return;
+	p = path_join(rel, name, NULL);
+	progress_clear();
+	printf("delete %s%s\n", p, isdir ? "/" : "");
+	free(p);
+}
+
+/* Name a failed deletion of rel/name (below DEST). */
+static void
+del_failed(const char *rel, const char *name, const char *why)
+{
+	char *p = path_join(g.dst, rel, name);
+
+	warn_path(1, p, "cannot delete: %s", why);
+	free(p);
+}
+
+/*
+ * Remove the directory `name` in dfd (rel below DEST) and everything in
+ * it, or with -n list what that would remove.  The directory is opened
+ * O_NOFOLLOW and must be on device dev: a mount point in DEST is named,
+ * not emptied.  Entries go as they are read, children before their
+ * directory, so an interrupted run leaves a smaller tree that the next
+ * run removes.  Returns 0, or -1 after naming the failure.  Parent only.
+ */
+static int
+del_tree(int dfd, const char *rel, const char *name, dev_t dev)
+{
+	struct dirent *de;
+	struct stat st;
+	char *sub;
+	DIR *ds;
+	int fd, ret = 0;
+
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && (errno == ENOTDIR || errno == ELOOP)) {
+		/* no longer a directory: remove what it is now */
+		if (!g.dryrun && unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+			goto fail;
+		del_said(rel, name, 0);
+		return 0;
+	}
+	if (fd < 0)
+		goto fail;
+	if (fstat(fd, &st) < 0) {
+		close_keep(fd);
+		goto fail;
+	}
+	if (st.st_dev != dev) {
+		close(fd);
+		del_failed(rel, name, "a mount point in DEST; not crossed");
+		return -1;
+	}
+	if (g.fdopen >= g.fdlimit + FD_SPARE / 2) {
+		close(fd);
+		errno = EMFILE;
+		goto fail;
+	}
+	/* it goes anyway: let its owner empty it whatever its mode */
+	if (!g.dryrun && (st.st_mode & S_IRWXU) != S_IRWXU && st.st_uid == g.euid &&
+	    fchmod(fd, (st.st_mode & 07777) | S_IRWXU) < 0) {
+		/* then the unlinks below fail and are named */
+	}
+	if ((ds = fdopendir(fd)) == NULL) {
+		close_keep(fd);
+		goto fail;
+	}
+	g.fdopen++;
+	sub = path_join(rel, name, NULL);
+	while (!got_sig && !g.nodel) {
+		errno = 0;
+		if ((de = readdir(ds)) == NULL) {
+			if (errno) {
+				del_check(errno);
+				del_failed(rel, name, strerror(errno));
+				ret = -1;
+			}
+			break;
+		}
+		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+		    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+			continue;
+		if (de->d_type == DT_DIR || (g.dryrun && de->d_type == DT_UNKNOWN &&
+		    fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISDIR(st.st_mode))) {
+			ret |= del_tree(fd, sub, de->d_name, dev);
+		} else if (g.dryrun) {
+			del_said(sub, de->d_name, 0);
+		} else if (unlinkat(fd, de->d_name, 0) == 0) {
+			del_said(sub, de->d_name, 0);
+		} else if (errno == EISDIR) {   /* d_type was DT_UNKNOWN */
+			ret |= del_tree(fd, sub, de->d_name, dev);
+		} else if (errno != ENOENT) {
+			del_check(errno);
+			del_failed(sub, de->d_name, strerror(errno));
+			ret = -1;
+		}
+	}
+	free(sub);
+	closedir(ds);
+	g.fdopen--;
+	if (ret < 0 || got_sig || g.nodel)
+		return -1;
+	if (!g.dryrun && unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		goto fail;
+	del_said(rel, name, 1);
+	return 0;
+fail:
+	del_check(errno);
+	del_failed(rel, name, strerror(errno));
+	return -1;
+}
+
+/*
+ * Remove the entry `name` of DEST directory d, of DT_* type as listed
+ * (or with -n list it).  A symlink is removed as a link.  Parent only.
+ */
+static int
+del_entry(struct dir *d, const char *name, unsigned char type)
+{
+	struct stat st;
+
+	if (type != DT_DIR) {
+		if (g.dryrun || unlinkat(d->dfd, name, 0) == 0 || errno == ENOENT) {
+			del_said(d->rel, name, 0);
+			return 0;
+		}
+		if (errno != EISDIR) {  /* it became a directory: take it as one */
+			del_check(errno);
+			del_failed(d->rel, name, strerror(errno));
+			return -1;
+		}
+	}
+	if (fstat(d->dfd, &st) < 0) {
+		del_failed(d->rel, name, strerror(errno));
+		return -1;
+	}
+	return del_tree(d->dfd, d->rel, name, st.st_dev);
+}
+
+/*
+ * dir_finish's first step with --delete: remove the entries of d's DEST
+ * directory that SOURCE lacks, unless SOURCE's listing was incomplete.
+ * Excluded names stay, but for --delete-excluded.  Parent only.
+ */
+static void
+del_dir(struct dir *d)
+{
+	struct dnames *dn = d->dn;
+	size_t i;
+
+	d->dn = NULL;
+	if (d->partial) {
+		char *p = dst_path(d, NULL);
+
+		warn_path(1, p, "SOURCE directory not read completely: nothing deleted in it");
+		free(p);
+	}
+	for (i = 0; i < dn->size && !d->partial && del_ok(); i++) {
+		struct dname *e = &dn->tab[i];
+
+		if (e->name == NULL || e->seen)
+			continue;
+		if (g.del < 2 && filter_out(d->rel, e->name, e->type == DT_DIR))
+			continue;
+		del_entry(d, e->name, e->type);
+	}
+	dn_free(dn);
+}
+
+/*
+ * Give a finished directory its metadata, in the per-inode order (owner,
+ * mode, xattrs, times), close it and release its parent.  Runs in the
+ * parent when nothing is pending in the directory any more.
+ */
+static void
+dir_finish(struct dir *d)
+{
+	struct dir *up = d->up;
+	struct ent e;
+
+	dir_unpark(d);
+	while (d->irest < d->nrest)
+		free(d->rest[d->irest++]);
+	free(d->rest);
+	if (d->dn)
+		del_dir(d);
+	ent_fill(&e, &d->st);
+	if (g.shard_n)          /* other shards may still write here: -u fixes */
+		e.mode |= S_IRWXU;
+	if (!d->nometa && !g.stop && !g.dryrun) {
+		struct xref xs = xref_of(d->sfd, -1, NULL), xd = xref_of(d->dfd, -1, NULL);
+		mode_t mode = e.mode & 07777;
+		struct rep r;
+
+		/* a directory DEST had is someone else's until now: its owner
+		 * and every xattr and ACL SOURCE's lacks go */
+		memset(&r, 0, sizeof r);
+		if (meta_owner(&xd, &e, (d->jflags & JF_SGID) || d->existed, &mode, &r) < 0)
+			warn_entry(1, 1, d, NULL, errno);
+		if (d->sfd >= 0)
+			xattr_copy(&xs, &xd, d->existed ? XS_ALL :
+			    (d->jflags & JF_DACL) ? XS_ACL : XS_ADD, &r);
+		if (meta_mode(&xd, &e, mode, -1) < 0)
+			warn_entry(1, 1, d, NULL, errno);
+		rep_warn(d, NULL, &r);
+		if (meta_times(d->dfd, -1, NULL, &e) < 0)
+			warn_entry(1, 1, d, NULL, errno);
+		if (g.fsync && fsync(d->dfd) < 0)
+			warn_entry(1, 1, d, NULL, errno);
+	}
+	if (d->sfd >= 0) {
+		close(d->sfd);
+		g.fdopen--;
+	}
+	if (d->dfd >= 0) {
+		close(d->dfd);
+		g.fdopen--;
+	}
+	if (d->lprev)
+		d->lprev->lnext = d->lnext;
+	else if (g.live == d)
+		g.live = d->lnext;
+	if (d->lnext)
+		d->lnext->lprev = d->lprev;
+	free(d->rel);
+	free(d);
+	if (up)
+		dir_put(up);
+	else
+		g.rootdone = 1;
+}
+
+/* Drop one pending reference; the last one finishes the directory. */
+static void
+dir_put(struct dir *d)
+{
+	if (--d->pending == 0)
+		dir_finish(d);
+}
+
+/* -- copy engine (worker side) -- */
 
 /* Post progress for the parent: entry idx of the current job has begun. */
 static void
@@ -1175,30 +3281,6 @@ end:
 	return pos;
 }
 
-#ifndef SYS_setxattrat          /* Linux 6.13; libcs have no numbers for them yet */
-#if defined(__alpha__)
-#define SYS_setxattrat -1       /* (alpha numbers them apart: use the fallback) */
-#define SYS_getxattrat -1
-#define SYS_listxattrat -1
-#define SYS_removexattrat -1
-#else
-#define SYS_setxattrat 463      /* the same number on every other architecture */
-#define SYS_getxattrat 464
-#define SYS_listxattrat 465
-#define SYS_removexattrat 466
-#endif
-#endif
-
-struct xattr_args0 {            /* struct xattr_args of <linux/xattr.h>, version 0 */
-	uint64_t value;
-	uint32_t size;
-	uint32_t flags;
-};
-
-enum { XA_LIST, XA_GET, XA_SET, XA_REMOVE };
-
-static int xa_noat;             /* no *xattrat syscalls: use /proc/self/fd */
-
 /* An xref for the open descriptor fd, or for `name` in dirfd (fd -1). */
 static struct xref
 xref_of(int fd, int dirfd, const char *name)
@@ -1223,8 +3305,6 @@ at_flags(const char *name)
 {
 	return name[0] ? AT_SYMLINK_NOFOLLOW : AT_EMPTY_PATH;
 }
-
-static ssize_t xa_op(struct xref *x, int op, const char *name, void *buf, size_t n);
 
 /*
  * No /proc (a FROM-scratch container, a rescue shell): act on the O_PATH
@@ -1389,8 +3469,6 @@ xa_skip(const char *name)
 	    strncmp(name, "afs.", 4) == 0 || strcmp(name, "security.evm") == 0;
 }
 
-enum { XS_ADD, XS_ACL, XS_ALL };        /* what xattr_copy removes */
-
 /*
  * Give dst the extended attributes of src (any type of entry), POSIX ACLs
  * (system.posix_acl_*) included.  Then remove from dst what src lacks:
@@ -1458,10 +3536,6 @@ xattr_copy(struct xref *src, struct xref *dst, int sync, struct rep *r)
 		free(dl);
 	free(val);
 }
-
-#ifndef SYS_fchmodat2
-#define SYS_fchmodat2 452       /* Linux 6.6; the same number on every architecture */
-#endif
 
 /*
  * chmod that never follows a symlink: fchmodat2 on (dirfd, name), name ""
@@ -2250,14 +4324,14 @@ wk_spawn(unsigned i)
 #ifdef SYS_close_range
 		syscall(SYS_close_range, 4, ~0U, 0);    /* dir fds of the walk */
 #endif
-		wk_main(3, &g.ws[i]);
+		wk_main(3, &g.slot[i]);
 	}
 	close(sv[1]);
 	g.wk[i].pid = pid;
 	g.wk[i].fd = sv[0];
 	g.wk[i].nfly = 0;
 	g.wk[i].broken = 0;
-	memset(&g.ws[i], 0, sizeof g.ws[i]);
+	memset(&g.slot[i], 0, sizeof g.slot[i]);
 	return 0;
 }
 
@@ -2288,2001 +4362,6 @@ wk_signal(int sig)
 	for (i = 0; i < g.jobs; i++)
 		if (g.wk[i].pid > 0)
 			kill(g.wk[i].pid, sig);
-}
-
-/* -- tree walk (parent side) -- */
-
-static void dir_put(struct dir *d);
-static int dir_unpark(struct dir *d);
-static void job_queue(struct job *j, int front);
-static void job_drop(struct job *j);
-static void dest_full(int err);
-static uint64_t fnv1a(const void *p, size_t n, uint64_t h);
-static int filter_out(const char *rel, const char *name, int isdir);
-static void del_check(int err);
-
-/*
- * Source and destination paths of an entry, for messages (malloc'd).  In
- * single-file mode (the top's rel is NULL) SOURCE and DEST name the file.
- */
-static char *
-src_path(const struct dir *d, const char *name)
-{
-	if (d && d->rel == NULL)
-		name = NULL;
-	return path_join(g.src, d ? d->rel : NULL, name);
-}
-
-static char *
-dst_path(const struct dir *d, const char *name)
-{
-	if (d && d->rel == NULL)
-		name = NULL;
-	return path_join(g.dst, d ? d->rel : NULL, name);
-}
-
-static void
-warn_entry(int fail, int dst, const struct dir *d, const char *name, int err)
-{
-	char *p = dst ? dst_path(d, name) : src_path(d, name);
-
-	warn_path(fail, p, "%s", strerror(err));
-	free(p);
-	del_check(err);
-}
-
-/*
- * --delete.  A DEST directory the walk reads gets its names listed first
- * (dn_read); each name SOURCE also has is marked as the walk finds it,
- * and when the directory is finished (dir_finish, contents copied, before
- * its metadata) the unmarked ones are removed (del_dir): files, symlinks
- * as links, directories with all they hold, always by name relative to a
- * held descriptor, never following a symlink and never crossing into
- * another file system of DEST.  All of it runs in the parent.
- */
-
-/* Find name in dn, or the free slot where it belongs. */
-static struct dname *
-dn_slot(struct dnames *dn, const char *name)
-{
-	size_t i = fnv1a(name, strlen(name), 0xcbf29ce484222325ULL) & (dn->size - 1);
-
-	while (dn->tab[i].name && strcmp(dn->tab[i].name, name) != 0)
-		i = (i + 1) & (dn->size - 1);
-	return &dn->tab[i];
-}
-
-/* The entry for name in a directory's list, NULL if DEST had no such name. */
-static struct dname *
-dn_find(struct dnames *dn, const char *name)
-{
-	struct dname *e;
-
-	if (dn->size == 0)
-		return NULL;
-	e = dn_slot(dn, name);
-	return e->name ? e : NULL;
-}
-
-static void
-dn_free(struct dnames *dn)
-{
-	size_t i;
-
-	if (dn == NULL)
-		return;
-	for (i = 0; i < dn->size; i++)
-		free(dn->tab[i].name);
-	free(dn->tab);
-	free(dn);
-}
-
-/* Add name (of type, a DT_* value) to dn, growing it at 1/2 full. */
-static void
-dn_add(struct dnames *dn, const char *name, unsigned char type)
-{
-	struct dname *e, *old = dn->tab;
-	size_t i, n = dn->size;
-
-	if (2 * (dn->used + 1) > dn->size) {
-		dn->size = n ? 2 * n : 16;
-		dn->tab = xmalloc(dn->size * sizeof *dn->tab);
-		memset(dn->tab, 0, dn->size * sizeof *dn->tab);
-		for (i = 0; i < n; i++)
-			if (old[i].name)
-				*dn_slot(dn, old[i].name) = old[i];
-		free(old);
-	}
-	e = dn_slot(dn, name);
-	e->name = strdup(name);
-	if (e->name == NULL)
-		die("out of memory");
-	e->type = type;
-	e->seen = 0;
-	dn->used++;
-}
-
-/* DEST directory d could not be listed: say so; nothing is deleted in it. */
-static void
-dn_failed(const struct dir *d, int err)
-{
-	char *p = dst_path(d, NULL);
-
-	warn_path(1, p, "cannot list it for --delete (%s): nothing deleted in it",
-	    strerror(err));
-	free(p);
-	del_check(err);
-}
-
-/*
- * List the names in DEST directory dfd (of d) before the walk reads its
- * SOURCE counterpart.  Hidden temporaries are not listed (tmp_sweep owns
- * them).  Returns NULL after naming the failure: then nothing is deleted
- * there.  Parent only.
- */
-static struct dnames *
-dn_read(const struct dir *d, int dfd)
-{
-	struct dnames *dn;
-	struct dirent *de;
-	struct stat st;
-	DIR *ds;
-	int fd = dup(dfd);
-
-	if (fd < 0 || (ds = fdopendir(fd)) == NULL) {
-		close_keep(fd);
-		dn_failed(d, errno);
-		return NULL;
-	}
-	rewinddir(ds);  /* the dup shares tmp_sweep's offset, at the end */
-	dn = xmalloc(sizeof *dn);
-	memset(dn, 0, sizeof *dn);
-	for (;;) {
-		errno = 0;
-		if ((de = readdir(ds)) == NULL)
-			break;
-		if ((de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
-		    (de->d_name[1] == '.' && de->d_name[2] == '\0'))) ||
-		    strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) == 0)
-			continue;
-		if (de->d_type == DT_UNKNOWN) {
-			if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-				continue;       /* gone already */
-			de->d_type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
-		}
-		dn_add(dn, de->d_name, de->d_type);
-	}
-	if (errno) {
-		dn_failed(d, errno);
-		dn_free(dn);
-		dn = NULL;
-	}
-	closedir(ds);
-	return dn;
-}
-
-/* May the parent delete now?  Not after a stop, a signal or del_check. */
-static int
-del_ok(void)
-{
-	return g.del && !g.nodel && !g.stop && !got_sig;
-}
-
-/*
- * After an error that makes the rest of the run doubtful (EIO, a full
- * DEST), delete nothing more; say so once.  Parent only.
- */
-static void
-del_check(int err)
-{
-	if (!g.del || g.nodel || (err != EIO && err != ENOSPC && err != EDQUOT))
-		return;
-	g.nodel = 1;
-	warn_path(0, g.dst, "%s seen: deleting nothing more in this run", strerror(err));
-}
-
-/* Count and (-v, -n) list one deletion: rel/name below DEST, '/' for dirs. */
-static void
-del_said(const char *rel, const char *name, int isdir)
-{
-	char *p;
-
-	g.deleted++;
-	if (!g.verbose && !g.dryrun)
-		return;
-	p = path_join(rel, name, NULL);
-	progress_clear();
-	printf("delete %s%s\n", p, isdir ? "/" : "");
-	free(p);
-}
-
-/* Name a failed deletion of rel/name (below DEST). */
-static void
-del_failed(const char *rel, const char *name, const char *why)
-{
-	char *p = path_join(g.dst, rel, name);
-
-	warn_path(1, p, "cannot delete: %s", why);
-	free(p);
-}
-
-/*
- * Remove the directory `name` in dfd (rel below DEST) and everything in
- * it, or with -n list what that would remove.  The directory is opened
- * O_NOFOLLOW and must be on device dev: a mount point in DEST is named,
- * not emptied.  Entries go as they are read, children before their
- * directory, so an interrupted run leaves a smaller tree that the next
- * run removes.  Returns 0, or -1 after naming the failure.  Parent only.
- */
-static int
-del_tree(int dfd, const char *rel, const char *name, dev_t dev)
-{
-	struct dirent *de;
-	struct stat st;
-	char *sub;
-	DIR *ds;
-	int fd, ret = 0;
-
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 && (errno == ENOTDIR || errno == ELOOP)) {
-		/* no longer a directory: remove what it is now */
-		if (!g.dryrun && unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
-			goto fail;
-		del_said(rel, name, 0);
-		return 0;
-	}
-	if (fd < 0)
-		goto fail;
-	if (fstat(fd, &st) < 0) {
-		close_keep(fd);
-		goto fail;
-	}
-	if (st.st_dev != dev) {
-		close(fd);
-		del_failed(rel, name, "a mount point in DEST; not crossed");
-		return -1;
-	}
-	if (g.fdopen >= g.fdlimit + FD_SPARE / 2) {
-		close(fd);
-		errno = EMFILE;
-		goto fail;
-	}
-	/* it goes anyway: let its owner empty it whatever its mode */
-	if (!g.dryrun && (st.st_mode & S_IRWXU) != S_IRWXU && st.st_uid == g.euid &&
-	    fchmod(fd, (st.st_mode & 07777) | S_IRWXU) < 0) {
-		/* then the unlinks below fail and are named */
-	}
-	if ((ds = fdopendir(fd)) == NULL) {
-		close_keep(fd);
-		goto fail;
-	}
-	g.fdopen++;
-	sub = path_join(rel, name, NULL);
-	while (!got_sig && !g.nodel) {
-		errno = 0;
-		if ((de = readdir(ds)) == NULL) {
-			if (errno) {
-				del_check(errno);
-				del_failed(rel, name, strerror(errno));
-				ret = -1;
-			}
-			break;
-		}
-		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
-		    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
-			continue;
-		if (de->d_type == DT_DIR || (g.dryrun && de->d_type == DT_UNKNOWN &&
-		    fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISDIR(st.st_mode))) {
-			ret |= del_tree(fd, sub, de->d_name, dev);
-		} else if (g.dryrun) {
-			del_said(sub, de->d_name, 0);
-		} else if (unlinkat(fd, de->d_name, 0) == 0) {
-			del_said(sub, de->d_name, 0);
-		} else if (errno == EISDIR) {   /* d_type was DT_UNKNOWN */
-			ret |= del_tree(fd, sub, de->d_name, dev);
-		} else if (errno != ENOENT) {
-			del_check(errno);
-			del_failed(sub, de->d_name, strerror(errno));
-			ret = -1;
-		}
-	}
-	free(sub);
-	closedir(ds);
-	g.fdopen--;
-	if (ret < 0 || got_sig || g.nodel)
-		return -1;
-	if (!g.dryrun && unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		goto fail;
-	del_said(rel, name, 1);
-	return 0;
-fail:
-	del_check(errno);
-	del_failed(rel, name, strerror(errno));
-	return -1;
-}
-
-/*
- * Remove the entry `name` of DEST directory d, of DT_* type as listed
- * (or with -n list it).  A symlink is removed as a link.  Parent only.
- */
-static int
-del_entry(struct dir *d, const char *name, unsigned char type)
-{
-	struct stat st;
-
-	if (type != DT_DIR) {
-		if (g.dryrun || unlinkat(d->dfd, name, 0) == 0 || errno == ENOENT) {
-			del_said(d->rel, name, 0);
-			return 0;
-		}
-		if (errno != EISDIR) {  /* it became a directory: take it as one */
-			del_check(errno);
-			del_failed(d->rel, name, strerror(errno));
-			return -1;
-		}
-	}
-	if (fstat(d->dfd, &st) < 0) {
-		del_failed(d->rel, name, strerror(errno));
-		return -1;
-	}
-	return del_tree(d->dfd, d->rel, name, st.st_dev);
-}
-
-/*
- * dir_finish's first step with --delete: remove the entries of d's DEST
- * directory that SOURCE lacks, unless SOURCE's listing was incomplete.
- * Excluded names stay, but for --delete-excluded.  Parent only.
- */
-static void
-del_dir(struct dir *d)
-{
-	struct dnames *dn = d->dn;
-	size_t i;
-
-	d->dn = NULL;
-	if (d->partial) {
-		char *p = dst_path(d, NULL);
-
-		warn_path(1, p, "SOURCE directory not read completely: nothing deleted in it");
-		free(p);
-	}
-	for (i = 0; i < dn->size && !d->partial && del_ok(); i++) {
-		struct dname *e = &dn->tab[i];
-
-		if (e->name == NULL || e->seen)
-			continue;
-		if (g.del < 2 && filter_out(d->rel, e->name, e->type == DT_DIR))
-			continue;
-		del_entry(d, e->name, e->type);
-	}
-	dn_free(dn);
-}
-
-/*
- * Record what became of one entry: the one place the ledger is kept.
- * Every entry the walk counts as found ends here exactly once, as copied,
- * skipped, failed or dropped, so that at the end found = copied + skipped
- * + failed + dropped.  OUT_NEW: the entry is decided as it is found (it
- * is counted found here too).  A failure is printed with `why` (NULL:
- * strerror(errno)), naming the source path (OUT_FAIL_SRC) or the
- * destination path (OUT_FAIL_DST), or with d NULL the name as given; with -v a copied entry is printed on
- * stdout.  Parent only.
- */
-static void
-outcome(int out, const struct dir *d, const char *name, const char *why)
-{
-	char *p;
-	int err;
-
-	if (out & OUT_NEW)
-		g.found++;
-	switch (out & ~OUT_NEW) {
-	case OUT_COPIED:
-		g.copied++;
-		if (g.verbose && !g.dryrun) {
-			p = path_join(d ? d->rel : NULL, name, NULL);
-			if (g.vclear)
-				progress_clear();
-			printf("%s\n", p);
-			free(p);
-		}
-		break;
-	case OUT_SKIPPED:
-		g.skipped++;
-		break;
-	case OUT_DROPPED:
-		g.dropped++;
-		break;
-	default:
-		err = why ? 0 : errno;
-		if (why == NULL)
-			why = strerror(errno);
-		if (d == NULL)          /* not below SOURCE: as given */
-			p = xstrdup(name);
-		else if ((out & ~OUT_NEW) == OUT_FAIL_DST)
-			p = dst_path(d, name);
-		else
-			p = src_path(d, name);
-		warn_path(1, p, "%s", why);
-		free(p);
-		g.failed++;
-		del_check(err);         /* --delete: EIO stops deletions */
-		break;
-	}
-}
-
-/*
- * Name what a copied entry (name in d; NULL: d itself) lost of its
- * metadata (W_* in r): one line each, exit status 1.  Parent.
- */
-static void
-rep_warn(const struct dir *d, const char *name, const struct rep *r)
-{
-	char *p;
-
-	if (r->warn == 0)
-		return;
-	p = dst_path(d, name);
-	if (r->warn & W_OWNER)
-		warn_path(1, p, "failed to preserve ownership: %s", strerror(r->oerr));
-	if ((r->warn & W_XATTR) && r->xname[0] == '\0')
-		warn_path(1, p, "extended attributes not copied: %s", strerror(r->xerr));
-	else if (r->warn & W_XATTR)
-		warn_path(1, p, "extended attribute '%.*s' not copied: %s",
-		    XNAME_MAX - 1, r->xname, strerror(r->xerr));
-	free(p);
-}
-
-/*
- * Give a finished directory its metadata, in the per-inode order (owner,
- * mode, xattrs, times), close it and release its parent.  Runs in the
- * parent when nothing is pending in the directory any more.
- */
-static void
-dir_finish(struct dir *d)
-{
-	struct dir *up = d->up;
-	struct ent e;
-
-	dir_unpark(d);
-	while (d->irest < d->nrest)
-		free(d->rest[d->irest++]);
-	free(d->rest);
-	if (d->dn)
-		del_dir(d);
-	ent_fill(&e, &d->st);
-	if (g.shard_n)          /* other shards may still write here: -u fixes */
-		e.mode |= S_IRWXU;
-	if (!d->nometa && !g.stop && !g.dryrun) {
-		struct xref xs = xref_of(d->sfd, -1, NULL), xd = xref_of(d->dfd, -1, NULL);
-		mode_t mode = e.mode & 07777;
-		struct rep r;
-
-		/* a directory DEST had is someone else's until now: its owner
-		 * and every xattr and ACL SOURCE's lacks go */
-		memset(&r, 0, sizeof r);
-		if (meta_owner(&xd, &e, (d->jflags & JF_SGID) || d->existed, &mode, &r) < 0)
-			warn_entry(1, 1, d, NULL, errno);
-		if (d->sfd >= 0)
-			xattr_copy(&xs, &xd, d->existed ? XS_ALL :
-			    (d->jflags & JF_DACL) ? XS_ACL : XS_ADD, &r);
-		if (meta_mode(&xd, &e, mode, -1) < 0)
-			warn_entry(1, 1, d, NULL, errno);
-		rep_warn(d, NULL, &r);
-		if (meta_times(d->dfd, -1, NULL, &e) < 0)
-			warn_entry(1, 1, d, NULL, errno);
-		if (g.fsync && fsync(d->dfd) < 0)
-			warn_entry(1, 1, d, NULL, errno);
-	}
-	if (d->sfd >= 0) {
-		close(d->sfd);
-		g.fdopen--;
-	}
-	if (d->dfd >= 0) {
-		close(d->dfd);
-		g.fdopen--;
-	}
-	if (d->lprev)
-		d->lprev->lnext = d->lnext;
-	else if (g.live == d)
-		g.live = d->lnext;
-	if (d->lnext)
-		d->lnext->lprev = d->lprev;
-	free(d->rel);
-	free(d);
-	if (up)
-		dir_put(up);
-	else
-		g.topdone = 1;
-}
-
-/*
- * Does DEST directory dfd have a default ACL?  Then what is created in it
- * inherits ACL entries, and modes narrowed by them, that SOURCE may lack:
- * the workers then set every mode and remove such ACLs.  Parent.
- */
-static int
-dacl_has(int dfd)
-{
-	return fgetxattr(dfd, "system.posix_acl_default", NULL, 0) > 0;
-}
-
-/*
- * --files-from: the unfinished directory `name` of up, if the list was in
- * it before (lists need not be sorted).  Going back into it, rather than
- * entering it anew, gives it its metadata once, after all its entries: a
- * read-only directory is not finished while more is copied into it.
- */
-static struct dir *
-dir_live(struct dir *up, const char *name)
-{
-	struct dir *d;
-	size_t k = strlen(up->rel);
-
-	for (d = g.live; d; d = d->lnext)
-		if (d->up == up && strcmp(d->rel + k + (k > 0), name) == 0)
-			return d;
-	return NULL;
-}
-
-/*
- * Descriptors run short (a tree deeper than the budget allows): close
- * those of directory d, an ancestor of where the walk is, keeping what is
- * left of its listing in memory (d->rest) so that the walk can come back
- * to it.  dir_unpark reopens them when they are needed.  Parent.
- */
-static void
-dir_park(struct dir *d)
-{
-	struct dirent *de;
-	const char *n;
-
-	if (d->ds) {
-		errno = 0;
-		while ((de = readdir(d->ds)) != NULL) {
-			n = de->d_name;
-			if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
-				continue;
-			if ((d->nrest & (d->nrest - 1)) == 0 || d->nrest == 0)
-				d->rest = xrealloc(d->rest, (d->nrest ? 2 * d->nrest : 1) * sizeof *d->rest);
-			if ((d->rest[d->nrest++] = strdup(n)) == NULL)
-				die("out of memory");
-			errno = 0;
-		}
-		if (errno)
-			warn_entry(1, 0, d, NULL, errno);
-		closedir(d->ds);
-		d->ds = NULL;
-		if (d->rest == NULL)
-			d->rest = xmalloc(sizeof *d->rest);     /* read, and empty */
-		g.fdopen--;
-	}
-	if (d->sfd >= 0) {
-		close(d->sfd);
-		g.fdopen--;
-	}
-	if (d->dfd >= 0) {
-		close(d->dfd);
-		g.fdopen--;
-	}
-	d->sfd = d->dfd = -1;
-	d->parked = 1;
-}
-
-/*
- * Reopen the descriptors of a parked directory, one component at a time
- * from the top (no symlink followed), and check that each is still the
- * directory it was.  If not, or it cannot be opened, name it: what was
- * left to walk in it is not copied, nor its metadata set.  Returns 0 or -1.
- */
-static int
-dir_unpark(struct dir *d)
-{
-	struct stat st;
-	int sfd, dfd = -1, dst = d->ddev || d->dino;
-	const char *why = NULL;
-
-	if (!d->parked)
-		return 0;
-	d->parked = 0;
-	sfd = open_beneath(g.root->sfd, d->rel);
-	if (dst && sfd >= 0)
-		dfd = open_beneath(g.root->dfd, d->rel);
-	if (sfd < 0 || (dst && dfd < 0))
-		why = strerror(errno);
-	else if (fstat(sfd, &st) < 0 || st.st_dev != d->st.st_dev || st.st_ino != d->st.st_ino ||
-	    (dst && (fstat(dfd, &st) < 0 || st.st_dev != d->ddev || st.st_ino != d->dino)))
-		why = "changed during copy (another directory took its name); not copied";
-	if (why) {
-		char *p = src_path(d, NULL);
-
-		warn_path(1, p, "%s", why);
-		free(p);
-		close_keep(sfd);
-		close_keep(dfd);
-		d->nometa = 1;
-		while (d->irest < d->nrest)
-			free(d->rest[d->irest++]);
-		return -1;
-	}
-	d->sfd = sfd;
-	d->dfd = dfd;
-	g.fdopen += dst ? 2 : 1;
-	return 0;
-}
-
-/*
- * The walk holds more descriptors than its budget: park the ancestors of
- * the directory it reads, from the top down, until it is back within it.
- * Returns 1 if that freed any.  Parent.
- */
-static int
-dir_park_some(void)
-{
-	struct dir *d, *best;
-	int freed = 0;
-
-	while (g.fdopen >= g.fdlimit) {
-		best = NULL;
-		for (d = g.top ? g.top->up : NULL; d && d != g.root; d = d->up)
-			if (!d->parked && d->busy == 0)
-				best = d;       /* the one nearest the top */
-		if (best == NULL)
-			break;
-		dir_park(best);
-		freed = 1;
-	}
-	return freed;
-}
-
-/* Drop one pending reference; the last one finishes the directory. */
-static void
-dir_put(struct dir *d)
-{
-	if (--d->pending == 0)
-		dir_finish(d);
-}
-
-/*
- * Is the hidden name ".pcopy-tmp.<pid>.<n>" one whose maker is gone (no
- * such process here)?  For symlinks and device nodes, which carry no lock.
- * (A pcopy on another host writing to the same network DEST is not seen:
- * its hidden nodes live for microseconds, and one taken fails its entry.)
- */
-static int
-tmp_orphan(const char *name)
-{
-	char *end;
-	long pid = strtol(name + sizeof TMP_PREFIX - 1, &end, 10);
-
-	return pid > 0 && *end == '.' && kill(pid, 0) < 0 && errno == ESRCH;
-}
-
-/*
- * Remove hidden temporaries left in an existing DEST directory by a pcopy
- * (or worker) that was killed.  A regular one that a live pcopy holds is
- * locked and stays; other types stay while the pid in their name lives.
- */
-static void
-tmp_sweep(int dfd)
-{
-	struct dirent *de;
-	struct stat st;
-	DIR *ds;
-	int fd;
-
-	/* a new open file description: a dup() would share (and leave at
-	 * the end) the offset of dfd's, and a second sweep would read nothing */
-	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || (ds = fdopendir(fd)) == NULL) {
-		close_keep(fd);
-		return;
-	}
-	while ((de = readdir(ds)) != NULL) {
-		if (strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0 ||
-		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (!S_ISREG(st.st_mode)) {
-			if (!S_ISDIR(st.st_mode) && tmp_orphan(de->d_name))
-				unlinkat(dfd, de->d_name, 0);
-			continue;
-		}
-		fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		/* only regular files carry the lock; the others are left */
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0)
-			unlinkat(dfd, de->d_name, 0);
-		close(fd);
-	}
-	closedir(ds);
-}
-
-/*
- * Create (or open, when merging) the destination directory `name` in up,
- * open the source one, and return a new struct dir holding one reference
- * for the caller, or NULL after naming the failure.  The copy is created
- * 0700 so it can be filled whatever its final mode, which comes in
- * dir_finish.  With `read` the walk will read it (d->ds); without, it is
- * only a mount point (-x) or a parent of listed paths (--files-from).
- */
-static struct dir *
-dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
-{
-	struct dir *d;
-	struct stat dst, now;
-	int sfd, dfd = -1, made = 0, dsfd;
-	uint32_t jflags = 0;
-
-	if (!g.dryrun) {
-		made = mkdirat(up->dfd, name, 0700) == 0;
-		if (!made && DEST_STOPS(errno)) {
-			dest_full(errno);
-			outcome(OUT_DROPPED | OUT_NEW, up, name, NULL);
-			return NULL;
-		}
-		if (!made && errno != EEXIST) {
-			outcome(OUT_FAIL_DST | OUT_NEW, up, name, NULL);
-			return NULL;
-		}
-	}
-	if (up->dfd >= 0) {
-		dfd = openat(up->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		/* -n --delete: walk_entry said it would delete what is there */
-		if (dfd < 0 && g.dryrun && (errno == ENOTDIR || errno == ELOOP) && del_ok())
-			errno = ENOENT;
-		if (dfd < 0 && !(g.dryrun && errno == ENOENT)) {
-			outcome(OUT_FAIL_DST | OUT_NEW, up, name, errno == ENOTDIR || errno == ELOOP ?
-			    "cannot overwrite non-directory with directory" : NULL);
-			return NULL;
-		}
-		if (dfd >= 0 && (fstat(dfd, &dst) < 0 || (made && dst.st_uid != g.newuid))) {
-			/* made, then another directory took the name: not ours */
-			outcome(OUT_FAIL_DST | OUT_NEW, up, name, made ? "changed during copy "
-			    "(another directory took its name); not copied" : NULL);
-			close(dfd);
-			return NULL;
-		}
-		if (dfd >= 0)
-			g.fdopen++;
-		/* files made in it get its group when it is set-gid (or on a
-		 * grpid mount): then no chown can be skipped as "already right" */
-		if (dfd >= 0 && !g.dryrun && ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid))
-			jflags |= JF_SGID;
-	}
-	d = xmalloc(sizeof *d);
-	memset(d, 0, sizeof *d);
-	d->up = up;
-	d->dfd = dfd;
-	d->sfd = -1;
-	d->owner = -1;
-	d->st = *st;
-	d->jflags = jflags;
-	if (dfd >= 0) {
-		d->ddev = dst.st_dev;
-		d->dino = dst.st_ino;
-	}
-	d->rel = path_join(up->rel, name, NULL);
-	d->pending = 1;
-	up->pending++;
-	if (g.list) {
-		d->lnext = g.live;
-		if (g.live)
-			g.live->lprev = d;
-		g.live = d;
-	}
-	g.ndirs++;
-	if (g.dryrun && dfd < 0)
-		printf("create %s/\n", d->rel);
-	else if (g.verbose && !g.dryrun) {
-		if (g.vclear)
-			progress_clear();
-		printf("%s\n", d->rel);
-	}
-	if (!made && dfd >= 0 && !g.dryrun) {
-		/* ours but read-only (finished already, when a --files-from
-		 * list comes back to it): open it up until dir_finish */
-		if (g.euid != 0 && dst.st_uid == g.euid && (dst.st_mode & S_IRWXU) != S_IRWXU)
-			fchmod(dfd, (dst.st_mode & 07777) | S_IRWXU);
-		d->existed = 1;
-		tmp_sweep(dfd);
-	}
-	if (dfd >= 0 && !g.dryrun && (!made || (up->jflags & JF_DACL)) && dacl_has(dfd))
-		d->jflags |= JF_DACL;
-	sfd = src_openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (sfd >= 0 && fstat(sfd, &now) == 0 && (now.st_dev != st->st_dev ||
-	    now.st_ino != st->st_ino)) {
-		/* another directory took the name since the walk's fstatat */
-		outcome(OUT_FAIL_SRC | OUT_NEW, up, name,
-		    "changed during copy (another directory took its name); not copied");
-		close(sfd);
-		dir_put(d);
-		return NULL;
-	}
-	if (sfd >= 0)
-		d->st = now;    /* what is applied: fstat of what is read, as cp */
-	if (sfd < 0 || (read && ((dsfd = dup(sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL))) {
-		/* unreadable: it stays an empty directory with its metadata */
-		outcome(OUT_FAIL_SRC | OUT_NEW, up, name, NULL);
-		if (g.del && dfd >= 0 && !made) {
-			char *p = dst_path(d, NULL);
-
-			warn_path(1, p, "SOURCE directory not read: nothing deleted in it");
-			free(p);
-		}
-		close_keep(sfd);
-		dir_put(d);
-		return NULL;
-	}
-	d->sfd = sfd;
-	g.fdopen += d->ds ? 2 : 1;      /* fdopendir's dup counts too */
-	if (g.del && read && dfd >= 0 && !made)
-		d->dn = dn_read(d, dfd);
-	return d;
-}
-
-/* Start a job for directory d (the batch being filled). */
-static struct job *
-job_new(struct dir *d)
-{
-	struct job *j = xmalloc(sizeof *j);
-	struct msg *m;
-
-	memset(j, 0, sizeof *j);
-	j->cap = 4096;
-	j->buf = xmalloc(j->cap);
-	j->len = sizeof *m;
-	j->dir = d;
-	d->pending++;
-	m = (struct msg *)j->buf;
-	memset(m, 0, sizeof *m);
-	m->type = MSG_JOB;
-	m->flags = d->jflags;
-	return j;
-}
-
-static void
-job_free(struct job *j)
-{
-	struct dir *d = j->dir;
-
-	free(j->buf);
-	free(j);
-	dir_put(d);
-}
-
-/* Queue the batch of directory d, if it has anything. */
-static void
-batch_flush(struct dir *d)
-{
-	struct job *j = d->batch;
-
-	if (j == NULL)
-		return;
-	d->batch = NULL;
-	job_queue(j, 0);
-}
-
-/* Append an entry record (already filled but for its names) to job j. */
-static void
-job_append(struct job *j, struct ent *e, const char *name, const char *dname)
-{
-	size_t need;
-
-	e->namelen = strlen(name);
-	e->dnamelen = dname ? strlen(dname) : 0;
-	need = ent_size(e);
-	if (j->len + need > j->cap) {
-		j->cap = j->len + need > 2 * j->cap ? j->len + need : 2 * j->cap;
-		j->buf = xrealloc(j->buf, j->cap);
-	}
-	memset(j->buf + j->len, 0, need);
-	memcpy(j->buf + j->len, e, sizeof *e);
-	memcpy(j->buf + j->len + sizeof *e, name, e->namelen);
-	if (dname)
-		memcpy(j->buf + j->len + sizeof *e + e->namelen + 1, dname, e->dnamelen);
-	j->len += need;
-	j->nent++;
-	j->bytes += S_ISREG(e->mode) ? e->size : 0;
-}
-
-/*
- * Add an entry to d's batch, flushing first when it would overflow.
- * dname, if not NULL, is a different destination name.
- */
-static void
-batch_add(struct dir *d, const char *name, const char *dname,
-    const struct stat *st, int flags)
-{
-	struct ent e;
-	struct job *j;
-	size_t need;
-
-	ent_fill(&e, st);
-	e.flags = flags;
-	if (strlen(name) > NAME_MAX || (dname && strlen(dname) > NAME_MAX)) {
-		/* no file system takes it, and no job could carry it */
-		errno = ENAMETOOLONG;
-		outcome((dname ? OUT_FAIL_DST : OUT_FAIL_SRC) | OUT_NEW, d, dname ? dname : name, NULL);
-		return;
-	}
-	e.namelen = strlen(name);
-	e.dnamelen = dname ? strlen(dname) : 0;
-	need = ent_size(&e);
-	j = d->batch;
-	if (j && (j->nent >= BATCH_FILES || j->len + need > MSG_MAX ||
-	    (j->bytes + e.size > BATCH_BYTES && j->nent > 0)))
-		batch_flush(d);
-	if (d->batch == NULL)
-		d->batch = job_new(d);
-	job_append(d->batch, &e, name, dname);
-	if (S_ISREG(st->st_mode))
-		g.bytes_found += data_bytes(st->st_size, st->st_blocks);    /* for progress */
-}
-
-/* -- hard links (parent side) -- */
-
-static uint64_t
-hl_hash(uint64_t dev, uint64_t ino)
-{
-	uint64_t h = ino * 0x9e3779b97f4a7c15ULL ^ dev * 0xc2b2ae3d27d4eb4fULL;
-
-	return h ^ (h >> 29);
-}
-
-/* Find the table slot of (dev, ino), inserting it if absent. */
-static struct hl *
-hl_lookup(uint64_t dev, uint64_t ino, int *isnew)
-{
-	struct hl *h;
-	size_t i, k;
-
-	if (g.hlused * 2 >= g.hlsize) {         /* grow at half full */
-		struct hl *old = g.hl;
-		size_t oldsize = g.hlsize;
-
-		g.hlsize = oldsize ? oldsize * 2 : HL_MIN;
-		g.hl = xmalloc(g.hlsize * sizeof *g.hl);
-		memset(g.hl, 0, g.hlsize * sizeof *g.hl);
-		for (k = 0; k < oldsize; k++) {
-			if (old[k].state == 0)
-				continue;
-			i = hl_hash(old[k].dev, old[k].ino) & (g.hlsize - 1);
-			while (g.hl[i].state)
-				i = (i + 1) & (g.hlsize - 1);
-			g.hl[i] = old[k];
-		}
-		free(old);
-	}
-	i = hl_hash(dev, ino) & (g.hlsize - 1);
-	for (;; i = (i + 1) & (g.hlsize - 1)) {
-		h = &g.hl[i];
-		if (h->state == 0) {
-			h->dev = dev;
-			h->ino = ino;
-			h->state = HL_PENDING;
-			g.hlused++;
-			*isnew = 1;
-			return h;
-		}
-		if (h->dev == dev && h->ino == ino) {
-			*isnew = 0;
-			return h;
-		}
-	}
-}
-
-/*
- * Link the existing entry `from` in fromfd as `name` in dirfd, replacing
- * an entry of that name atomically (link to a hidden name, then rename).
- * The inode is locked before its hidden name appears, so that no other
- * run's tmp_sweep takes it.  Returns 0 or -1 with errno.  Parent only.
- */
-static int
-link_replace(int fromfd, const char *from, int dirfd, const char *name)
-{
-	char hide[TMP_NAME_MAX];
-	struct stat st;
-	int r, e, lk;
-
-	if (linkat(fromfd, from, dirfd, name, 0) == 0)
-		return 0;
-	if (errno != EEXIST)
-		return -1;
-	/* the lock only keeps other runs' sweeps away: held by another run
-	 * (EWOULDBLOCK) it protects as well; without locks (ENOLCK) a sweep
-	 * could take the hidden name, and the rename then fails visibly */
-	lk = openat(fromfd, from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (lk >= 0 && flock(lk, LOCK_EX | LOCK_NB) < 0 && errno != EWOULDBLOCK && errno != ENOLCK) {
-		close_keep(lk);
-		return -1;
-	}
-	do
-		r = linkat(fromfd, from, dirfd, tmp_name(hide, sizeof hide), 0);
-	while (r < 0 && errno == EEXIST);
-	if (r == 0) {
-		r = renameat(dirfd, hide, dirfd, name);
-		e = errno;
-		/* a rename onto another name of the same inode does nothing */
-		if (fstatat(dirfd, hide, &st, AT_SYMLINK_NOFOLLOW) == 0)
-			unlinkat(dirfd, hide, 0);
-		errno = e;
-	}
-	close_keep(lk);
-	return r;
-}
-
-/*
- * Make `name` in d another name of the hard link group h, whose first
- * name is complete, and record the outcome.  EMLINK: copy the data
- * instead, with a warning.  Parent only.
- */
-static void
-hl_link(struct hl *h, struct dir *d, const char *name)
-{
-	char *slash = strrchr(h->path, '/');
-	const char *fname = slash ? slash + 1 : h->path;
-	struct stat a, b;
-	int fd, r;
-
-	if (dir_unpark(d) < 0) {
-		outcome(OUT_FAIL_DST, d, name, "its directory changed during copy; not copied");
-		return;
-	}
-	if (slash) {
-		*slash = '\0';
-		fd = open_beneath(g.dstfd, h->path);
-		*slash = '/';
-	} else
-		fd = dup(g.dstfd);
-	if (fd < 0) {
-		outcome(OUT_FAIL_DST, d, name, NULL);
-		return;
-	}
-	if (g.update && fstatat(fd, fname, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    fstatat(d->dfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-		close(fd);
-		outcome(OUT_SKIPPED, d, name, NULL);
-		return;
-	}
-	r = link_replace(fd, fname, d->dfd, name);
-	close_keep(fd);
-	if (r == 0)
-		outcome(OUT_COPIED, d, name, NULL);
-	else if (DEST_STOPS(errno)) {
-		dest_full(errno);
-		outcome(OUT_DROPPED, d, name, NULL);
-	} else if (errno == EMLINK && fstatat(d->sfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0) {
-		char *p = src_path(d, name);
-
-		warn_path(0, p, "too many links; copied as a separate file");
-		free(p);
-		batch_add(d, name, NULL, &a, 0);        /* the same entry: found once */
-		batch_flush(d);
-	} else
-		outcome(OUT_FAIL_DST, d, name, NULL);
-}
-
-/*
- * The first name of group h was copied (ok > 0), failed (0) or dropped
- * because the copy is stopping (< 0).  Link, promote or drop the names
- * that waited for it.
- */
-static void
-hl_settle(struct hl *h, int ok)
-{
-	struct waiter *wt, *next;
-
-	h->state = ok > 0 ? HL_DONE : HL_FAILED;
-	for (wt = h->wait, h->wait = NULL; wt; wt = next) {
-		next = wt->next;
-		if (ok < 0) {
-			outcome(OUT_DROPPED, wt->dir, wt->name, NULL);  /* the copy stopped */
-		} else if (h->state == HL_DONE) {
-			hl_link(h, wt->dir, wt->name);
-		} else {
-			/* the first copy failed: this name becomes the first */
-			struct stat st;
-
-			if (dir_unpark(wt->dir) == 0 &&
-			    fstatat(wt->dir->sfd, wt->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-				free(h->path);
-				h->path = path_join(wt->dir->rel, wt->name, NULL);
-				h->state = HL_PENDING;
-				h->wait = next;
-				batch_add(wt->dir, wt->name, NULL, &st, ENT_HLFIRST);
-				batch_flush(wt->dir);
-				dir_put(wt->dir);
-				free(wt->name);
-				free(wt);
-				return;
-			}
-			outcome(OUT_FAIL_SRC, wt->dir, wt->name, NULL);
-		}
-		dir_put(wt->dir);
-		free(wt->name);
-		free(wt);
-	}
-}
-
-/*
- * A non-directory with several links: the first name is copied, the
- * others linked to it once it is done.  Returns 1 if the caller should
- * copy this name (it is the first), 0 if it was handled here.
- */
-static int
-hl_entry(struct dir *d, const char *name, const struct stat *st)
-{
-	int isnew;
-	struct hl *h = hl_lookup(st->st_dev, st->st_ino, &isnew);
-	struct waiter *wt;
-
-	if (isnew || h->state == HL_FAILED) {
-		free(h->path);
-		h->path = path_join(d->rel, name, NULL);
-		h->state = HL_PENDING;
-		return 1;
-	}
-	if (h->state == HL_DONE) {
-		hl_link(h, d, name);
-		return 0;
-	}
-	wt = xmalloc(sizeof *wt);
-	wt->dir = d;
-	wt->name = xstrdup(name);
-	wt->next = h->wait;
-	h->wait = wt;
-	d->pending++;
-	return 0;
-}
-
-/* 64-bit FNV-1a: a hash that is the same on every machine and run. */
-static uint64_t
-fnv1a(const void *p, size_t n, uint64_t h)
-{
-	const unsigned char *c = p;
-
-	while (n-- > 0)
-		h = (h ^ *c++) * 0x100000001b3ULL;
-	return h;
-}
-
-/*
- * --shard: is the non-directory with inode number ino in this run's
- * shard?  The inode, not the path: readdir gives it (d_ino), so the walk
- * can pass over other shards' entries without a stat (N shards cost
- * little more than one walk), and all names of a hard-linked inode fall
- * in one shard.  d_ino and st_ino agree except for a file bind-mounted
- * over another (d_ino names the hidden one): such a file may be copied by
- * two shards (each atomically) or by none, and then by the final -u.
- * Parent.
- */
-static int
-shard_mine(uint64_t ino)
-{
-	return fnv1a(&ino, sizeof ino, 0xcbf29ce484222325ULL) % g.shard_n == g.shard_k - 1;
-}
-
-/*
- * Is the entry `name` in directory rel (below SOURCE) filtered out?  The
- * --exclude and --include rules are tried in order and the first that
- * matches decides, as in rsync; no match: it is wanted.  A rule without
- * '/' matches the name, one with '/' the whole path below SOURCE; a rule
- * that ended in '/' matches directories only.  Parent only.
- */
-static int
-filter_out(const char *rel, const char *name, int isdir)
-{
-	char *path = NULL;
-	unsigned i;
-	int out = 0, hit = 0;
-
-	for (i = 0; i < g.nrules && !hit; i++) {
-		const struct rule *r = &g.rules[i];
-
-		if (r->dironly && !isdir)
-			continue;
-		if (!r->path) {
-			hit = fnmatch(r->pat, name, FNM_PERIOD) == 0;
-		} else {
-			if (path == NULL)
-				path = path_join(rel, name, NULL);
-			hit = fnmatch(r->pat, path, FNM_PATHNAME | FNM_PERIOD) == 0;
-		}
-		out = hit && !r->incl;
-	}
-	free(path);
-	return out;
-}
-
-/*
- * Filters shared by the walk and the census: the rules (filter_out), and
- * --shard on non-directories: a stable hash of the path, or of the inode
- * number for hard-linked files so a whole group falls in one shard.
- */
-static int
-wanted(const char *rel, const char *name, const struct stat *st)
-{
-	if (filter_out(rel, name, S_ISDIR(st->st_mode)))
-		return 0;
-	if (g.shard_n == 0 || S_ISDIR(st->st_mode))
-		return 1;
-	return shard_mine(st->st_ino);
-}
-
-/*
- * -n -u: a file whose size and mtime match is skipped; with -c only if its
- * bytes match too (the parent compares: -n starts no workers).
- */
-static int
-dry_same(struct dir *d, const char *name, const struct stat *st)
-{
-	int in, ret;
-
-	if (!g.checksum)
-		return 1;
-	if (w.buf == NULL)
-		w.buf = xmalloc(BUF_SIZE);
-	in = src_openat(d->sfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (in < 0)
-		return 0;
-	ret = same_content(in, d->dfd, name, st->st_size);
-	close(in);
-	return ret < 0;
-}
-
-/* -n: say what would happen to a non-directory; change nothing. */
-static void
-dry_entry(struct dir *d, const char *name, const struct stat *st)
-{
-	struct stat ds;
-	const char *what = "create";
-	char *p = path_join(d->rel, name, NULL);
-
-	if (d->dfd >= 0 && fstatat(d->dfd, name, &ds, AT_SYMLINK_NOFOLLOW) == 0) {
-		what = "replace";
-		if (g.update && S_ISREG(st->st_mode) && S_ISREG(ds.st_mode) &&
-		    ds.st_size == st->st_size && ds.st_mtim.tv_sec == st->st_mtim.tv_sec &&
-		    ds.st_mtim.tv_nsec == st->st_mtim.tv_nsec)
-			what = dry_same(d, name, st) ? "skip" : "replace";
-		if (g.update && !S_ISREG(st->st_mode)) {
-			char target[PATH_MAX + 1];
-			ssize_t n = S_ISLNK(st->st_mode) ?
-			    readlinkat(d->sfd, name, target, sizeof target - 1) : 0;
-			struct ent e;
-
-			ent_fill(&e, st);
-			if (n >= 0 && node_same(d->dfd, name, &e, target, (size_t)n))
-				what = "skip";
-		}
-	}
-	printf("%s %s\n", what, p);
-	free(p);
-	if (what[0] == 's') {
-		outcome(OUT_SKIPPED, d, name, NULL);
-	} else {
-		outcome(OUT_COPIED, d, name, NULL);
-		g.bytes_done += S_ISREG(st->st_mode) ? data_bytes(st->st_size, st->st_blocks) : 0;
-	}
-}
-
-/*
- * One entry found by the walk (or listed by --files-from) in d: enter a
- * directory, or queue, link or (with -n) describe anything else.
- */
-static void
-walk_entry(struct dir *d, const char *name, const struct stat *st)
-{
-	struct dir *sub;
-	struct dname *dn;
-
-	if (!wanted(d->rel, name, st))
-		return;
-	if (d->dn && (dn = dn_find(d->dn, name)) != NULL) {
-		dn->seen = 1;
-		/* --delete: a directory replaces a non-directory and vice versa */
-		if ((dn->type == DT_DIR) != !!S_ISDIR(st->st_mode) && del_ok())
-			del_entry(d, name, dn->type);
-	}
-	if (S_ISDIR(st->st_mode)) {
-		int read = !g.onefs || st->st_dev == g.topdev;
-
-		sub = dir_enter(d, name, st, read);
-		if (sub && read)
-			g.top = sub;
-		else if (sub)
-			dir_put(sub);   /* -x: a mount point stays an empty directory */
-		return;
-	}
-	g.found++;              /* decided once, in outcome() */
-	if (g.dryrun)
-		dry_entry(d, name, st);
-	else if (st->st_nlink <= 1 || hl_entry(d, name, st))
-		batch_add(d, name, NULL, st, st->st_nlink > 1 ? ENT_HLFIRST : 0);
-}
-
-/* fstatat for the walk; names a failure and counts it.  Returns 0 or -1. */
-static int
-walk_stat(struct dir *d, const char *name, struct stat *st)
-{
-	if (fstatat(d->sfd, name, st, AT_SYMLINK_NOFOLLOW) == 0)
-		return 0;
-	outcome(OUT_FAIL_SRC | OUT_NEW, d, name,
-	    errno == ENOENT ? "vanished before it could be copied" : NULL);
-	return -1;
-}
-
-/* Leave the directory the walk is in: it has nothing more to queue. */
-static void
-walk_pop(void)
-{
-	struct dir *d = g.top;
-
-	batch_flush(d);
-	if (d->ds) {
-		closedir(d->ds);
-		d->ds = NULL;
-		g.fdopen--;
-	}
-	g.top = d->up;  /* depth first: the parent is still being read */
-	dir_put(d);
-	if (g.top)
-		dir_unpark(g.top);
-}
-
-/*
- * --files-from: make the walk's chain of directories end at `par` (a
- * path below SOURCE, "" for the top): leave those that are not its
- * parents, enter the missing ones one component at a time.  Returns 0, or
- * -1 if a component could not be entered (named and counted).  Parent.
- */
-static int
-list_enter(const char *par)
-{
-	struct stat st;
-	struct dir *d;
-	char *comp;
-	size_t k;
-
-	for (;;) {
-		k = strlen(g.top->rel);
-		if (k == 0 || (strncmp(g.top->rel, par, k) == 0 && (par[k] == '/' || par[k] == '\0')))
-			break;
-		walk_pop();
-	}
-	while (strcmp(g.top->rel, par) != 0) {
-		k = strlen(g.top->rel);
-		comp = xstrdup(par + k + (k > 0));
-		if (strchr(comp, '/'))
-			*strchr(comp, '/') = '\0';
-		d = dir_live(g.top, comp);
-		if (d) {
-			d->pending++;   /* the walk's reference, as dir_enter's */
-			free(comp);
-			g.top = d;
-			if (dir_unpark(d) < 0)
-				return -1;
-			continue;
-		}
-		if (walk_stat(g.top, comp, &st) == 0) {
-			if (S_ISDIR(st.st_mode))
-				d = dir_enter(g.top, comp, &st, 0);
-			else {
-				errno = ENOTDIR;
-				outcome(OUT_FAIL_SRC | OUT_NEW, g.top, comp, NULL);
-			}
-		}
-		free(comp);
-		if (d == NULL)
-			return -1;
-		g.top = d;
-	}
-	return 0;
-}
-
-/*
- * --files-from: read the next listed path, reach its parent directory
- * (list_enter) and hand its last component to walk_entry.  A listed
- * directory is then walked whole.  Returns 0 at the end of the list.
- */
-static int
-list_step(void)
-{
-	static char *line;
-	static size_t cap;
-	char *p, *par, *last;
-	struct stat st;
-	ssize_t n;
-
-	n = getdelim(&line, &cap, g.listsep, g.list);
-	if (n < 0 && ferror(g.list) && errno == EINTR) {
-		/* a signal that stops the run (SIGUSR1 restarts the read) */
-		clearerr(g.list);
-		return 1;
-	}
-	if (n < 0 && ferror(g.list)) {
-		warn_path(1, "--files-from", "%s; the rest of the list is not copied", strerror(errno));
-		clearerr(g.list);
-	}
-	if (n < 0) {
-		while (g.top)
-			walk_pop();
-		free(line);
-		line = NULL;
-		return 0;
-	}
-	if (n > 0 && line[n - 1] == g.listsep)
-		line[--n] = '\0';
-	while (n > 1 && line[n - 1] == '/')
-		line[--n] = '\0';
-	for (p = line; p[0] == '.' && p[1] == '/';)
-		for (p += 2; *p == '/'; p++)
-			;
-	if (*p == '\0' || strcmp(p, ".") == 0)
-		return 1;
-	if (*p == '/' || strcmp(p, "..") == 0 || strncmp(p, "../", 3) == 0 ||
-	    strstr(p, "/../") || (n >= 3 && strcmp(line + n - 3, "/..") == 0) ||
-	    strstr(p, "//") || strstr(p, "/./")) {
-		outcome(OUT_FAIL_SRC | OUT_NEW, NULL, p, "listed path is not a plain path below SOURCE");
-		return 1;
-	}
-	last = strrchr(p, '/');
-	if (last) {
-		*last++ = '\0';
-		par = p;
-	} else {
-		last = p;
-		par = "";
-	}
-	if (list_enter(par) == 0 && walk_stat(g.top, last, &st) == 0)
-		walk_entry(g.top, last, &st);
-	return 1;
-}
-
-/*
- * One step of the walk: read one entry of the current directory and give
- * it to walk_entry.  At the end of a directory, flush its batch and go
- * back up.  Returns 0 when the walk is finished.
- */
-static int
-walk_step(void)
-{
-	struct dir *d = g.top;
-	struct dirent *de;
-	struct stat st;
-	const char *name;
-
-	if (d == NULL)
-		return 0;
-	if (d->rest) {          /* parked while read: the rest of its listing */
-		if (d->irest == d->nrest) {
-			walk_pop();
-			return g.top != NULL;
-		}
-		name = d->rest[d->irest++];
-		if (walk_stat(d, name, &st) == 0)
-			walk_entry(d, name, &st);
-		free((char *)name);
-		return 1;
-	}
-	if (d->ds == NULL)
-		return list_step();
-	errno = 0;
-	de = readdir(d->ds);
-	if (de == NULL) {
-		if (errno) {
-			d->partial = 1;
-			warn_entry(1, 0, d, NULL, errno);
-		}
-		walk_pop();
-		return g.top != NULL;
-	}
-	name = de->d_name;
-	if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
-		return 1;
-	if (g.shard_n && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN &&
-	    !shard_mine(de->d_ino))
-		return 1;       /* another shard's: not even a stat */
-	if (walk_stat(d, name, &st) == 0) {
-		walk_entry(d, name, &st);
-	} else if (d->dn) {     /* --delete: keep what could not be looked at */
-		struct dname *dn = dn_find(d->dn, name);
-
-		if (dn)
-			dn->seen = 1;
-	}
-	return 1;
-}
-
-/*
- * Start the census: a second, read-only walk of SOURCE that only counts,
- * run while the main walk waits for room in the queue.  It gives the
- * progress line its totals early.  Hard-linked files count size/nlink.
- */
-static void
-census_start(int sfd)
-{
-	/* a new open file description: a dup() would share the walk's offset */
-	int fd = src_openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *ds = fd < 0 ? NULL : fdopendir(fd);
-
-	if (ds == NULL) {
-		close_keep(fd);
-		return;
-	}
-	g.cen = xmalloc(sizeof *g.cen);
-	g.cen->up = NULL;
-	g.cen->ds = ds;
-	g.cen->rel = xstrdup("");
-	g.fdopen++;
-}
-
-/* Leave the census's current directory. */
-static void
-census_pop(void)
-{
-	struct cframe *c = g.cen;
-
-	closedir(c->ds);
-	g.fdopen--;
-	g.cen = c->up;
-	free(c->rel);
-	free(c);
-}
-
-/*
- * One entry of the census.  Gives up quietly on any error or no fds.
- * cheap: the copy is waiting for the walk, so stat no file -- count its
- * name (by d_type); its bytes are estimated (see progress_totals).
- */
-static void
-census_step(int cheap)
-{
-	struct cframe *c = g.cen, *sub;
-	struct dirent *de;
-	struct stat st;
-	int fd;
-
-	de = readdir(c->ds);
-	if (de == NULL) {
-		census_pop();
-		g.cen_done = g.cen == NULL;
-		return;
-	}
-	if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
-	    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
-		return;
-	if (g.shard_n && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN &&
-	    !shard_mine(de->d_ino))
-		return;
-	if (cheap && g.shard_n == 0 && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) {
-		st.st_mode = DTTOIF(de->d_type);        /* all --exclude looks at */
-		if (wanted(c->rel, de->d_name, &st)) {
-			g.cen_files++;
-			g.cen_unstat += de->d_type == DT_REG;
-		}
-		return;
-	}
-	if (fstatat(dirfd(c->ds), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    !wanted(c->rel, de->d_name, &st))
-		return;
-	if (!S_ISDIR(st.st_mode)) {
-		g.cen_files++;
-		if (S_ISREG(st.st_mode))
-			g.cen_bytes += data_bytes(st.st_size, st.st_blocks) /
-			    (st.st_nlink ? st.st_nlink : 1);
-		return;
-	}
-	if (g.onefs && st.st_dev != g.topdev)
-		return;
-	fd = src_openat(dirfd(c->ds), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	sub = xmalloc(sizeof *sub);
-	sub->ds = fdopendir(fd);
-	if (sub->ds == NULL || g.fdopen >= g.fdlimit) {
-		free(sub);
-		close(fd);
-		while (g.cen)           /* no room: totals stay provisional */
-			census_pop();
-		return;
-	}
-	g.fdopen++;
-	sub->up = c;
-	sub->rel = path_join(c->rel, de->d_name, NULL);
-	g.cen = sub;
-}
-
-/* -- dispatcher (parent side) -- */
-
-/* Put a job on the queue, at the back, or at the front for a retry. */
-static void
-job_queue(struct job *j, int front)
-{
-	struct msg *m = (struct msg *)j->buf;
-
-	if (j->id == 0) {
-		j->id = ++g.nextid ? g.nextid : ++g.nextid;
-		m->id = j->id;
-		m->count = j->nent;
-		m->len = j->len - sizeof *m;
-	}
-	if (front) {
-		j->next = g.qhead;
-		g.qhead = j;
-		if (g.qtail == NULL)
-			g.qtail = j;
-	} else {
-		j->next = NULL;
-		if (g.qtail)
-			g.qtail->next = j;
-		else
-			g.qhead = j;
-		g.qtail = j;
-	}
-	g.nqueued++;
-}
-
-/* Take the job at the front of the queue. */
-static struct job *
-job_pop(void)
-{
-	struct job *j = g.qhead;
-
-	if (j) {
-		g.qhead = j->next;
-		if (g.qhead == NULL)
-			g.qtail = NULL;
-		g.nqueued--;
-	}
-	return j;
-}
-
-/*
- * Take a job for worker k from the queue: one of a directory k already
- * works in, else one of a directory no worker is in, else the first.
- * Workers in different directories do not contend for one directory's
- * lock nor, on ext4, for one block group's inode bitmap: with two workers
- * in one directory ext4 spent 2.5 times the CPU of one.
- */
-static struct job *
-job_pick(unsigned k)
-{
-	struct job *j, *prev = NULL, *free_prev = NULL, *pick = NULL;
-	int n = 0, found = 0;
-
-	for (j = g.qhead; j && n < AFFINITY_SCAN; prev = j, j = j->next, n++) {
-		if (j->dir->owner == (int)k) {
-			pick = j;
-			free_prev = prev;
-			found = 2;
-			break;
-		}
-		if (j->dir->owner < 0 && !found) {
-			pick = j;
-			free_prev = prev;
-			found = 1;
-		}
-	}
-	if (!found)
-		return job_pop();
-	if (free_prev == NULL)
-		return job_pop();
-	free_prev->next = pick->next;
-	if (g.qtail == pick)
-		g.qtail = free_prev;
-	g.nqueued--;
-	return pick;
-}
-
-/* Record that job j went to worker k (fly) or came back (land). */
-static void
-job_fly(struct job *j, unsigned k)
-{
-	j->dir->owner = k;
-	j->dir->busy++;
-}
-
-static void
-job_land(struct job *j)
-{
-	if (--j->dir->busy == 0)
-		j->dir->owner = -1;
-}
-
-/* Entry number i of a job. */
-static struct ent *
-job_ent(struct job *j, uint32_t i)
-{
-	char *p = j->buf + sizeof(struct msg);
-
-	while (i-- > 0)
-		p += ent_size((struct ent *)p);
-	return (struct ent *)p;
-}
-
-/* Count a job's entries as dropped (destination full or interrupted). */
-static void
-job_drop(struct job *j)
-{
-	struct ent *e;
-	uint32_t i;
-
-	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
-		if (e->flags & ENT_DROP)
-			continue;
-		outcome(OUT_DROPPED, j->dir, ent_dname(e), NULL);
-		if (e->flags & ENT_HLFIRST) {
-			int isnew;
-
-			hl_settle(hl_lookup(e->dev, e->ino, &isnew), -1);
-		}
-	}
-	job_free(j);
-}
-
-static void job_fail(struct job *j, const char *why);
-
-/*
- * Hand queued jobs to workers with room, least loaded first.  Each job
- * carries its directory descriptors.
- */
-static void
-dispatch(void)
-{
-	unsigned i, best;
-	struct job *j;
-
-	while (g.qhead && !g.stop) {
-		best = g.jobs;
-		for (i = 0; i < g.jobs; i++)
-			if (g.wk[i].fd >= 0 && !g.wk[i].broken && g.wk[i].nfly < QDEPTH &&
-			    (best == g.jobs || g.wk[i].nfly < g.wk[best].nfly))
-				best = i;
-		if (best == g.jobs)
-			return;
-		j = job_pick(best);
-		if (dir_unpark(j->dir) < 0) {
-			job_fail(j, "its directory changed during copy; not copied");
-			continue;
-		}
-		{
-			int fds[2] = { j->dir->sfd, j->dir->dfd };
-
-			if (msg_send(g.wk[best].fd, j->buf, j->len, fds, 2) < 0) {
-				job_queue(j, 1);        /* the worker is gone: EOF comes */
-				g.wk[best].broken = 1;
-				continue;
-			}
-		}
-		g.wk[best].fly[g.wk[best].nfly++] = j;
-		job_fly(j, best);
-	}
-}
-
-/* Destination full: say it once, stop copying. */
-static void
-dest_full(int err)
-{
-	if (!g.full) {
-		warn_path(1, g.dst, "%s; stopping", strerror(err));
-		g.full = 1;
-	}
-	g.nodel = 1;
-	g.stop = 1;
-	g.walking = 0;
-}
-
-static void job_done(struct job *j, const struct msg *m, const struct rep *r);
-
-/*
- * Decide entry e of directory d from the worker's report on it (NULL:
- * copied, nothing to say), print what needs saying and record the
- * outcome.  Returns 1 if the copy exists (hard link groups wait for it).
- */
-static int
-rep_outcome(struct dir *d, const struct ent *e, const struct rep *rp)
-{
-	char *p;
-
-	switch (rp ? rp->what : 0) {
-	case 0:
-		break;
-	case R_SKIP:
-		g.bytes_skipped += S_ISREG(e->mode) ? data_bytes(e->size, e->blocks) : 0;
-		outcome(OUT_SKIPPED, d, ent_dname(e), NULL);
-		return 1;
-	case R_CHANGED:         /* copied as read: a warning, exit 1 */
-		p = src_path(d, ent_name(e));
-		warn_path(1, p, "changed size while being copied (%llu bytes, now %llu)",
-		    (unsigned long long)e->size, (unsigned long long)rp->val);
-		free(p);
-		break;
-	case R_VANISHED:
-		outcome(OUT_FAIL_SRC, d, ent_name(e), "vanished before it could be copied");
-		return 0;
-	case R_RACED:           /* the fstat check: one file's name, another's inode */
-		outcome(rp->val ? OUT_FAIL_DST : OUT_FAIL_SRC, d, rp->val ? ent_dname(e) : ent_name(e),
-		    "changed during copy (another file took its name); not copied");
-		return 0;
-	case R_BADCOPY:
-		outcome(OUT_FAIL_SRC, d, ent_name(e),
-		    "verification failed: the copy differs from the source; not copied");
-		return 0;
-	case R_FAIL_DST:
-		if (DEST_STOPS(rp->err)) {
-			dest_full(rp->err);     /* said once for the whole run */
-			outcome(OUT_DROPPED, d, ent_dname(e), NULL);
-			return 0;
-		}
-		errno = rp->err;
-		outcome(OUT_FAIL_DST, d, ent_dname(e), rp->err == EISDIR ?
-		    "cannot overwrite directory with non-directory" : NULL);
-		return 0;
-	default:
-		errno = rp->err;
-		outcome(OUT_FAIL_SRC, d, ent_name(e), NULL);
-		return 0;
-	}
-	if (rp)
-		rep_warn(d, ent_dname(e), rp);  /* copied, without some metadata */
-	outcome(OUT_COPIED, d, ent_dname(e), NULL);
-	return 1;
-}
-
-/*
- * A worker finished job j: decide every entry from its report, settle
- * hard link groups, and free the job.
- */
-static void
-job_done(struct job *j, const struct msg *m, const struct rep *r)
-{
-	struct ent *e;
-	uint32_t i, k = 0;
-	int ok, isnew;
-
-	g.bytes_done += m->bytes;
-	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
-		const struct rep *rp = k < m->count && r[k].idx == i ? &r[k++] : NULL;
-
-		if (e->flags & ENT_DROP)
-			continue;       /* decided when it was dropped */
-		ok = rep_outcome(j->dir, e, rp);
-		if (!ok && rp) {        /* its bytes were written, not copied */
-			g.bytes_done -= rp->wrote;
-			g.bytes_lost += rp->wrote;
-		}
-		if (e->flags & ENT_HLFIRST)
-			hl_settle(hl_lookup(e->dev, e->ino, &isnew), ok);
-	}
-	job_free(j);
-}
-
-/*
- * Fail every entry of job j (which no worker could take), naming each
- * with the message why, and free it.  Parent.
- */
-static void
-job_fail(struct job *j, const char *why)
-{
-	struct ent *e;
-	uint32_t i;
-	int isnew;
-
-	for (i = 0, e = job_ent(j, 0); i < j->nent; i++, e = (struct ent *)((char *)e + ent_size(e))) {
-		if (e->flags & ENT_DROP)
-			continue;
-		outcome(OUT_FAIL_SRC, j->dir, ent_name(e), why);
-		if (e->flags & ENT_HLFIRST)
-			hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
-	}
-	job_free(j);
-}
-
-/*
- * Worker i is gone (end of file on its channel): reap it, say how it
- * ended, put the jobs it held back at the front of the queue and start a
- * new worker in its slot.  The entry it was on when it died (its shared
- * slot says which) is given up after MAX_DEATHS deaths.  Parent only.
- */
-static void
-wk_died(unsigned i)
-{
-	struct worker *k = &g.wk[i];
-	uint32_t cur = g.ws[i].job, idx = g.ws[i].idx;
-	pid_t pid = k->pid;
-	int st = wk_reap(i), isnew;
-	unsigned f;
-
-	if (!got_sig) {
-		progress_clear();
-		if (WIFSIGNALED(st))
-			fprintf(stderr, "pcopy: worker %u (pid %ld) killed by signal %d\n",
-			    i + 1, (long)pid, WTERMSIG(st));
-		else
-			fprintf(stderr, "pcopy: worker %u (pid %ld) exited with status %d\n",
-			    i + 1, (long)pid, WEXITSTATUS(st));
-	}
-	for (f = k->nfly; f-- > 0;) {
-		struct job *j = k->fly[f];
-
-		job_land(j);
-		if (j->dir->dfd >= 0)
-			tmp_sweep(j->dir->dfd);    /* what it was writing */
-		if (j->id == cur && idx < j->nent && ++j->deaths >= MAX_DEATHS) {
-			struct ent *e = job_ent(j, idx);
-			char why[80];
-
-			snprintf(why, sizeof why, "a worker was killed %u times while copying it; giving up", j->deaths);
-			outcome(OUT_FAIL_SRC, j->dir, ent_name(e), why);
-			e->flags |= ENT_DROP;
-			if (e->flags & ENT_HLFIRST)
-				hl_settle(hl_lookup(e->dev, e->ino, &isnew), 0);
-			j->deaths = 0;
-		} else if (f == 0 && j->id != cur && ++j->deaths >= MAX_DEATHS) {
-			/* it died before it could even start on the job */
-			char why[80];
-
-			snprintf(why, sizeof why, "a worker died %u times before it "
-			    "could start on it; giving up", MAX_DEATHS);
-			job_fail(j, why);
-			continue;
-		}
-		job_queue(j, 1);
-	}
-	k->nfly = 0;
-	if (++g.barren > MAX_DEATHS * (g.jobs + 1) && !g.stop) {
-		/* no job finished between all these deaths: a respawn loop
-		 * would never end */
-		warn_path(1, "workers", "%u died in a row without finishing a job; stopping",
-		    g.barren);
-		g.stop = 1;
-		g.walking = 0;
-	}
-	if (got_sig || g.stop || wk_spawn(i) == 0)
-		return;
-	warn_path(1, "fork", "cannot start a new worker: %s", strerror(errno));
-	for (f = 0; f < g.jobs && g.wk[f].fd < 0; f++)
-		;
-	if (f == g.jobs) {      /* none left: stop rather than wait forever */
-		g.stop = 1;
-		g.walking = 0;
-	}
-}
-
-/*
- * Read one message from worker i: the result of its oldest job.  End of
- * file (or a broken channel): the worker is gone (wk_died).  Parent only.
- */
-static void
-wk_input(unsigned i)
-{
-	static uint64_t buf[(sizeof(struct msg) + (BATCH_FILES + 1) * sizeof(struct rep)) / 8 + 1];
-	struct worker *k = &g.wk[i];
-	struct msg *m = (struct msg *)buf;
-	int fds[MSG_FDS];
-	ssize_t n;
-	unsigned f;
-
-	n = msg_recv(k->fd, buf, sizeof buf, fds);
-	if (n < 0 && errno == EINTR)
-		return;
-	if (n <= 0) {
-		wk_died(i);
-		return;
-	}
-	if (m->type != MSG_DONE || k->nfly == 0 || k->fly[0]->id != m->id ||
-	    m->count > BATCH_FILES + 1 || (size_t)n < sizeof *m + m->count * sizeof(struct rep))
-		fatal("worker %u: unexpected message", i + 1);
-	g.barren = 0;
-	job_land(k->fly[0]);
-	model_job(i, m);
-	job_done(k->fly[0], m, (struct rep *)(m + 1));
-	for (f = 1; f < k->nfly; f++)
-		k->fly[f - 1] = k->fly[f];
-	k->nfly--;
 }
 
 /* -- progress -- */
@@ -4345,8 +4424,8 @@ progress_bytes(void)
 	unsigned i;
 
 	for (i = 0; i < g.jobs; i++)
-		if (g.wk[i].nfly > 0 && g.ws[i].job == g.wk[i].fly[0]->id)
-			b += g.ws[i].bytes;
+		if (g.wk[i].nfly > 0 && g.slot[i].job == g.wk[i].fly[0]->id)
+			b += g.slot[i].bytes;
 	return b;
 }
 
@@ -4426,8 +4505,8 @@ model_tick(int64_t t)
 	g.m_bt *= f;
 	for (i = 0; i < g.jobs; i++) {
 		struct worker *k = &g.wk[i];
-		uint32_t job = g.ws[i].job, idx = g.ws[i].idx;
-		uint64_t bytes = g.ws[i].bytes;
+		uint32_t job = g.slot[i].job, idx = g.slot[i].idx;
+		uint64_t bytes = g.slot[i].bytes;
 
 		if (k->nfly == 0)
 			job = 0;
@@ -4476,8 +4555,6 @@ fmt_secs(char *buf, size_t n, double s)
 		snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 	return buf;
 }
-
-enum { PF_FILES, PF_PCT, PF_BYTES, PF_RATE, PF_ETA, PF_N };
 
 /*
  * Join the fields (shown in PF_* order, "" for none) into out, at most
@@ -4735,7 +4812,7 @@ status_dump(void)
 	progress_clear();
 	for (i = 0; i < g.jobs; i++) {
 		struct worker *k = &g.wk[i];
-		struct wstat *s = &g.ws[i];
+		struct wstat *s = &g.slot[i];
 
 		if (k->nfly == 0 || s->job != k->fly[0]->id || s->idx >= k->fly[0]->nent) {
 			fprintf(stderr, "pcopy: worker %u pid %ld: idle\n", i + 1, (long)k->pid);
@@ -4751,36 +4828,6 @@ status_dump(void)
 			free(p);
 		}
 	}
-}
-
-/*
- * The copy is stopping (destination full): drop the queue and the batches
- * the walk was still filling, so that the ledger balances.
- */
-static void
-walk_abandon(void)
-{
-	struct dir *d;
-
-	for (d = g.top; d; d = d->up) {
-		if (d->batch) {
-			job_queue(d->batch, 0);
-			d->batch = NULL;
-		}
-	}
-	while (g.qhead)
-		job_drop(job_pop());
-}
-
-/* Jobs sent to workers and not yet done. */
-static unsigned
-in_flight(void)
-{
-	unsigned i, n = 0;
-
-	for (i = 0; i < g.jobs; i++)
-		n += g.wk[i].nfly;
-	return n;
 }
 
 /*
@@ -5143,9 +5190,9 @@ wk_start(void)
 
 	g.wk = xmalloc((g.jobs + 1) * sizeof *g.wk);
 	memset(g.wk, 0, (g.jobs + 1) * sizeof *g.wk);  /* progress fields start at 0 */
-	g.ws = mmap(NULL, (g.jobs + 1) * sizeof *g.ws, PROT_READ | PROT_WRITE,
+	g.slot = mmap(NULL, (g.jobs + 1) * sizeof *g.slot, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (g.ws == MAP_FAILED)
+	if (g.slot == MAP_FAILED)
 		die("mmap: %s", strerror(errno));
 	for (i = 0; i < g.jobs; i++)
 		g.wk[i].fd = -1;
@@ -5626,12 +5673,6 @@ bad_option(int c, int ac, char **av, const struct option *lo)
 	die("unknown option (try 'pcopy --help')");
 }
 
-enum {                          /* long options without a short form */
-	OPT_PROGRESS = 256, OPT_VERIFY, OPT_FSYNC, OPT_EXCLUDE, OPT_FILES_FROM,
-	OPT_SHARD, OPT_DELETE, OPT_DELETE_EXCLUDED, OPT_EXCLUDE_FROM, OPT_INCLUDE,
-	OPT_INCLUDE_FROM,
-};
-
 /*
  * Options and operands into g.  SOURCE... go to g.srcs; g.dst is DEST as
  * given (or the default), and each source's real DEST is decided by
@@ -5943,7 +5984,6 @@ setup_top(const struct stat *st)
 	return d;
 }
 
-
 /*
  * Check every SOURCE before anything is created (exit 2 on the first bad
  * one): it exists and is a directory, file or symlink, its DEST is not
@@ -5991,11 +6031,11 @@ copy_one(const struct stat *st)
 	free(g.hl);
 	g.hl = NULL;
 	g.hlsize = g.hlused = 0;
-	g.topdev = st->st_dev;
-	g.topdone = 0;
+	g.rootdev = st->st_dev;
+	g.rootdone = 0;
 	top = setup_top(st);
 	g.walking = S_ISDIR(st->st_mode);
-	g.top = g.walking ? top : NULL;
+	g.cur = g.walking ? top : NULL;
 	if (g.walking && g.progress && !g.list)
 		census_start(top->sfd);
 	if (!g.walking)
@@ -6005,7 +6045,7 @@ copy_one(const struct stat *st)
 	run();
 	if (got_sig || g.stop)
 		return -1;
-	if (!g.topdone)
+	if (!g.rootdone)
 		warn_path(1, g.dst, "internal error: a directory was never finished");
 	return 0;
 }

@@ -3427,7 +3427,9 @@ t_large_files()
 t_killer_entry()
 {
 	mkdir src
-	head -c 268435456 /dev/zero >src/big
+	# 1 GiB: each retry must last long enough to be caught again on an
+	# idle machine (256 MiB took 0.37 s, and the retry could finish first)
+	head -c 1073741824 /dev/zero >src/big
 	echo small >src/small
 	pc_bg -j 1 src dst
 	n=0
