@@ -3075,7 +3075,7 @@ ws_post(uint32_t idx, uint64_t bytes)
  * counter.  Returns -1 with EINTR when the worker was told to stop.
  */
 static int
-copy_advance(off_t *pos, ssize_t n)
+copy_advance(off_t *pos, int64_t n)
 {
 	if (pos)
 		*pos += n;
@@ -3240,7 +3240,7 @@ copy_sparse(int in, int out, int *werr)
 		if (hole < 0)
 			return -1;
 		for (pos = data; pos < hole; pos += n) {
-			n = hole - pos < BUF_SIZE ? hole - pos : BUF_SIZE;
+			n = hole - pos < BUF_SIZE ? (ssize_t)(hole - pos) : BUF_SIZE;  /* bounded: fits */
 			n = pread(in, w.buf, n, pos);
 			if (n < 0 && errno == EINTR && !got_sig) {
 				n = 0;
@@ -3863,7 +3863,7 @@ same_content(int in, int dfd, const char *dname, uint64_t size)
 	if (out < 0)
 		return 0;
 	for (; off < size; off += n) {
-		want = size - off < BUF_SIZE / 2 ? size - off : BUF_SIZE / 2;
+		want = size - off < BUF_SIZE / 2 ? (size_t)(size - off) : BUF_SIZE / 2;  /* bounded */
 		if ((n = pread(in, a, want, off)) < 0) {
 			n = errno;
 			close(out);
