@@ -145,7 +145,10 @@
  * link, the type and device numbers made); their owner, mode and times
  * are then set through that descriptor (fchownat/fchmodat2/utimensat with
  * AT_EMPTY_PATH; /proc/self/fd on kernels before 6.6).  DEST itself is
- * never followed if it is a symlink.  Hidden files are created 0600; a
+ * never followed if it is a symlink.  Nodes are made with no permission
+ * bits, which come after the owner.  Every entry written in a directory
+ * that has a default ACL, or that is someone else's (who may add one at
+ * any moment), loses the ACLs SOURCE lacks.  Hidden files are created 0600; a
  * directory or file in DEST whose group is not ours (set-gid, grpid) is
  * always chowned.  The by-name calls that remain, and why each is safe:
  *   mkdirat, mknodat, symlinkat, O_CREAT|O_EXCL openat: create, never
@@ -164,10 +167,11 @@
  *   open_beneath (hard links, parked directories): one component at a
  *       time with O_NOFOLLOW from a held descriptor; parked directories
  *       are checked by (dev, ino) when reopened.
- *   xa_byname: only where /proc is missing, xattrs of a symlink or node
- *       by name (AT_SYMLINK_NOFOLLOW) right after checking that the name
- *       is still the inode of the held O_PATH descriptor: the one window
- *       left, and it needs both a missing /proc and a writable directory.
+ *   xa_byname: only where /proc is missing, and only in SOURCE: the
+ *       xattrs of a symlink or node are read by name (AT_SYMLINK_NOFOLLOW)
+ *       right after checking that the name is still the inode of the held
+ *       O_PATH descriptor.  In DEST they are never set by name: without
+ *       /proc they are named as not copied.
  *   open, mkdir, lstat on SOURCE and DEST as given, and on their parents
  *       in single-file mode: the user's own paths, resolved once at the
  *       start (SOURCE's top is checked against its lstat).
@@ -316,8 +320,9 @@ struct msg {                    /* header of every message, both ways */
 
 enum {
 	JF_SGID = 1,            /* job: destination dir is set-gid: always chown */
-	JF_DACL = 2,            /* job: destination dir has a default ACL: new
-				 * entries inherit ACL entries SOURCE may lack */
+	JF_DACL = 2,            /* job: destination dir has a default ACL, or
+				 * its owner (not us) may add one: new entries
+				 * lose ACL entries SOURCE lacks, modes all set */
 };
 
 struct ent {                    /* one entry of a job; name follows, NUL-ended */
@@ -1431,7 +1436,10 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 		d->existed = 1;
 		tmp_sweep(dfd);
 	}
-	if (dfd >= 0 && !g.dryrun && (!made || (up->jflags & JF_DACL)) && dacl_has(dfd))
+	/* a default ACL makes new entries inherit ACLs SOURCE lacks; one
+	 * its owner may add while we copy (a directory DEST had, not ours)
+	 * counts as there: its entries always lose such ACLs */
+	if (dfd >= 0 && !g.dryrun && ((!made && dst.st_uid != g.euid) || dacl_has(dfd)))
 		d->jflags |= JF_DACL;
 	sfd = src_openat(up->sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sfd >= 0 && fstat(sfd, &now) == 0 && (now.st_dev != st->st_dev ||
@@ -4028,7 +4036,6 @@ static int
 make_node(int dfd, const char *name, const struct ent *e, const char *target, char *hide)
 {
 	const char *at = name;
-	mode_t perm = e->mode & 0777;
 	struct stat st;
 	int r, fd;
 
@@ -4037,7 +4044,7 @@ make_node(int dfd, const char *name, const struct ent *e, const char *target, ch
 		if (S_ISLNK(e->mode))
 			r = symlinkat(target, dfd, at);
 		else
-			r = mknodat(dfd, at, (e->mode & S_IFMT) | perm, e->rdev);
+			r = mknodat(dfd, at, e->mode & S_IFMT, e->rdev);    /* no permissions yet */
 		if (r == 0 || errno != EEXIST)
 			break;
 		at = tmp_name(hide, TMP_NAME_MAX);
@@ -4061,6 +4068,18 @@ make_node(int dfd, const char *name, const struct ent *e, const char *target, ch
 		close(fd);
 		hide[0] = '\0';
 		return -2;
+	}
+	/* another node pcopy made, renamed over the name, passes the checks
+	 * above: a symlink must at least point where this one does */
+	if (S_ISLNK(e->mode)) {
+		char have[PATH_MAX + 1];
+		ssize_t n = readlinkat(fd, "", have, sizeof have);
+
+		if (n < 0 || (size_t)n != strlen(target) || memcmp(have, target, n) != 0) {
+			close(fd);
+			hide[0] = '\0';
+			return -2;
+		}
 	}
 	return fd;
 }
@@ -4144,13 +4163,11 @@ copy_node(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 	}
 	if (out < 0)
 		goto fail;
-	xd = xref_of(-1, out, "");
-	xd.adirfd = dfd;
-	xd.aname = hide[0] ? hide : dname;
+	xd = xref_of(-1, out, "");       /* no by-name fallback in DEST */
 	if (meta_owner(&xd, &me, jflags & JF_SGID, &mode, r) < 0)
 		goto unmake;
 	xattr_copy(&xs, &xd, dacl ? XS_ACL : XS_ADD, r);
-	if (meta_mode(&xd, &me, mode, dacl ? -1 : (int)(me.mode & 0777)) < 0 ||
+	if (meta_mode(&xd, &me, mode, -1) < 0 ||        /* made with none */
 	    meta_times(-1, out, "", &me) < 0)
 		goto unmake;
 	xref_done(&xd);
@@ -5904,8 +5921,8 @@ setup_dirs(const struct stat *st)
 		}
 		if (!g.dryrun)
 			tmp_sweep(d->dfd);
-		if (!g.dryrun && dacl_has(d->dfd))
-			d->jflags |= JF_DACL;
+		if (!g.dryrun && ((!made && dst.st_uid != g.euid) || dacl_has(d->dfd)))
+			d->jflags |= JF_DACL;   /* see dir_enter */
 		if (g.list)
 			return d;       /* --files-from: list_step reads the list */
 		if ((dsfd = dup(d->sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL)

@@ -2116,6 +2116,62 @@ t_race_node_chmod()
 	cmp -s before after || fail "the victim changed: $(cat before after)"
 }
 
+# A default ACL that the owner of a merged DEST directory adds while pcopy
+# copies into it (after pcopy looked at the directory, before the worker
+# creates the file) gives root's new file no ACL entry: in a directory
+# that is not pcopy's, every entry loses the ACLs SOURCE lacks.
+t_race_default_acl()
+{
+	race_setup
+	have setfacl && have getfacl || skip "setfacl/getfacl missing (acl)"
+	mkdir -p src/d dst/d
+	echo secret >src/d/secret
+	chmod 0640 src/d/secret
+	chown 65534:65534 dst/d
+	race_bg openat -j 1 src dst
+	# the worker's openat(O_TMPFILE): __O_TMPFILE is 0x400000
+	race_wait "$nr_openat" 4194304 ||
+	    fail "pcopy never sat in openat(O_TMPFILE): $(cat pc.err)"
+	$runas setfacl -d -m u:65534:rw,m::rwx dst/d ||
+	    fail "setfacl as the directory's owner failed"
+	race_end
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(cat pc.err)"
+	if getfacl -cp dst/d/secret | grep -q '^user:65534'; then
+		fail "dst/d/secret got the owner's ACL entry: $(getfacl -cp dst/d/secret)"
+	fi
+	if $runas cat dst/d/secret >/dev/null 2>&1; then
+		fail "uid 65534 can read root's 0640 copy"
+	fi
+	[ "$(stat -c %a dst/d/secret)" = 640 ] || fail "mode $(stat -c %a dst/d/secret)"
+}
+
+# A device node is made with no permissions, and gets its mode only after
+# its owner: in a set-gid DEST directory of another user's group, a 0660
+# block device must not exist as root:<their group> rw-rw---- for a
+# moment (they would open it and keep the descriptor).
+t_race_node_perm()
+{
+	race_setup
+	mkdir -p src/d dst/d
+	mknod src/d/blk b 7 200
+	chmod 0660 src/d/blk
+	chown 0:6 src/d/blk
+	chown 65534:65534 dst/d
+	chmod 2777 dst/d
+	race_bg fchownat -j 1 src dst
+	race_wait "$nr_fchownat" || fail "pcopy never sat in fchownat: $(cat pc.err)"
+	m=$(stat -c '%a %g' dst/d/blk 2>/dev/null) || m=none
+	race_end
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(cat pc.err)"
+	case $m in
+	"0 "*) ;;
+	none) skip "the node was not there while pcopy sat in fchownat" ;;
+	*) fail "before its owner was set, dst/d/blk was mode/group $m" ;;
+	esac
+	[ "$(stat -c '%a %u:%g' dst/d/blk)" = "660 0:6" ] ||
+	    fail "dst/d/blk ended $(stat -c '%a %u:%g' dst/d/blk)"
+}
+
 # Item 3: between the walk's fstatat and the worker's open, the owner of a
 # source directory swaps root's secret with their own file.  Neither may
 # be copied with the other's owner and mode: both are named, exit 1.
