@@ -57,8 +57,9 @@
  * the limit less what is open, one channel per worker, FD_SPARE); a tree
  * deeper than the budget allows parks ancestors (dir_park: what is left
  * of the listing is kept in memory, descriptors closed) and reopens them
- * by path from the top, checked, when it needs them again.  The queue of jobs is bounded (QMAX); the
- * walk pauses while it is full, so memory does not grow with the tree.
+ * by path from the top, checked, when it needs them again.  The queue of
+ * jobs is bounded (QMAX); the walk pauses while it is full, so memory does
+ * not grow with the tree.
  * With a progress line, while the queue is full the parent spends its
  * idle time in a census (census_step), a second read-only walk that counts
  * files and bytes so the line has a real total long before the main walk
@@ -204,11 +205,11 @@
  * How a run ends.  When the walk is done, the queue empty and no job in
  * flight (so every directory is complete), the next SOURCE of -t DIR
  * SOURCE... is set up and walked with the same workers (all were checked
- * before the first was copied).  After the last, the parent shuts the job side
- * of every channel; workers read end of file and _exit(0); the parent
- * reads end of file on each result side and reaps each pid.  It then
- * checks that the top directory was finished and the ledger.  SIGINT, SIGTERM, SIGHUP
- * (workers ignore SIGINT and SIGHUP, so a ^C in a terminal reaches only the
+ * before the first was copied).  After the last, the parent shuts the job
+ * side of every channel; workers read end of file and _exit(0); the
+ * parent reads end of file on each result side and reaps each pid.  It
+ * then checks that the top directory was finished and the ledger.
+ * SIGINT, SIGTERM, SIGHUP (workers ignore SIGINT and SIGHUP, so a ^C in a terminal reaches only the
  * parent's logic; the parent keeps SIGINT and SIGHUP ignored if it started
  * with them ignored): the parent stops the walk, sends SIGTERM to every
  * worker (each abandons its file, which being unnamed simply vanishes),
