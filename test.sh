@@ -25,6 +25,8 @@
 # cover devices, owners, trusted.* and security.capability, full file
 # systems and mount points.
 #
+# TEST_TIMES=1 adds each case's wall time in seconds to its line.
+#
 # PCOPY_WRAP, if set, is a command every pcopy run goes through, e.g.
 # PCOPY_WRAP="valgrind -q --error-exitcode=99 --trace-children=yes" (see
 # `make valgrind').  Timeouts are then ten times longer, and the cases that
@@ -5024,12 +5026,15 @@ run()
 	log=$T/$1.log
 	SKIPMSG=$T/$1.skip
 	mkdir "$dir"
+	t_start=$(date +%s)
 	(
 		set -e
 		cd "$dir"
 		"$1"
 	) >"$log" 2>&1 </dev/null
 	st=$?
+	took=
+	[ -z "${TEST_TIMES-}" ] || took=" [$(($(date +%s) - t_start)) s]"
 	chmod -R u+rwx "$dir" 2>/dev/null
 	if [ "$st" -eq 0 ] && ! no_temp_files "$dir" >>"$log" 2>&1; then
 		st=1
@@ -5037,15 +5042,15 @@ run()
 	case $st in
 	0)
 		passed=$((passed + 1))
-		echo "ok $1"
+		echo "ok $1$took"
 		;;
 	77)
 		skipped=$((skipped + 1))
-		echo "skip $1 ($(cat "$SKIPMSG" 2>/dev/null))"
+		echo "skip $1 ($(cat "$SKIPMSG" 2>/dev/null))$took"
 		;;
 	*)
 		failed=$((failed + 1))
-		echo "FAIL $1"
+		echo "FAIL $1$took"
 		[ "$st" -eq 1 ] || echo "(exit status $st)" >>"$log"
 		sed 's/^/    /' "$log"
 		;;
