@@ -541,6 +541,7 @@ static struct {
 	uint64_t bytes_lost;    /* written for entries that failed: work, not copies */
 	int status;             /* exit status so far */
 	int rootdone;           /* the top directory was finished */
+	char *cbuf;             /* -n -c: the parent's compare buffer (BUF_SIZE) */
 	/* progress (parent only) */
 	int64_t t0;             /* ms at start */
 	int64_t tlast;          /* ms of the last progress line */
@@ -623,7 +624,7 @@ static int meta_owner(struct xref *x, const struct ent *e, int always_chown,
     mode_t *mode, struct rep *r);
 static int meta_mode(struct xref *x, const struct ent *e, mode_t mode, int created_mode);
 static int meta_times(int fd, int dirfd, const char *name, const struct ent *e);
-static int same_content(int in, int dfd, const char *dname, uint64_t size);
+static int same_content(int in, int dfd, const char *dname, uint64_t size, char *buf);
 static int node_same(int dfd, const char *dname, const struct ent *e,
     const char *target, size_t n);
 static int wk_spawn(unsigned i);
@@ -1183,6 +1184,20 @@ dir_live(struct dir *up, const char *name)
 	return NULL;
 }
 
+/* Close d's source and destination descriptors, if open.  Parent. */
+static void
+dir_close(struct dir *d)
+{
+	if (d->sfd >= 0) {
+		close(d->sfd);
+		g.fdopen--;
+	}
+	if (d->dfd >= 0) {
+		close(d->dfd);
+		g.fdopen--;
+	}
+}
+
 /*
  * Descriptors run short (a tree deeper than the budget allows): close
  * those of directory d, an ancestor of where the walk is, keeping what is
@@ -1215,14 +1230,7 @@ dir_park(struct dir *d)
 			d->rest = xmalloc(sizeof *d->rest);     /* read, and empty */
 		g.fdopen--;
 	}
-	if (d->sfd >= 0) {
-		close(d->sfd);
-		g.fdopen--;
-	}
-	if (d->dfd >= 0) {
-		close(d->dfd);
-		g.fdopen--;
-	}
+	dir_close(d);
 	d->sfd = d->dfd = -1;
 	d->parked = 1;
 }
@@ -1559,12 +1567,12 @@ dry_same(struct dir *d, const char *name, const struct stat *st)
 
 	if (!g.checksum)
 		return 1;
-	if (w.buf == NULL)
-		w.buf = xmalloc(BUF_SIZE);
+	if (g.cbuf == NULL)
+		g.cbuf = xmalloc(BUF_SIZE);
 	in = src_openat(d->sfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (in < 0)
 		return 0;
-	ret = same_content(in, d->dfd, name, st->st_size);
+	ret = same_content(in, d->dfd, name, st->st_size, g.cbuf);
 	close(in);
 	return ret < 0;
 }
@@ -3038,14 +3046,7 @@ dir_finish(struct dir *d)
 		if (g.fsync && fsync(d->dfd) < 0)
 			warn_entry(1, 1, d, NULL, errno);
 	}
-	if (d->sfd >= 0) {
-		close(d->sfd);
-		g.fdopen--;
-	}
-	if (d->dfd >= 0) {
-		close(d->dfd);
-		g.fdopen--;
-	}
+	dir_close(d);
 	if (d->lprev)
 		d->lprev->lnext = d->lnext;
 	else if (g.live == d)
@@ -3857,13 +3858,13 @@ same_bytes(const char *a, const char *b, size_t n)
  * source `in`?  (Both had that size when stat'ed; a short read ends the
  * compare.)  Returns 0 if not (or the copy cannot be read: it is copied
  * again), -1 if they are the same, or errno if reading the source failed.
- * Runs in a worker, or in the parent with -n; the offset of `in` is left
- * alone (pread).
+ * Runs in a worker (buf: w.buf), or in the parent with -n (g.cbuf); buf
+ * holds BUF_SIZE bytes.  The offset of `in` is left alone (pread).
  */
 static int
-same_content(int in, int dfd, const char *dname, uint64_t size)
+same_content(int in, int dfd, const char *dname, uint64_t size, char *buf)
 {
-	char *a = w.buf, *b = w.buf + BUF_SIZE / 2;
+	char *a = buf, *b = buf + BUF_SIZE / 2;
 	int out = openat(dfd, dname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	ssize_t n;
 	uint64_t off = 0;
@@ -3950,7 +3951,7 @@ copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 		}
 		if ((in = src_open(sfd, sname, r)) < 0)
 			return -1;
-		if ((same = same_content(in, dfd, dname, e->size)) != 0) {
+		if ((same = same_content(in, dfd, dname, e->size, w.buf)) != 0) {
 			close(in);
 			r->what = same > 0 ? R_FAIL_SRC : R_SKIP;
 			r->err = same > 0 ? same : 0;
@@ -4977,6 +4978,43 @@ shutdown_workers(void)
 /* -- setup -- */
 
 /*
+ * Walk up from directory fd (closed here) by "..", to the root: 1 if the
+ * directory (dev, ino) is fd or one of its ancestors, with *crossed set if
+ * a directory on another file system than dev came first; 0 if not; -1
+ * if a directory could not be read (errno).  Parent, at setup.
+ */
+static int
+up_holds(int fd, dev_t dev, ino_t ino, int *crossed)
+{
+	struct stat st, up;
+	int nfd, r = 0;
+
+	*crossed = 0;
+	for (;;) {
+		if (fstat(fd, &st) < 0) {
+			r = -1;
+			break;
+		}
+		if (st.st_dev == dev && st.st_ino == ino) {
+			r = 1;
+			break;
+		}
+		*crossed |= st.st_dev != dev;
+		nfd = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (nfd < 0 || fstat(nfd, &up) < 0) {
+			close_keep(nfd);
+			break;
+		}
+		close(fd);
+		fd = nfd;
+		if (up.st_dev == st.st_dev && up.st_ino == st.st_ino)
+			break;          /* the root is its own parent */
+	}
+	close_keep(fd);
+	return r;
+}
+
+/*
  * Refuse a DEST that is SOURCE or lies inside it: walk up from DEST's
  * nearest existing ancestor to the root comparing (dev, ino).  With -x, a
  * DEST reached through another file system is fine: the walk stops at
@@ -4985,9 +5023,8 @@ shutdown_workers(void)
 static void
 check_nesting(const struct stat *src, const char *dst)
 {
-	struct stat st, up;
 	char *copy = xstrdup(dst), *p;
-	int fd, nfd, other = 0;
+	int fd, r, crossed;
 
 	for (;;) {
 		fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -5004,60 +5041,32 @@ check_nesting(const struct stat *src, const char *dst)
 			*p = '\0';
 	}
 	free(copy);
-	if (fd < 0)
+	if (fd < 0 || (r = up_holds(fd, src->st_dev, src->st_ino, &crossed)) < 0)
 		die("'%s': %s", dst, strerror(errno));
-	for (;;) {
-		if (fstat(fd, &st) < 0)
-			die("'%s': %s", dst, strerror(errno));
-		if (st.st_dev == src->st_dev && st.st_ino == src->st_ino) {
-			if (other)
-				break;
-			die("cannot copy '%s' into itself, '%s'%s", g.src, dst, g.onefs ? "" :
-			    " (if DEST is another file system mounted inside SOURCE, use -x)");
-		}
-		other |= g.onefs && st.st_dev != src->st_dev;
-		nfd = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (nfd < 0 || fstat(nfd, &up) < 0)
-			break;
-		close(fd);
-		fd = nfd;
-		if (up.st_dev == st.st_dev && up.st_ino == st.st_ino)
-			break;
-	}
-	close(fd);
+	if (r == 1 && !(g.onefs && crossed))
+		die("cannot copy '%s' into itself, '%s'%s", g.src, dst, g.onefs ? "" :
+		    " (if DEST is another file system mounted inside SOURCE, use -x)");
 }
 
 /*
  * --delete: refuse a DEST that holds SOURCE (pcopy --delete /d/src /d):
  * SOURCE's own name in DEST is not in SOURCE, and mirroring would delete
- * SOURCE itself.  Walks up from SOURCE by "..", comparing each directory
- * with DEST.  Parent, at setup; exit 2.
+ * SOURCE itself.  Walks up from SOURCE, comparing each directory with
+ * DEST.  Parent, at setup; exit 2.
  */
 static void
 check_delete_nesting(int sfd, int dfd)
 {
-	struct stat dst, st, up;
-	int fd, nfd;
+	struct stat dst;
+	int fd, r, crossed;
 
 	if (fstat(dfd, &dst) < 0 || (fd = dup(sfd)) < 0)
 		die("'%s': %s", g.dst, strerror(errno));
-	for (;;) {
-		if (fstat(fd, &st) < 0)
-			die("'%s': %s", g.src, strerror(errno));
-		if (st.st_dev == dst.st_dev && st.st_ino == dst.st_ino)
-			die("--delete: SOURCE '%s' is inside DEST '%s'; it would be deleted",
-			    g.src, g.dst);
-		nfd = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (nfd < 0 || fstat(nfd, &up) < 0) {
-			close_keep(nfd);
-			break;
-		}
-		close(fd);
-		fd = nfd;
-		if (up.st_dev == st.st_dev && up.st_ino == st.st_ino)
-			break;
-	}
-	close(fd);
+	if ((r = up_holds(fd, dst.st_dev, dst.st_ino, &crossed)) < 0)
+		die("'%s': %s", g.src, strerror(errno));
+	if (r == 1)
+		die("--delete: SOURCE '%s' is inside DEST '%s'; it would be deleted",
+		    g.src, g.dst);
 }
 
 /*
