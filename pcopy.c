@@ -209,13 +209,13 @@
  * side of every channel; workers read end of file and _exit(0); the
  * parent reads end of file on each result side and reaps each pid.  It
  * then checks that the top directory was finished and the ledger.
- * SIGINT, SIGTERM, SIGHUP (workers ignore SIGINT and SIGHUP, so a ^C in a terminal reaches only the
- * parent's logic; the parent keeps SIGINT and SIGHUP ignored if it started
- * with them ignored): the parent stops the walk, sends SIGTERM to every
- * worker (each abandons its file, which being unnamed simply vanishes),
- * reaps them all, prints the summary and dies of the same signal (the
- * shell sees 128+signal).  A second
- * signal sends SIGKILL instead.  If the parent dies, workers get SIGTERM
+ * SIGINT, SIGTERM, SIGHUP (workers ignore SIGINT and SIGHUP, so a ^C in
+ * a terminal reaches only the parent's logic; the parent keeps SIGINT and
+ * SIGHUP ignored if it started with them ignored): the parent stops the
+ * walk, sends SIGTERM to every worker (each abandons its file, which being
+ * unnamed simply vanishes), reaps them all, prints the summary and dies of
+ * the same signal (the shell sees 128+signal).  A second signal sends
+ * SIGKILL instead.  If the parent dies, workers get SIGTERM
  * (PR_SET_PDEATHSIG) or end of file and exit.
  *
  * Reading order.  The sections below follow one file: utilities and
