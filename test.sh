@@ -2883,8 +2883,9 @@ $(cat pc.out)"
 	rm dst/.pcopy-tmp.1.1
 }
 
-# --exclude: a name anywhere, or a path below SOURCE; an excluded directory
-# is not even read (its atime stays).
+# --exclude: a name anywhere, or trailing components of a path at any
+# depth ('a/b': also x/a/b, as in rsync); an excluded directory is not
+# even read (its atime stays).
 t_exclude()
 {
 	mkdir -p src/d/e src/a/b/in src/a/c/b src/x/a/b src/junk.o
@@ -2894,7 +2895,8 @@ t_exclude()
 	done
 	pc_ok --exclude '*.o' --exclude 'a/b' src dst
 	cp -a src want
-	rm -r want/top.o want/d/mid.o want/d/e/deep.o want/junk.o want/a/b
+	rm -r want/top.o want/d/mid.o want/d/e/deep.o want/junk.o want/a/b \
+	    want/x/a/b
 	dir_times_from src want
 	same_tree want dst
 	pc_ok --exclude 'zzz*' --exclude 'no/such' src dst3
@@ -3509,6 +3511,74 @@ t_filters()
 	usage_err "exclude-from.*no-such-file" --exclude-from no-such-file src dstX
 	usage_err "include.*empty pattern" --include / src dstX
 	[ "$bad" -eq 0 ]
+}
+
+# Filters match what rsync's do: for each pattern, --exclude PAT (x), or
+# --include PAT --exclude '*' (i), copies the same entries as rsync -a
+# with the same options.  Covers names, dot files, an inner '/' (trailing
+# components at any depth), a leading '/' (anchored), "**" at the start,
+# inside and at the end, "/***", '?', '[...]', '\' and directory-only
+# patterns.
+t_filters_rsync()
+{
+	have rsync || skip "rsync missing"
+	for f in a/b/c x/a/b/f x/y/a/b/g a/b/d/e foo.o sub/foo.o deep/er/foo.o \
+	    .hidden .dot/x.o sub/.dot.o proc/p sub/proc/q d/proc a/bb/c \
+	    lib/x/y/z.so lib/z.so 'br[a]c/k' 'q?x' sub/cache/g m/n/o/p/q; do
+		mkdir -p "src/$(dirname "$f")"
+		echo "$f" >"src/$f"
+	done
+	mkdir -p src/empty/dir
+	bad=0
+	while read -r how pat; do
+		rm -rf r p
+		if [ "$how" = x ]; then
+			set -- --exclude="$pat"
+		else
+			set -- --include="$pat" --exclude='*'
+		fi
+		rsync -a "$@" src/ r/ 2>rsync.err || fail "rsync -a $*: $(cat rsync.err)"
+		pc -q "$@" src p
+		want_rc 0 "pcopy $*"
+		(cd r && find . -mindepth 1 -printf '%y %P\n' | sort) >r.list
+		(cd p && find . -mindepth 1 -printf '%y %P\n' | sort) >p.list
+		cmp -s r.list p.list && continue
+		echo "$*: rsync (<) and pcopy (>) differ:"
+		diff r.list p.list | grep '^[<>]' | head -n 5
+		bad=$((bad + 1))
+	done <<'PATS'
+x *.o
+x .*
+x a/b
+x /a/b
+x */b
+x a/*/c
+x y/a/b
+x n/o/p/
+x proc/
+x /proc/
+x */proc/
+x **/b
+x a/**
+x a/**/e
+x **/foo.o
+x /**/foo.o
+x x/**/b
+x lib/**/*.so
+x lib/***
+x */er/*
+x ?.o
+x br\[a\]c
+x q\?x
+x [[:alpha:]]
+i .*
+i [!a]*
+i */
+i lib/***
+i /lib/***
+i sub/***
+PATS
+	[ "$bad" -eq 0 ] || fail "$bad patterns differ from rsync's"
 }
 
 # -a and -r are accepted and change nothing (pcopy always archives).
