@@ -66,7 +66,8 @@
  * ends (until then it says "scanning" rather than show a percentage of a
  * partial total; see "progress" for when the census also runs otherwise).
  *
- * Filters.  --exclude/--include (in order, first match wins), -x and
+ * Filters.  --exclude/--include (in order, first match wins, patterns
+ * matched as rsync matches them: filter_out), -x and
  * --shard decide in the walk (and the census) what is entered or queued;
  * --shard hashes a non-directory's inode number, which readdir gives, so
  * other shards' entries are passed over without a stat;
@@ -1518,7 +1519,7 @@ shard_mine(uint64_t ino)
  * rsync: '!' or '^' first negates, a ']' first is literal, "a-z" is a
  * range, "[:alpha:]" a class (ASCII, as rsync's ctype in the C locale),
  * '\' quotes.  Sets *end after its ']', or to NULL if it has none (then
- * nothing matches, as in rsync).
+ * nothing matches, as in rsync).  Parent.
  */
 static int
 wild_class(const char *p, unsigned char c, const char **end)
@@ -1635,7 +1636,10 @@ wild_match(const char *p, const char *t, const char *e)
 	return t == e ? WM_MATCH : WM_NO;
 }
 
-/* Does rule r match text t..e: by wild_match or, without wildcards, as is? */
+/*
+ * Does rule r match the text t..e: by wild_match or, without wildcards,
+ * as it is?  Parent.
+ */
 static int
 rule_match(const struct rule *r, const char *t, const char *e)
 {
@@ -5510,8 +5514,10 @@ usage(FILE *f)
 "      --fsync           sync each file before its rename, each directory at the end\n"
 "  -n, --dry-run         list what would be created, replaced, skipped or\n"
 "                        deleted; change nothing\n"
-"      --exclude GLOB    skip entries whose name matches GLOB, or whose path\n"
-"                        below SOURCE matches when GLOB has a '/'; 'GLOB/':\n"
+"      --exclude GLOB    skip entries GLOB matches, as rsync's patterns: no '/',\n"
+"                        the name; a '/' inside, the path's last components at\n"
+"                        any depth; a leading '/', the path from SOURCE's top;\n"
+"                        '*' '?' never match '/', '**' does; 'GLOB/':\n"
 "                        directories only (repeatable)\n"
 "      --include GLOB    copy what GLOB matches: the first matching --include or\n"
 "                        --exclude decides, in the order given\n"
