@@ -66,7 +66,8 @@
  * ends (until then it says "scanning" rather than show a percentage of a
  * partial total; see "progress" for when the census also runs otherwise).
  *
- * Filters.  --exclude/--include (in order, first match wins), -x and
+ * Filters.  --exclude/--include (in order, first match wins, patterns
+ * matched as rsync matches them: filter_out), -x and
  * --shard decide in the walk (and the census) what is entered or queued;
  * --shard hashes a non-directory's inode number, which readdir gives, so
  * other shards' entries are passed over without a stat;
@@ -256,7 +257,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
@@ -418,11 +418,22 @@ struct dnames {                 /* --delete: a DEST directory's names, open addr
 	size_t size, used;      /* size: a power of two */
 };
 
+enum {                          /* what of an entry's path a rule is matched against */
+	RM_NAME,                /* no '/' and no "**": the name */
+	RM_PATH,                /* a leading '/' or "**": the whole path below SOURCE */
+	RM_TAIL,                /* a '/' inside, no "**": its last nslash + 1 components */
+	RM_ANY                  /* "**" inside: the path from its start or any '/' on */
+};
+
 struct rule {                   /* an --exclude or --include pattern */
 	const char *pat;        /* without its leading '/' and trailing '/' */
 	int incl;               /* 1: --include, 0: --exclude */
 	int dironly;            /* it ended in '/': directories only */
-	int path;               /* it has a '/': matched against the path below SOURCE */
+	int how;                /* RM_*, as rsync decides it */
+	int nslash;             /* RM_TAIL: how many '/' pat has */
+	int wild;               /* it has '*', '?' or '[' (else compared as is) */
+	int slash1;             /* RM_PATH, pat starts with "**": the path gets a '/' before it */
+	int dirall;             /* pat ends in "/ ***": a directory's path gets a '/' after it */
 };
 
 struct job {                    /* a message waiting for, or at, a worker (parent only) */
@@ -496,6 +507,8 @@ static struct {
 	int onefs;              /* -x: stay on SOURCE's file system */
 	struct rule *rules;     /* --exclude/--include, in order: the first match decides */
 	unsigned nrules;
+	char *fpath;            /* filter_out's path buffer, '/' PATH '/' (parent only) */
+	size_t fpath_cap;
 	int del;                /* --delete: remove what SOURCE lacks (2: --delete-excluded) */
 	int checksum;           /* -c: -u also compares the contents of files that match */
 	const char *target;     /* -t DIR, NULL if not given */
@@ -1510,35 +1523,202 @@ shard_mine(uint64_t ino)
 }
 
 /*
+ * Does c match the bracket expression p (just after its '['), as in
+ * rsync: '!' or '^' first negates, a ']' first is literal, "a-z" is a
+ * range, "[:alpha:]" a class (ASCII, as rsync's ctype in the C locale),
+ * '\' quotes.  Sets *end after its ']', or to NULL if it has none (then
+ * nothing matches, as in rsync).  Parent.
+ */
+static int
+wild_class(const char *p, unsigned char c, const char **end)
+{
+	static const struct {
+		const char *name;
+		int (*is)(int);
+	} cls[] = {
+		{ "alnum", isalnum }, { "alpha", isalpha }, { "blank", isblank },
+		{ "cntrl", iscntrl }, { "digit", isdigit }, { "graph", isgraph },
+		{ "lower", islower }, { "print", isprint }, { "punct", ispunct },
+		{ "space", isspace }, { "upper", isupper }, { "xdigit", isxdigit },
+	};
+	int neg = 0, hit = 0, first = 1;
+	unsigned char lo, hi;
+	size_t i, n;
+
+	*end = NULL;
+	if (*p == '!' || *p == '^') {
+		neg = 1;
+		p++;
+	}
+	for (; *p != '\0' && (*p != ']' || first); first = 0) {
+		if (p[0] == '[' && p[1] == ':') {
+			const char *e = strstr(p + 2, ":]");
+
+			if (e == NULL)
+				return 0;
+			n = (size_t)(e - p - 2);
+			for (i = 0; i < sizeof cls / sizeof cls[0]; i++)
+				if (strlen(cls[i].name) == n && memcmp(cls[i].name, p + 2, n) == 0)
+					break;
+			if (i == sizeof cls / sizeof cls[0])
+				return 0;       /* no such class: rsync matches nothing */
+			hit |= c < 128 && cls[i].is(c);
+			p = e + 2;
+			continue;
+		}
+		if (*p == '\\' && p[1] != '\0')
+			p++;
+		lo = hi = (unsigned char)*p++;
+		if (p[0] == '-' && p[1] != '\0' && p[1] != ']') {
+			p++;
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			hi = (unsigned char)*p++;
+		}
+		hit |= lo <= c && c <= hi;
+	}
+	if (*p != ']')
+		return 0;
+	*end = p + 1;
+	return hit != neg;
+}
+
+/*
+ * Match the text t..e (not NUL-terminated) against the wildcard pattern
+ * p, as rsync's wildmatch does: '?', '*' and "[...]" never match '/',
+ * "**" (or more stars) matches anything; '\' quotes the next character.
+ * Returns WM_MATCH, WM_NO, or one of two cuts that keep many stars from
+ * trying every split: WM_ABORT (the text ran out: no later start of an
+ * enclosing star can match either) and WM_SLASH (a '*' met a '/': only
+ * an enclosing "**" may go on).  Parent.
+ */
+enum { WM_NO, WM_MATCH, WM_ABORT, WM_SLASH };
+
+static int
+wild_match(const char *p, const char *t, const char *e)
+{
+	const char *q;
+	int r, any;
+
+	for (; *p != '\0'; p++, t++) {
+		if (t == e && *p != '*')
+			return WM_ABORT;
+		switch (*p) {
+		case '?':
+			if (*t == '/')
+				return WM_NO;
+			break;
+		case '[':
+			r = wild_class(p + 1, (unsigned char)*t, &q);
+			if (q == NULL)
+				return WM_ABORT;        /* no ']': nothing matches */
+			if (!r || *t == '/')
+				return WM_NO;
+			p = q - 1;
+			break;
+		case '*':
+			any = p[1] == '*';
+			while (p[1] == '*')
+				p++;
+			if (*++p == '\0')       /* a star at the end */
+				return any || memchr(t, '/', (size_t)(e - t)) == NULL ?
+				    WM_MATCH : WM_NO;
+			for (;; t++) {
+				r = wild_match(p, t, e);
+				if (r != WM_NO && (!any || r != WM_SLASH))
+					return r;
+				if (t == e)
+					return WM_ABORT;
+				if (!any && *t == '/')
+					return WM_SLASH;
+			}
+		case '\\':
+			if (p[1] != '\0')
+				p++;
+			/* fall through */
+		default:
+			if (*t != *p)
+				return WM_NO;
+		}
+	}
+	return t == e ? WM_MATCH : WM_NO;
+}
+
+/*
+ * Does rule r match the text t..e: by wild_match or, without wildcards,
+ * as it is?  Parent.
+ */
+static int
+rule_match(const struct rule *r, const char *t, const char *e)
+{
+	if (!r->wild)
+		return (size_t)(e - t) == strlen(r->pat) && memcmp(t, r->pat, (size_t)(e - t)) == 0;
+	return wild_match(r->pat, t, e) == WM_MATCH;
+}
+
+/*
  * Is the entry `name` in directory rel (below SOURCE) filtered out?  The
  * --exclude and --include rules are tried in order and the first that
- * matches decides, as in rsync; no match: it is wanted.  A rule without
- * '/' matches the name, one with '/' the whole path below SOURCE; a rule
- * that ended in '/' matches directories only.  Parent only.
+ * matches decides, as in rsync; no match: it is wanted.  Each rule is
+ * matched against what rsync matches it against (RM_*, rule_add); a rule
+ * that ended in '/' matches directories only.  The path is built once,
+ * in a buffer kept between calls, and only if a rule needs it: this runs
+ * on every name the walk and the census meet.  Parent only.
  */
 static int
 filter_out(const char *rel, const char *name, int isdir)
 {
-	char *path = NULL;
+	size_t nl = strlen(name), rl = rel ? strlen(rel) : 0;
+	const char *path = NULL, *end = NULL, *t;
 	unsigned i;
-	int out = 0, hit = 0;
+	int k;
 
-	for (i = 0; i < g.nrules && !hit; i++) {
+	for (i = 0; i < g.nrules; i++) {
 		const struct rule *r = &g.rules[i];
+		int hit = 0;
 
 		if (r->dironly && !isdir)
 			continue;
-		if (!r->path) {
-			hit = fnmatch(r->pat, name, FNM_PERIOD) == 0;
-		} else {
-			if (path == NULL)
-				path = path_join(rel, name, NULL);
-			hit = fnmatch(r->pat, path, FNM_PATHNAME | FNM_PERIOD) == 0;
+		if (r->how == RM_NAME) {
+			hit = rule_match(r, name, name + nl);
+			goto decided;
 		}
-		out = hit && !r->incl;
+		if (path == NULL) {     /* "/rel/name/": a '/' either side, for slash1 and dirall */
+			if (g.fpath_cap < rl + nl + 4) {
+				g.fpath_cap = 2 * (rl + nl + 4);
+				g.fpath = xrealloc(g.fpath, g.fpath_cap);
+			}
+			g.fpath[0] = '/';
+			if (rl > 0) {
+				memcpy(g.fpath + 1, rel, rl);
+				g.fpath[++rl] = '/';
+			}
+			memcpy(g.fpath + 1 + rl, name, nl);
+			g.fpath[1 + rl + nl] = '/';
+			path = g.fpath + 1;
+			end = path + rl + nl;
+		}
+		switch (r->how) {
+		case RM_PATH:
+			hit = rule_match(r, path - r->slash1, end + (r->dirall && isdir));
+			break;
+		case RM_TAIL:           /* from the nslash + 1-th '/' from the end */
+			for (t = end, k = r->nslash + 1; t > path && (t[-1] != '/' || --k > 0); t--)
+				;
+			hit = rule_match(r, t, end);
+			break;
+		case RM_ANY:            /* from the start or after any '/' */
+			for (t = path; t != NULL && !hit; t = memchr(t, '/', (size_t)(end - t))) {
+				t += t != path;
+				hit = wild_match(r->pat, t, end + (r->dirall && isdir)) == WM_MATCH;
+			}
+			break;
+		}
+decided:
+		if (hit)
+			return !r->incl;
 	}
-	free(path);
-	return out;
+	return 0;
 }
 
 /*
@@ -5343,8 +5523,10 @@ usage(FILE *f)
 "      --fsync           sync each file before its rename, each directory at the end\n"
 "  -n, --dry-run         list what would be created, replaced, skipped or\n"
 "                        deleted; change nothing\n"
-"      --exclude GLOB    skip entries whose name matches GLOB, or whose path\n"
-"                        below SOURCE matches when GLOB has a '/'; 'GLOB/':\n"
+"      --exclude GLOB    skip entries GLOB matches, as rsync's patterns: no '/',\n"
+"                        the name; a '/' inside, the path's last components at\n"
+"                        any depth; a leading '/', the path from SOURCE's top;\n"
+"                        '*' '?' never match '/', '**' does; 'GLOB/':\n"
 "                        directories only (repeatable)\n"
 "      --include GLOB    copy what GLOB matches: the first matching --include or\n"
 "                        --exclude decides, in the order given\n"
@@ -5480,8 +5662,11 @@ parse_shard(const char *s)
 /*
  * Add one --exclude (incl 0) or --include (incl 1) pattern.  A "- " or
  * "+ " prefix makes it an exclude or an include whatever the option, as
- * in rsync.  A trailing '/' limits it to directories; a leading '/' (or
- * any '/') matches it against the path below SOURCE.  Empty: exit 2.
+ * in rsync.  A trailing '/' limits it to directories.  What it is matched
+ * against is rsync's choice (RM_*): a leading '/' anchors it at SOURCE,
+ * else a '/' inside matches that many trailing components of the path at
+ * any depth, "**" anywhere in the path, and no '/' the name.  Empty:
+ * exit 2.
  */
 static void
 rule_add(const char *arg, int incl, const char *from)
@@ -5489,6 +5674,7 @@ rule_add(const char *arg, int incl, const char *from)
 	struct rule *r;
 	size_t n;
 	char *pat;
+	const char *q;
 
 	if ((arg[0] == '+' || arg[0] == '-') && arg[1] == ' ') {
 		incl = arg[0] == '+';
@@ -5507,7 +5693,16 @@ rule_add(const char *arg, int incl, const char *from)
 		die("%s: empty pattern '%s'", from ? from : incl ? "--include" : "--exclude", arg);
 	r->pat = pat;
 	r->incl = incl;
-	r->path = arg[0] == '/' || strchr(pat, '/') != NULL;
+	r->wild = strpbrk(pat, "*?[") != NULL;
+	r->nslash = 0;
+	for (q = pat; (q = strchr(q, '/')) != NULL; q++)
+		r->nslash++;
+	if (!r->wild || strstr(pat, "**") == NULL)
+		r->how = arg[0] == '/' ? RM_PATH : r->nslash ? RM_TAIL : RM_NAME;
+	else
+		r->how = arg[0] == '/' || strncmp(pat, "**", 2) == 0 ? RM_PATH : RM_ANY;
+	r->slash1 = arg[0] != '/' && strncmp(pat, "**", 2) == 0;
+	r->dirall = n >= 4 && strcmp(pat + n - 4, "/***") == 0;
 }
 
 /*
