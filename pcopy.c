@@ -7,7 +7,8 @@
  * creates every directory in DEST, keeps the job queue, owns the terminal
  * and is the only process that prints.  Workers copy the entries they are
  * sent and report back; they never print.  Workers are forked once, before
- * the walk; a worker that dies is reaped, reported and replaced.
+ * the walk; a worker that dies is reaped, reported and replaced.  With a
+ * progress line there is one more child, the census (below).
  *
  * Channels.  Each worker has one AF_UNIX SOCK_SEQPACKET socketpair: jobs go
  * down, results come up.  A socket rather than a pipe because every job
@@ -60,11 +61,13 @@
  * by path from the top, checked, when it needs them again.  The queue of
  * jobs is bounded (QMAX); the walk pauses while it is full, so memory does
  * not grow with the tree.
- * With a progress line, while the queue is full the parent spends its
- * idle time in a census (census_step), a second read-only walk that counts
- * files and bytes so the line has a real total long before the main walk
- * ends (until then it says "scanning" rather than show a percentage of a
- * partial total; see "progress" for when the census also runs otherwise).
+ * With a progress line, a census child (census_start) walks SOURCE a
+ * second time, read-only, with stat, beside the walk, and posts the files
+ * and bytes it counted to a shared page (struct census), so the line has
+ * real totals long before the main walk ends (until then it says
+ * "scanning" rather than show a percentage of a partial total).  It never
+ * prints, ignores SIGINT and SIGHUP, gets SIGKILL if the parent dies, and
+ * is killed and reaped when the walk ends or the run stops (census_stop).
  *
  * Filters.  --exclude/--include (in order, first match wins), -x and
  * --shard decide in the walk (and the census) what is entered or queued;
