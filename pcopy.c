@@ -7,7 +7,8 @@
  * creates every directory in DEST, keeps the job queue, owns the terminal
  * and is the only process that prints.  Workers copy the entries they are
  * sent and report back; they never print.  Workers are forked once, before
- * the walk; a worker that dies is reaped, reported and replaced.
+ * the walk; a worker that dies is reaped, reported and replaced.  With a
+ * progress line there is one more child, the census (below).
  *
  * Channels.  Each worker has one AF_UNIX SOCK_SEQPACKET socketpair: jobs go
  * down, results come up.  A socket rather than a pipe because every job
@@ -60,11 +61,13 @@
  * by path from the top, checked, when it needs them again.  The queue of
  * jobs is bounded (QMAX); the walk pauses while it is full, so memory does
  * not grow with the tree.
- * With a progress line, while the queue is full the parent spends its
- * idle time in a census (census_step), a second read-only walk that counts
- * files and bytes so the line has a real total long before the main walk
- * ends (until then it says "scanning" rather than show a percentage of a
- * partial total; see "progress" for when the census also runs otherwise).
+ * With a progress line, a census child (census_start) walks SOURCE a
+ * second time, read-only, with stat, beside the walk, and posts the files
+ * and bytes it counted to a shared page (struct census), so the line has
+ * real totals long before the main walk ends (until then it says
+ * "scanning" rather than show a percentage of a partial total).  It never
+ * prints, ignores SIGINT and SIGHUP, gets SIGKILL if the parent dies, and
+ * is killed and reaped when the walk ends or the run stops (census_stop).
  *
  * Filters.  --exclude/--include (in order, first match wins, patterns
  * matched as rsync matches them: filter_out), -x and
@@ -291,7 +294,6 @@
 #define FD_SPARE 8              /* descriptors the parent opens for a moment:
 				   at most 3 at once (a hard link, a reopened
 				   directory), twice over for safety */
-#define CENSUS_NS 1000000       /* census time per turn of the loop (1 ms): workers hold a job meanwhile */
 #define TICK_MS 100             /* progress refresh: 10 times a second at most */
 #define LOG_MAX_MS 30000        /* --progress to a file: a line every 1 s, backing off to this */
 #define PROGRESS_TAU 20.0       /* s: the time model forgets what it saw this long ago */
@@ -487,7 +489,12 @@ enum {                          /* what became of an entry: see outcome() */
 	OUT_NEW = 0x100,        /* also count it as found */
 };
 
-struct cframe {                 /* a directory the census is reading (parent only) */
+struct census {                 /* shared page: the census child's totals */
+	volatile uint64_t files, bytes; /* counted so far */
+	volatile int done;      /* set last: the whole tree was read */
+};
+
+struct cframe {                 /* a directory the census is reading (census child) */
 	struct cframe *up;
 	DIR *ds;
 	char *rel;              /* path below SOURCE */
@@ -560,10 +567,11 @@ static struct {
 	int64_t tlast;          /* ms of the last progress line */
 	double pct_shown;       /* the percent never goes backwards */
 	int line_shown;         /* length of the progress line on screen, 0: none */
-	struct cframe *cen;     /* census: directory being read, NULL when over */
-	uint64_t cen_files, cen_bytes;  /* census totals so far */
-	uint64_t cen_unstat;    /* files it counted without stat: bytes unknown */
-	int cen_done;           /* the census read the whole tree */
+	pid_t cen_pid;          /* the census child, 0: none */
+	struct census *cs;      /* its totals (shared page) */
+	struct cframe *cen;     /* census child: directory being read, NULL when over */
+	uint64_t cen_files, cen_bytes;  /* census child: totals so far */
+	int cen_done;           /* census child: it read the whole tree */
 	int counted;            /* totals: 1 final, -1 "scanning" was shown, 0 neither yet */
 	int vclear;             /* -v names and the progress line share a terminal */
 	/* the time model (parent only): worker-seconds = files * cf + MB * cb (see model_solve) */
@@ -577,7 +585,7 @@ static struct {
 static volatile sig_atomic_t got_sig;   /* parent: first signal; worker: SIGTERM */
 static volatile sig_atomic_t got_usr1;
 static volatile sig_atomic_t got_winch; /* parent: the terminal was resized */
-static int in_worker;                   /* this process is a worker */
+static int in_worker;                   /* this process is a worker or the census */
 
 /* -- state and constants of the sections below -- */
 
@@ -656,6 +664,9 @@ static int hl_entry(struct dir *d, const char *name, const struct stat *st);
 static void job_queue(struct job *j, int front);
 static void dest_full(int err);
 static void job_fail(struct job *j, const char *why);
+static void census_run(int sfd);
+static void census_step(void);
+static void census_stop(void);
 static void model_job(unsigned i, const struct msg *m);
 static void progress_clear(void);
 static void summary(const char *how);
@@ -2237,32 +2248,97 @@ hl_entry(struct dir *d, const char *name, const struct stat *st)
 	return 0;
 }
 
-/* -- census (parent side) -- */
+/* -- census (a child of the parent) -- */
 
 /*
- * Start the census: a second, read-only walk of SOURCE that only counts,
- * run while the main walk waits for room in the queue.  It gives the
- * progress line its totals early.  Hard-linked files count size/nlink.
+ * Start the census for the tree at sfd: a child process that walks SOURCE
+ * a second time, read-only, and only counts files and bytes (with stat:
+ * size alone tells a 500 MB file from a 5 kB one), so the progress line
+ * has real totals long before the walk ends.  It runs beside the walk, on
+ * the CPU time the walk and the workers leave, and never slows the walk by
+ * more than its share of the CPUs: a stat costs some 3 us, the walk ten
+ * times that per entry.  Its totals go to a shared page (struct census);
+ * done is set last, so totals read with done set are complete.  Hard-linked
+ * files count size/nlink.  If it cannot start, the line says "scanning"
+ * until the walk ends.  Parent; the child leaves with _exit.
  */
 static void
 census_start(int sfd)
 {
+	if (g.cs == NULL) {
+		g.cs = mmap(NULL, sizeof *g.cs, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (g.cs == MAP_FAILED) {
+			g.cs = NULL;
+			return;
+		}
+	}
+	memset((void *)g.cs, 0, sizeof *g.cs);
+	fflush(stdout);
+	fflush(stderr);
+	switch (g.cen_pid = fork()) {
+	case -1:
+		g.cen_pid = 0;
+		return;
+	case 0:
+		break;
+	default:
+		return;
+	}
+	in_worker = 1;                  /* out of memory: leave quietly */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_IGN);        /* ^C goes to the parent, which kills us */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	signal(SIGWINCH, SIG_DFL);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
+	if (sfd != 3) {
+		dup2(sfd, 3);
+		sfd = 3;
+	}
+#ifdef SYS_close_range
+	syscall(SYS_close_range, 4, ~0U, 0);    /* channels, the walk's dirs */
+#endif
+	census_run(sfd);
+	_exit(0);
+}
+
+/*
+ * The census child's walk: read the tree depth first, post the totals
+ * every 256 entries and at the end.  Gives up quietly on any error or
+ * when out of descriptors (done stays 0: the totals are not complete).
+ */
+static void
+census_run(int sfd)
+{
 	/* a new open file description: a dup() would share the walk's offset */
 	int fd = src_openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *ds = fd < 0 ? NULL : fdopendir(fd);
+	unsigned n = 0;
 
-	if (ds == NULL) {
-		close_keep(fd);
+	if (ds == NULL)
 		return;
-	}
+	g.fdopen = 5;           /* 0-2, sfd and ds */
 	g.cen = xmalloc(sizeof *g.cen);
 	g.cen->up = NULL;
 	g.cen->ds = ds;
 	g.cen->rel = xstrdup("");
-	g.fdopen++;
+	while (g.cen) {
+		census_step();
+		if (++n % 256 == 0) {
+			g.cs->files = g.cen_files;
+			g.cs->bytes = g.cen_bytes;
+		}
+	}
+	g.cs->files = g.cen_files;
+	g.cs->bytes = g.cen_bytes;
+	__sync_synchronize();   /* the totals before done, on every CPU */
+	g.cs->done = g.cen_done;
 }
 
-/* Leave the census's current directory. */
+/* Leave the census's current directory.  Census child. */
 static void
 census_pop(void)
 {
@@ -2275,13 +2351,9 @@ census_pop(void)
 	free(c);
 }
 
-/*
- * One entry of the census.  Gives up quietly on any error or no fds.
- * cheap: the copy is waiting for the walk, so stat no file -- count its
- * name (by d_type); its bytes are estimated (see progress_totals).
- */
+/* One entry of the census.  Census child. */
 static void
-census_step(int cheap)
+census_step(void)
 {
 	struct cframe *c = g.cen, *sub;
 	struct dirent *de;
@@ -2300,14 +2372,6 @@ census_step(int cheap)
 	if (g.shard_n && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN &&
 	    !shard_mine(de->d_ino))
 		return;
-	if (cheap && g.shard_n == 0 && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) {
-		st.st_mode = DTTOIF(de->d_type);        /* all --exclude looks at */
-		if (wanted(c->rel, de->d_name, &st)) {
-			g.cen_files++;
-			g.cen_unstat += de->d_type == DT_REG;
-		}
-		return;
-	}
 	if (fstatat(dirfd(c->ds), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    !wanted(c->rel, de->d_name, &st))
 		return;
@@ -2336,6 +2400,18 @@ census_step(int cheap)
 	sub->up = c;
 	sub->rel = path_join(c->rel, de->d_name, NULL);
 	g.cen = sub;
+}
+
+/* Stop the census child, if any, and reap it.  Parent. */
+static void
+census_stop(void)
+{
+	if (g.cen_pid <= 0)
+		return;
+	kill(g.cen_pid, SIGKILL);
+	while (waitpid(g.cen_pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	g.cen_pid = 0;
 }
 
 /* -- jobs and the queue (parent side) -- */
@@ -4586,29 +4662,24 @@ wk_signal(int sig)
  * blocks hold (data_bytes), as only that is copied.
  */
 
-/*
- * Totals shown: the census if it is ahead, the walk's when it is done.
- * *approx: the bytes are partly estimated: files the census counted
- * without stat get the mean size of the files the walk has seen.
- */
+/* Totals shown: the census's if it is ahead, the walk's when it is done. */
 static void
-progress_totals(uint64_t *files, uint64_t *bytes, int *final, int *approx)
+progress_totals(uint64_t *files, uint64_t *bytes, int *final)
 {
-	uint64_t b;
+	uint64_t cf, cb;
+	int done;
 
 	*files = g.found;
 	*bytes = g.bytes_found;
 	*final = !g.walking;
-	*approx = 0;
-	if (g.walking && g.cen_files > *files) {
-		*files = g.cen_files;
-		b = g.cen_bytes;
-		if (g.cen_unstat > 0) {
-			b += g.found ? (double)g.bytes_found / g.found * g.cen_unstat : 0;
-			*approx = 1;
-		}
-		*bytes = b > *bytes ? b : *bytes;
-		*final = g.cen_done;
+	if (g.walking && g.cs != NULL) {
+		done = g.cs->done;
+		__sync_synchronize();   /* done before the totals it vouches for */
+		cf = g.cs->files;
+		cb = g.cs->bytes;
+		*files = cf > *files ? cf : *files;
+		*bytes = cb > *bytes ? cb : *bytes;
+		*final = done;
 	}
 }
 
@@ -4810,7 +4881,7 @@ progress_show(int force)
 	static uint64_t lastb, lastf;
 	static int64_t lastt;
 	uint64_t tf, tb, done = g.copied + g.failed + g.skipped, bdone;
-	int final, approx, width = 80, n, pad;
+	int final, width = 80, n, pad;
 	int64_t t = now_ms(), every;
 	double pct, dt, wdone, wtotal, eta = -1;
 	char line[256], f[PF_N][80], b1[32], b2[32], b3[32];
@@ -4820,12 +4891,12 @@ progress_show(int force)
 		return;
 	if (t - g.m_tlast >= TICK_MS)
 		model_tick(t);
-	progress_totals(&tf, &tb, &final, &approx);
+	progress_totals(&tf, &tb, &final);
 	if (final && g.counted < 0 && g.progress == 2 && done < tf) {
 		/* a "scanning" line was shown: say that the count is complete */
-		fprintf(stderr, "pcopy: [%s] counted: %llu files, %s%s\n",
+		fprintf(stderr, "pcopy: [%s] counted: %llu files, %s\n",
 		    fmt_secs(b1, sizeof b1, (t - g.t0) / 1000.0),
-		    (unsigned long long)tf, approx ? "~" : "", fmt_bytes(b2, sizeof b2, tb));
+		    (unsigned long long)tf, fmt_bytes(b2, sizeof b2, tb));
 		force = 1;
 	}
 	if (final)
@@ -4876,11 +4947,11 @@ progress_show(int force)
 	snprintf(f[PF_FILES], sizeof f[0], "%llu/%llu%s files", (unsigned long long)done,
 	    (unsigned long long)tf, final ? "" : "+");
 	if (final)
-		snprintf(f[PF_PCT], sizeof f[0], "%s%.2f%%", approx ? "~" : "", pct);
+		snprintf(f[PF_PCT], sizeof f[0], "%.2f%%", pct);
 	else
 		snprintf(f[PF_PCT], sizeof f[0], "scanning");
-	snprintf(f[PF_BYTES], sizeof f[0], "%s/%s%s%s", fmt_bytes(b1, sizeof b1, bdone),
-	    approx ? "~" : "", fmt_bytes(b2, sizeof b2, tb), final ? "" : "+");
+	snprintf(f[PF_BYTES], sizeof f[0], "%s/%s%s", fmt_bytes(b1, sizeof b1, bdone),
+	    fmt_bytes(b2, sizeof b2, tb), final ? "" : "+");
 	snprintf(f[PF_RATE], sizeof f[0], "%s/s", fmt_bytes(b3, sizeof b3, brate));
 	if (!final && eta < 1)
 		f[PF_ETA][0] = '\0';   /* a lower bound of nothing says nothing */
@@ -5065,26 +5136,8 @@ run(void)
 				break;
 			}
 		busy = walk_may();
-		if (g.walking && g.cen && !g.stop) {
-			/*
-			 * The census, in slices of time: all the walk leaves
-			 * idle while the queue is full.  When the copy waits
-			 * for the walk, half, and then it only counts names
-			 * (no stat: several times cheaper than the walk), so
-			 * it ends early; what it costs then is its own CPU
-			 * time, about a find(1) of the tree.
-			 */
-			int64_t until = now_ns() + (busy ? CENSUS_NS / 2 : CENSUS_NS);
-
-			do
-				for (i = 0; i < 16 && g.cen; i++)
-					census_step(busy);
-			while (g.cen && now_ns() < until);
-			busy = busy || g.cen != NULL;
-		}
 		if (!g.walking)
-			while (g.cen)
-				census_pop();
+			census_stop();
 		dispatch();
 		if (g.stop)
 			walk_abandon();
@@ -5129,6 +5182,7 @@ shutdown_workers(void)
 	unsigned i;
 	int sig = got_sig;
 
+	census_stop();
 	if (sig)
 		wk_signal(sig < 0 ? SIGKILL : SIGTERM);
 	for (i = 0; i < g.jobs; i++) {

@@ -3694,6 +3694,55 @@ $(cat pc.err)"
 	    fail "last line is no summary: $(tail -n 1 pc.err)"
 }
 
+# --progress to a file backs off: a line every second for the first 20 s,
+# then one every elapsed/20 (every 30 s at most), so a 12-hour copy logs
+# about 1,500 lines, not 43,000.  strace holds the only copy call for 36 s,
+# so the run lasts that long however fast the machine is; the lines are
+# counted by their elapsed-time stamps (whole seconds).  It cannot be much
+# shorter: the back-off begins at 20 s and takes some 15 s to show.
+t_progress_log_backoff()
+{
+	no_wrap "strace holds the binary's own system call"
+	have strace || skip "strace missing"
+	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
+	    skip "strace cannot trace here"
+	mkdir src
+	echo a >src/f
+	PC_TIMEOUT=120 PC_PREFIX="strace -f -qq -o /dev/null -e trace=copy_file_range
+	    -e inject=copy_file_range:delay_enter=36000000" pc -j 1 --progress src dst
+	want_rc 0
+	same_tree src dst
+	tail -n 1 pc.err | grep -Eq '^pcopy: 1 files' ||
+	    fail "last line is no summary: $(tail -n 1 pc.err)"
+	# one number per progress line: its stamp in seconds
+	sed -n 's/^pcopy: \[\([0-9]*\):\([0-9]*\)\] [0-9]*\/[0-9]*.*/\1 \2/p' pc.err |
+	    awk '{ print $1 * 60 + $2 }' >stamps
+	last=$(tail -n 1 stamps)
+	[ "${last:-0}" -ge 33 ] || skip "the copy was not held (no copy_file_range?): last line at ${last:-?} s"
+	# before 20 s: about one a second (19 at most, 15 allowed for a slow
+	# machine); from 20 s on each line waits elapsed/20 after the last,
+	# so from the first line at t0 >= 19.5 s to the last at t1 there are
+	# at most 1 + log(t1 / t0) / log(20 / 19) (13 here; 16 or 17 without
+	# the back-off); and no gap is far longer than the rule says
+	awk -v last="$last" '
+	$1 < 20 { early++ }
+	$1 >= 20 { if (!late++) first = $1 }
+	NR > 1 && $1 - prev > (prev / 20 > 1 ? prev / 20 : 1) + 3 {
+		print "a gap of " $1 - prev " s after the line at " prev " s"; bad = 1
+	}
+	{ prev = $1 }
+	END {
+		max = 1 + log((last + 0.5) / (first - 0.5)) / log(20 / 19)
+		if (early < 15) { print early " lines before 20 s, want 15 or more"; bad = 1 }
+		if (late > max) {
+			printf "%d lines from %d s to %d s, want %d at most: no back-off\n",
+			    late, first, last, max
+			bad = 1
+		}
+		exit bad
+	}' stamps || fail "stamps: $(tr '\n' ' ' <stamps)"
+}
+
 # mk_large FILE: 300 MiB of random data, with a mode and an mtime.
 mk_large()
 {
