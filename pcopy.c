@@ -205,7 +205,8 @@
  * How a run ends.  When the walk is done, the queue empty and no job in
  * flight (so every directory is complete), the next SOURCE of -t DIR
  * SOURCE... is set up and walked with the same workers (all were checked
- * before the first was copied).  After the last, the parent shuts the job
+ * before the first was copied; one that cannot be set up fails alone,
+ * named, as with cp: setup_fail).  After the last, the parent shuts the job
  * side of every channel; workers read end of file and _exit(0); the
  * parent reads end of file on each result side and reaps each pid.  It
  * then checks that the top directory was finished and the ledger.
@@ -654,9 +655,8 @@ static void warn_path(int fail, const char *path, const char *fmt,
 
 /*
  * Fatal setup error: message, exit 2.  Parent only, before any worker is
- * started, so nothing has been copied; after that, fatal().  (Setting up
- * the second SOURCE of -t comes here with workers running and the first
- * copied: that is fatal(), exit 1.)
+ * started, so nothing has been copied; after that, fatal().  (A SOURCE
+ * of -t that cannot be set up goes to setup_fail instead.)
  */
 static void
 die(const char *fmt, ...)
@@ -677,6 +677,31 @@ die(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(2);
+}
+
+/*
+ * A SOURCE that cannot be set up (missing, unreadable, its DEST not
+ * usable).  With one SOURCE that is a setup error, die(); with -t DIR
+ * SOURCE... it fails that SOURCE alone, as cp's does: named, counted as
+ * one failed entry (exit 1), and the other SOURCEs are still copied.
+ * Parent, at setup; the caller undoes what it opened.
+ */
+static void
+setup_fail(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (g.target == NULL)
+		die("%s", msg);
+	progress_clear();
+	fprintf(stderr, "pcopy: %s\n", msg);
+	g.found++;
+	g.failed++;
+	g.status = 1;
 }
 
 /*
@@ -5312,7 +5337,8 @@ usage(FILE *f)
 "  -j, --jobs N          worker processes (1-256; default: 4 per usable CPU, at\n"
 "                        most 64; usable: online, in the affinity mask and\n"
 "                        within the cgroup's cpu.max quota)\n"
-"  -t, --target-directory DIR  copy each SOURCE to DIR/NAME, like cp -t\n"
+"  -t, --target-directory DIR  copy each SOURCE to DIR/NAME, like cp -t (a\n"
+"                        SOURCE that cannot be set up fails alone: exit 1)\n"
 "  -q, --quiet           no progress line and no summary (errors are still printed)\n"
 "  -v, --verbose         print each copied entry (path below SOURCE) on stdout,\n"
 "                        and 'delete PATH' for each entry --delete removes\n"
@@ -5856,7 +5882,8 @@ split_path(const char *path, const char **base)
 
 /*
  * Open SOURCE and DEST and make the top struct dir: the tree's top for a
- * directory, or the two parent directories for a single file.
+ * directory, or the two parent directories for a single file.  Returns
+ * NULL if this SOURCE of -t cannot be set up (named by setup_fail).
  */
 static struct dir *
 setup_dirs(const struct stat *st)
@@ -5864,20 +5891,25 @@ setup_dirs(const struct stat *st)
 	struct dir *d = xmalloc(sizeof *d);
 	struct stat dst;
 	const char *sbase, *dbase;
-	char *sdir, *ddir;
+	char *sdir = NULL, *ddir = NULL;
 	int dsfd, made;
 
 	memset(d, 0, sizeof *d);
+	d->sfd = d->dfd = -1;
 	d->rel = xstrdup("");
 	d->st = *st;
 	d->pending = 1;
 	d->owner = -1;
 	if (S_ISDIR(st->st_mode)) {
 		d->sfd = src_openat(AT_FDCWD, g.src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (d->sfd < 0)
-			die("'%s': %s", g.src, strerror(errno));
-		if (fstat(d->sfd, &dst) < 0 || dst.st_dev != st->st_dev || dst.st_ino != st->st_ino)
-			die("'%s': changed while being opened", g.src);
+		if (d->sfd < 0) {
+			setup_fail("'%s': %s", g.src, strerror(errno));
+			goto fail;
+		}
+		if (fstat(d->sfd, &dst) < 0 || dst.st_dev != st->st_dev || dst.st_ino != st->st_ino) {
+			setup_fail("'%s': changed while being opened", g.src);
+			goto fail;
+		}
 		/* DEST itself is never followed if it is a symlink (cp -aT
 		 * refuses too): else whoever can write its parent could send
 		 * the whole copy elsewhere.  A trailing slash would follow. */
@@ -5887,28 +5919,37 @@ setup_dirs(const struct stat *st)
 			ddir[made - 1] = '\0';
 		made = !g.dryrun && mkdir(ddir, 0700) == 0;
 		if (!made && !g.dryrun) {
-			if (errno != EEXIST)
-				die("cannot create '%s': %s", g.dst, strerror(errno));
+			if (errno != EEXIST) {
+				setup_fail("cannot create '%s': %s", g.dst, strerror(errno));
+				goto fail;
+			}
 			d->existed = 1;
 		}
 		d->dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (d->dfd < 0 && (errno == ENOTDIR || errno == ELOOP) &&
-		    lstat(ddir, &dst) == 0 && S_ISLNK(dst.st_mode))
-			die("'%s': is a symbolic link; not followed (name the "
+		    lstat(ddir, &dst) == 0 && S_ISLNK(dst.st_mode)) {
+			setup_fail("'%s': is a symbolic link; not followed (name the "
 			    "directory it points to)", g.dst);
-		free(ddir);
-		if (d->dfd < 0 && !(g.dryrun && errno == ENOENT))
-			die("'%s': %s", g.dst, errno == ENOTDIR ?
+			goto fail;
+		}
+		if (d->dfd < 0 && !(g.dryrun && errno == ENOENT)) {
+			setup_fail("'%s': %s", g.dst, errno == ENOTDIR ?
 			    "exists and is not a directory" : strerror(errno));
+			goto fail;
+		}
+		free(ddir);
+		ddir = NULL;
 		if (d->dfd < 0)
 			printf("create %s/\n", g.dst);
 		if (g.dryrun) {
 			d->nometa = 1;
 		} else {
 			g.newuid = owner_probe(d->dfd);
-			if (fstat(d->dfd, &dst) < 0 || (made && dst.st_uid != g.newuid))
-				die("'%s': changed while being created (another "
+			if (fstat(d->dfd, &dst) < 0 || (made && dst.st_uid != g.newuid)) {
+				setup_fail("'%s': changed while being created (another "
 				    "directory took its name)", g.dst);
+				goto fail;
+			}
 			if ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid)
 				d->jflags |= JF_SGID;   /* new files get its group */
 			if (!made && g.euid != 0 && dst.st_uid != g.euid) {
@@ -5926,8 +5967,11 @@ setup_dirs(const struct stat *st)
 			d->jflags |= JF_DACL;   /* see dir_enter */
 		if (g.list)
 			return d;       /* --files-from: list_step reads the list */
-		if ((dsfd = dup(d->sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL)
-			die("'%s': %s", g.src, strerror(errno));
+		if ((dsfd = dup(d->sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL) {
+			setup_fail("'%s': %s", g.src, strerror(errno));
+			close_keep(dsfd);
+			goto fail;
+		}
 		if (g.del && d->dfd >= 0) {
 			check_delete_nesting(d->sfd, d->dfd);
 			d->dn = dn_read(d, d->dfd);
@@ -5937,17 +5981,23 @@ setup_dirs(const struct stat *st)
 	if (g.list)
 		die("'%s': --files-from needs a directory SOURCE", g.src);
 	/* one file or symlink: DEST names the copy */
-	if (stat(g.dst, &dst) == 0 && dst.st_dev == st->st_dev && dst.st_ino == st->st_ino)
-		die("'%s' and '%s' are the same file", g.src, g.dst);
+	if (stat(g.dst, &dst) == 0 && dst.st_dev == st->st_dev && dst.st_ino == st->st_ino) {
+		setup_fail("'%s' and '%s' are the same file", g.src, g.dst);
+		goto fail;
+	}
 	sdir = split_path(g.src, &sbase);
 	ddir = split_path(g.dst, &dbase);
 	d->nometa = 1;
 	d->sfd = open(sdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (d->sfd < 0)
-		die("'%s': %s", sdir, strerror(errno));
+	if (d->sfd < 0) {
+		setup_fail("'%s': %s", sdir, strerror(errno));
+		goto fail;
+	}
 	d->dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (d->dfd < 0)
-		die("'%s': %s", ddir, strerror(errno));
+	if (d->dfd < 0) {
+		setup_fail("'%s': %s", ddir, strerror(errno));
+		goto fail;
+	}
 	if (fstat(d->dfd, &dst) == 0 && ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid))
 		d->jflags |= JF_SGID;
 	if (!g.dryrun)
@@ -5957,11 +6007,22 @@ setup_dirs(const struct stat *st)
 	free(d->rel);
 	d->rel = NULL;
 	return d;
+fail:
+	if (d->ds)
+		closedir(d->ds);
+	close_keep(d->sfd);
+	close_keep(d->dfd);
+	free(sdir);
+	free(ddir);
+	free(d->rel);
+	free(d);
+	return NULL;
 }
 
 /*
  * Set up the top: open SOURCE and DEST (setup_dirs), decide how files get
- * their names, and for a single-file SOURCE queue its one entry.
+ * their names, and for a single-file SOURCE queue its one entry.  Returns
+ * NULL if this SOURCE of -t cannot be set up (named and counted).
  */
 static struct dir *
 setup_top(const struct stat *st)
@@ -5971,6 +6032,8 @@ setup_top(const struct stat *st)
 	struct stat dst;
 	char *dir;
 
+	if (d == NULL)
+		return NULL;
 	g.root = d;
 	g.fdopen = (d->sfd >= 0) + (d->dfd >= 0) + (d->ds != NULL);
 	g.dstfd = d->dfd;
@@ -5990,8 +6053,12 @@ setup_top(const struct stat *st)
 	free(split_path(g.src, &sbase));
 	dir = split_path(g.dst, &dbase);
 	free(dir);
-	if (strlen(dbase) > NAME_MAX || strlen(sbase) > NAME_MAX)
-		die("'%s': %s", strlen(dbase) > NAME_MAX ? g.dst : g.src, strerror(ENAMETOOLONG));
+	if (strlen(dbase) > NAME_MAX || strlen(sbase) > NAME_MAX) {
+		setup_fail("'%s': %s", strlen(dbase) > NAME_MAX ? g.dst : g.src,
+		    strerror(ENAMETOOLONG));
+		dir_put(d);     /* the top: nothing was made, so nothing is set */
+		return NULL;
+	}
 	if (g.dryrun)
 		printf("%s %s\n", lstat(g.dst, &dst) == 0 ? "replace" : "create", g.dst);
 	else {
@@ -6006,7 +6073,9 @@ setup_top(const struct stat *st)
  * Check every SOURCE before anything is created (exit 2 on the first bad
  * one): it exists and is a directory, file or symlink, its DEST is not
  * inside it, and no two of them (-t) would be copied to one name.  Their
- * lstat results go to sts, their DESTs to dsts.  Parent.
+ * lstat results go to sts, their DESTs to dsts.  With -t, a SOURCE that
+ * is missing or of another type fails alone (setup_fail; its dsts[i] is
+ * NULL) and the others are copied.  Parent.
  */
 static void
 sources_check(struct stat *sts, const char **dsts)
@@ -6016,17 +6085,23 @@ sources_check(struct stat *sts, const char **dsts)
 	for (i = 0; i < g.nsrc; i++) {
 		const char *src = g.srcs[i];
 
-		if (lstat(src, &sts[i]) < 0)
-			die("'%s': %s", src, strerror(errno));
-		if (!S_ISDIR(sts[i].st_mode) && !S_ISREG(sts[i].st_mode) && !S_ISLNK(sts[i].st_mode))
-			die("'%s': not a directory, regular file or symlink", src);
+		dsts[i] = NULL;
+		if (lstat(src, &sts[i]) < 0) {
+			setup_fail("'%s': %s", src, strerror(errno));
+			continue;
+		}
+		if (!S_ISDIR(sts[i].st_mode) && !S_ISREG(sts[i].st_mode) &&
+		    !S_ISLNK(sts[i].st_mode)) {
+			setup_fail("'%s': not a directory, regular file or symlink", src);
+			continue;
+		}
 		dsts[i] = dest_for(src, &sts[i], g.dst);
 		if (S_ISDIR(sts[i].st_mode)) {
 			g.src = src;    /* for check_nesting's message */
 			check_nesting(&sts[i], dsts[i]);
 		}
 		for (k = 0; k < i; k++)
-			if (strcmp(dsts[k], dsts[i]) == 0)
+			if (dsts[k] && strcmp(dsts[k], dsts[i]) == 0)
 				die("'%s' and '%s' would both be copied to '%s'",
 				    g.srcs[k], src, dsts[i]);
 	}
@@ -6034,8 +6109,10 @@ sources_check(struct stat *sts, const char **dsts)
 
 /*
  * Copy one SOURCE (lstat in st) to its DEST with the running workers: set
- * up the top, walk and dispatch until done.  The first SOURCE starts the
- * workers.  Returns 0, or -1 if a signal or a full DEST stopped the run.
+ * up the top, walk and dispatch until done.  The first SOURCE set up
+ * starts the workers.  Returns 0 (also when this SOURCE of -t could not
+ * be set up: named and counted), or -1 if a signal or a full DEST stopped
+ * the run.
  */
 static int
 copy_one(const struct stat *st)
@@ -6052,6 +6129,8 @@ copy_one(const struct stat *st)
 	g.rootdev = st->st_dev;
 	g.rootdone = 0;
 	top = setup_top(st);
+	if (top == NULL)
+		return 0;
 	g.walking = S_ISDIR(st->st_mode);
 	g.cur = g.walking ? top : NULL;
 	if (g.walking && g.progress && !g.list)
@@ -6094,7 +6173,7 @@ main(int argc, char **argv)
 	for (i = 0; i < g.nsrc; i++) {
 		g.src = g.srcs[i];
 		g.dst = dsts[i];
-		if (copy_one(&sts[i]) < 0)
+		if (g.dst && copy_one(&sts[i]) < 0)
 			break;
 	}
 	if (g.nsrc > 1)

@@ -4569,6 +4569,45 @@ t_cp_habits()
 	[ ! -e tdir/src/sub/src ] || fail "-t into SOURCE copied something"
 }
 
+# -t DIR SOURCE...: a SOURCE that cannot be set up (missing, not a file
+# or directory, unreadable, its DEST taken by a file) fails alone, named,
+# as with cp: the SOURCEs after it are still copied, exit 1.
+t_target_source_fails()
+{
+	as_nobody
+	if ! $runas test -x "$PCOPY"; then
+		skip "uid 65534 cannot run $PCOPY"
+	fi
+	mkdir -p a/sub b c locked tdir
+	echo 1 >a/sub/f
+	echo 2 >b/f
+	echo 3 >c/f
+	echo 4 >file
+	mkfifo fifo
+	echo taken >tdir/c      # c's DEST is a file: c fails, file still copied
+	chmod 0777 tdir
+	chmod 0000 locked
+	! is_root || chown -R 65534:65534 a b c file     # nobody's copies keep their owner
+	pc -t tdir a missing b fifo locked c file
+	want_rc 1 "-t with failing SOURCEs"
+	for n in missing fifo locked; do
+		grep -q "^pcopy: '$n': " pc.err || fail "'$n' not named: $(cat pc.err)"
+	done
+	grep -q "'tdir/c': exists and is not a directory" pc.err ||
+	    fail "c's DEST not named: $(cat pc.err)"
+	! grep -q stopping pc.err || fail "the run stopped: $(cat pc.err)"
+	grep -q ", 4 failed" pc.err || fail "summary: $(tail -n 1 pc.err)"
+	same_tree a tdir/a
+	same_tree b tdir/b
+	same_tree file tdir/file
+	[ "$(cat tdir/c)" = taken ] || fail "tdir/c was changed"
+	[ ! -e tdir/missing ] && [ ! -e tdir/fifo ] && [ ! -e tdir/locked ] ||
+	    fail "a failed SOURCE left something in tdir: $(ls tdir)"
+	# one SOURCE without -t: a setup error as before (exit 2)
+	pc missing dst
+	want_rc 2 "missing SOURCE without -t"
+}
+
 # Single-file errors name the file itself, not FILE/FILE.
 t_single_file_paths()
 {
