@@ -5256,16 +5256,152 @@ wk_start(void)
 	}
 }
 
+/* Does the comma-separated list hold word? */
+static int
+csv_has(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (;;) {
+		if (strncmp(list, word, n) == 0 && (list[n] == ',' || list[n] == '\0'))
+			return 1;
+		if ((list = strchr(list, ',')) == NULL)
+			return 0;
+		list++;
+	}
+}
+
+/* Undo mountinfo's octal escapes (a space is "\040") in place. */
+static void
+unoctal(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++)
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else
+			*o++ = *s;
+	*o = '\0';
+}
+
+/* Read up to two numbers from a file: how many were read. */
+static int
+read_nums(const char *path, long long *a, long long *b)
+{
+	FILE *f = fopen(path, "re");
+	int k;
+
+	if (f == NULL)
+		return 0;
+	k = fscanf(f, "%lld %lld", a, b);
+	fclose(f);
+	return k < 0 ? 0 : k;
+}
+
+/*
+ * Lower n to the CPU quota of the cgroup directory mnt + rel and of each
+ * of its ancestors up to mnt (a quota binds every cgroup below it): v2's
+ * cpu.max ("QUOTA PERIOD" or "max PERIOD"), or v1's cpu.cfs_quota_us
+ * (-1: none) and cpu.cfs_period_us.  rel ("/..." ) is cut in the process.
+ */
+static long
+cg_quota(const char *mnt, char *rel, int v1, long n)
+{
+	char path[8400], *p;
+	long long quota, period, x;
+
+	for (;;) {
+		const char *sep = rel[strlen(rel) - 1] == '/' ? "" : "/";
+
+		quota = period = -1;
+		if (v1) {
+			snprintf(path, sizeof path, "%s%s%scpu.cfs_quota_us", mnt, rel, sep);
+			if (read_nums(path, &quota, &x) >= 1) {
+				snprintf(path, sizeof path, "%s%s%scpu.cfs_period_us", mnt, rel, sep);
+				read_nums(path, &period, &x);
+			}
+		} else {
+			snprintf(path, sizeof path, "%s%s%scpu.max", mnt, rel, sep);
+			read_nums(path, &quota, &period);
+		}
+		if (quota > 0 && period > 0 && (quota + period - 1) / period < n)
+			n = (long)((quota + period - 1) / period);
+		if (strcmp(rel, "/") == 0)
+			return n;
+		p = strrchr(rel, '/');
+		p[p == rel] = '\0';
+	}
+}
+
+/*
+ * The cgroup v1 hierarchy that has the cpu controller: its mount point
+ * in mnt, and this process's cgroup below it in rel ("/" for the mount's
+ * own root).  From /proc/self/cgroup ("4:cpu,cpuacct:/kube/pod") and the
+ * "cgroup" line of /proc/self/mountinfo whose options name cpu; its root
+ * field is the cgroup the mount shows (a container's, often), so it is
+ * cut from the path.  Returns 0, or -1 (no /proc, no v1 cpu hierarchy).
+ */
+static int
+cg1_cpu(char *mnt, size_t nm, char *rel, size_t nr)
+{
+	char buf[4096], cg[4096], root[4096], mp[4096], type[64], opts[1024];
+	char *a, *b, *sep;
+	int found = 0;
+	size_t k;
+	FILE *f;
+
+	if ((f = fopen("/proc/self/cgroup", "re")) == NULL)
+		return -1;
+	while (!found && fgets(buf, sizeof buf, f)) {
+		buf[strcspn(buf, "\n")] = '\0';
+		if ((a = strchr(buf, ':')) == NULL || (b = strchr(a + 1, ':')) == NULL)
+			continue;
+		*b = '\0';
+		if (csv_has(a + 1, "cpu") && b[1] == '/') {
+			snprintf(cg, sizeof cg, "%s", b + 1);
+			found = 1;
+		}
+	}
+	fclose(f);
+	if (!found || (f = fopen("/proc/self/mountinfo", "re")) == NULL)
+		return -1;
+	found = 0;
+	while (!found && fgets(buf, sizeof buf, f)) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - TYPE SOURCE SUPEROPTS */
+		if ((sep = strstr(buf, " - ")) == NULL ||
+		    sscanf(buf, "%*s %*s %*s %4095s %4095s", root, mp) != 2 ||
+		    sscanf(sep + 3, "%63s %*s %1023s", type, opts) != 2)
+			continue;
+		found = strcmp(type, "cgroup") == 0 && csv_has(opts, "cpu");
+	}
+	fclose(f);
+	if (!found)
+		return -1;
+	unoctal(root);
+	unoctal(mp);
+	snprintf(mnt, nm, "%s", mp);
+	k = strcmp(root, "/") == 0 ? 0 : strlen(root);
+	if (strncmp(cg, root, k) == 0 && (cg[k] == '/' || cg[k] == '\0'))
+		snprintf(rel, nr, "%s", cg[k] ? cg + k : "/");
+	else
+		snprintf(rel, nr, "/");         /* not below what is mounted */
+	return 0;
+}
+
 /*
  * CPUs this process may use: the online ones, fewer if the affinity mask
- * (taskset, cpuset) or a cgroup v2 CPU quota (cpu.max of its cgroup and
- * every ancestor, as a container's limit is) says so.  Parent, at setup.
+ * (taskset, cpuset) or a cgroup CPU quota says so: v2's cpu.max, v1's
+ * cpu.cfs_quota_us / cpu.cfs_period_us, of its cgroup and every ancestor
+ * (as a container's limit is).  Parent, at setup.
  */
 static unsigned
 cpus_usable(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	char line[4096], path[4200], *p;
+	char line[4096], mnt[4096];
 	cpu_set_t set;
 	FILE *f;
 
@@ -5287,21 +5423,15 @@ cpus_usable(void)
 			}
 		fclose(f);
 	}
-	for (;;) {
-		long long quota, period;
-
-		snprintf(path, sizeof path, "/sys/fs/cgroup%s%scpu.max", line,
-		    line[strlen(line) - 1] == '/' ? "" : "/");
-		if ((f = fopen(path, "re")) != NULL) {
-			if (fscanf(f, "%lld %lld", &quota, &period) == 2 && quota > 0 &&
-			    period > 0 && (quota + period - 1) / period < n)
-				n = (long)((quota + period - 1) / period);
-			fclose(f);
-		}
-		if (strcmp(line, "/") == 0)
-			break;
-		p = strrchr(line, '/');
-		p[p == line] = '\0';
+	n = cg_quota("/sys/fs/cgroup", line, 0, n);
+	/* v1: where /proc says; without it, the usual mount points' roots */
+	if (cg1_cpu(mnt, sizeof mnt, line, sizeof line) == 0) {
+		n = cg_quota(mnt, line, 1, n);
+	} else {
+		strcpy(line, "/");
+		n = cg_quota("/sys/fs/cgroup/cpu,cpuacct", line, 1, n);
+		strcpy(line, "/");
+		n = cg_quota("/sys/fs/cgroup/cpu", line, 1, n);
 	}
 	return (unsigned)n;
 }
@@ -5336,7 +5466,8 @@ usage(FILE *f)
 "\n"
 "  -j, --jobs N          worker processes (1-256; default: 4 per usable CPU, at\n"
 "                        most 64; usable: online, in the affinity mask and\n"
-"                        within the cgroup's cpu.max quota)\n"
+"                        within the cgroup's CPU quota: v2 cpu.max, v1\n"
+"                        cpu.cfs_quota_us)\n"
 "  -t, --target-directory DIR  copy each SOURCE to DIR/NAME, like cp -t (a\n"
 "                        SOURCE that cannot be set up fails alone: exit 1)\n"
 "  -q, --quiet           no progress line and no summary (errors are still printed)\n"

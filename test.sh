@@ -4759,6 +4759,52 @@ t_jobs_cgroup()
 	fi
 }
 
+# Default -j under a cgroup v1 CPU quota (cpu.cfs_quota_us over
+# cpu.cfs_period_us, of the cgroup or an ancestor), faked as t_jobs_cgroup
+# fakes v2: files on a tmpfs.  Once found through /proc/self/cgroup and
+# /proc/self/mountinfo (a fake /proc bound over the real one, whose
+# mount's root is the parent cgroup, as in a container), once at the
+# usual /sys/fs/cgroup/cpu,cpuacct when there is no /proc.
+t_jobs_cgroup_v1()
+{
+	is_root || skip "needs root to mount"
+	have strace || skip "strace missing"
+	have unshare || skip "unshare missing"
+	no_wrap "counts pcopy's own forks"
+	ncpu=$(nproc)
+	[ "$ncpu" -ge 2 ] && [ "$ncpu" -le 16 ] || skip "needs 2 to 16 usable CPUs, have $ncpu"
+	strace -f -qq -e trace=clone -o /dev/null true 2>/dev/null || skip "strace does not work here"
+	mk_files src 2 5
+	mkdir -p cgv1 fakeproc/self
+	unshare -m --propagation private sh -c '
+	set -e
+	mount -t tmpfs cg "$PWD/cgv1"
+	mkdir -p cgv1/pod1
+	echo -1 >cgv1/pod1/cpu.cfs_quota_us
+	echo 100000 >cgv1/pod1/cpu.cfs_period_us
+	echo 50000 >cgv1/cpu.cfs_quota_us       # the parent: half a CPU
+	echo 100000 >cgv1/cpu.cfs_period_us
+	printf "12:memory:/kube/pod1\n4:cpu,cpuacct:/kube/pod1\n0::/\n" >fakeproc/self/cgroup
+	printf "30 25 0:26 /kube %s rw,nosuid - cgroup cgroup rw,cpu,cpuacct\n" \
+	    "$PWD/cgv1" >fakeproc/self/mountinfo
+	mount --bind fakeproc /proc
+	strace -f -qq -e trace=fork,vfork,clone,clone3 -o trace.proc "$1" -q src dst1
+	umount /proc
+	mount -t tmpfs cg /sys/fs/cgroup
+	mkdir /sys/fs/cgroup/cpu,cpuacct
+	echo 50000 >/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us
+	echo 100000 >/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us
+	mount -t tmpfs none /proc               # no /proc at all
+	strace -f -qq -e trace=fork,vfork,clone,clone3 -o trace.sys "$1" -q src dst2
+	' sh "$PCOPY" || fail "run failed"
+	same_tree src dst1
+	same_tree src dst2
+	nw=$(workers_in trace.proc)
+	[ "$nw" -eq 4 ] || fail "v1 quota of the parent cgroup (half a CPU): $nw workers, want 4"
+	nw=$(workers_in trace.sys)
+	[ "$nw" -eq 4 ] || fail "v1 quota at /sys/fs/cgroup/cpu,cpuacct: $nw workers, want 4"
+}
+
 # fork refused (RLIMIT_NPROC): pcopy copies with the workers it could
 # start and says so (exit 0); with none at all it exits 2.
 t_fork_refused()
