@@ -419,6 +419,14 @@ struct dnames {                 /* --delete: a DEST directory's names, open addr
 	size_t size, used;      /* size: a power of two */
 };
 
+struct drec {                   /* a record of getdents64 (tmp_sweep) */
+	uint64_t ino;
+	int64_t off;
+	unsigned short reclen;
+	unsigned char type;
+	char name[];
+};
+
 struct rule {                   /* an --exclude or --include pattern */
 	const char *pat;        /* without its leading '/' and trailing '/' */
 	int incl;               /* 1: --include, 0: --exclude */
@@ -1337,40 +1345,43 @@ tmp_orphan(const char *name)
  * Remove hidden temporaries left in an existing DEST directory by a pcopy
  * (or worker) that was killed.  A regular one that a live pcopy holds is
  * locked and stays; other types stay while the pid in their name lives.
+ * Every shard of --shard sweeps every directory, so this reads dfd itself
+ * with getdents64 into a 32 KiB buffer: 3 system calls for a directory of
+ * a few hundred names, where opendir on a new descriptor took 7 (musl
+ * reads 2 KiB at a time).  dfd's offset is rewound first (another sweep of
+ * it, or dn_read's dup, may have moved it).  Parent.
  */
 static void
 tmp_sweep(int dfd)
 {
-	struct dirent *de;
+	static uint64_t buf[4096];      /* 32 KiB, aligned for the records */
+	struct drec *de;
 	struct stat st;
-	DIR *ds;
+	long n, i;
 	int fd;
 
-	/* a new open file description: a dup() would share (and leave at
-	 * the end) the offset of dfd's, and a second sweep would read nothing */
-	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || (ds = fdopendir(fd)) == NULL) {
-		close_keep(fd);
+	if (lseek(dfd, 0, SEEK_SET) < 0)
 		return;
-	}
-	while ((de = readdir(ds)) != NULL) {
-		if (strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0 ||
-		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (!S_ISREG(st.st_mode)) {
-			if (!S_ISDIR(st.st_mode) && tmp_orphan(de->d_name))
-				unlinkat(dfd, de->d_name, 0);
-			continue;
+	while ((n = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0)
+		for (i = 0; i < n; i += de->reclen) {
+			de = (struct drec *)((char *)buf + i);
+			if (strncmp(de->name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0 ||
+			    fstatat(dfd, de->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			if (!S_ISREG(st.st_mode)) {
+				if (!S_ISDIR(st.st_mode) && tmp_orphan(de->name))
+					unlinkat(dfd, de->name, 0);
+				continue;
+			}
+			fd = openat(dfd, de->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			/* only regular files carry the lock; the others are left */
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+			    flock(fd, LOCK_EX | LOCK_NB) == 0)
+				unlinkat(dfd, de->name, 0);
+			close(fd);
 		}
-		fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		/* only regular files carry the lock; the others are left */
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0)
-			unlinkat(dfd, de->d_name, 0);
-		close(fd);
-	}
-	closedir(ds);
 }
 
 /*

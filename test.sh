@@ -2498,13 +2498,22 @@ t_few_fds()
 }
 
 # Hidden names of a killed run are removed by the next run into the same
-# directory, unless a live process holds their lock.
+# directory, unless a live process holds their lock.  big/ takes several
+# reads of the sweep's 32 KiB buffer, with hidden names made first and last.
 t_stale_temp()
 {
 	have flock || skip "flock (util-linux) missing"
-	mkdir -p src/sub dst/sub
+	mkdir -p src/sub dst/sub src/big dst/big
 	echo a >src/f
 	echo b >src/sub/g
+	echo stale >dst/big/.pcopy-tmp.12345.0
+	i=0
+	while [ $i -lt 1500 ]; do
+		: >"src/big/a-name-of-sixty-characters-to-fill-the-buffer-sooner-$i"
+		i=$((i + 1))
+	done
+	cp -a src/big/. dst/big/
+	echo stale >dst/big/.pcopy-tmp.12345.1
 	echo stale >dst/.pcopy-tmp.12345.0
 	echo stale >dst/sub/.pcopy-tmp.12345.0
 	: >dst/sub/.pcopy-tmp.12345.1
@@ -2526,7 +2535,8 @@ t_stale_temp()
 	[ -e locked ] || fail "could not lock dst/.pcopy-tmp.999.1"
 	pc_ok src dst
 	for f in dst/.pcopy-tmp.12345.0 dst/sub/.pcopy-tmp.12345.0 \
-	    dst/sub/.pcopy-tmp.12345.1; do
+	    dst/sub/.pcopy-tmp.12345.1 dst/big/.pcopy-tmp.12345.0 \
+	    dst/big/.pcopy-tmp.12345.1; do
 		[ ! -e "$f" ] || fail "$f is still there"
 	done
 	[ -e dst/.pcopy-tmp.999.1 ] ||
