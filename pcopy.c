@@ -1345,6 +1345,7 @@ tmp_orphan(const char *name)
  * Remove hidden temporaries left in an existing DEST directory by a pcopy
  * (or worker) that was killed.  A regular one that a live pcopy holds is
  * locked and stays; other types stay while the pid in their name lives.
+ * (--shard runs leave this to the final pass, which is not sharded.)
  * Every shard of --shard sweeps every directory, so this reads dfd itself
  * with getdents64 into a 32 KiB buffer: 3 system calls for a directory of
  * a few hundred names, where opendir on a new descriptor took 7 (musl
@@ -1471,7 +1472,10 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 		if (g.euid != 0 && dst.st_uid == g.euid && (dst.st_mode & S_IRWXU) != S_IRWXU)
 			fchmod(dfd, (dst.st_mode & 07777) | S_IRWXU);
 		d->existed = 1;
-		tmp_sweep(dfd);
+		/* --shard: each shard would read every DEST directory again;
+		 * the final pass that every sharded copy ends with sweeps */
+		if (!g.shard_n)
+			tmp_sweep(dfd);
 	}
 	/* a default ACL makes new entries inherit ACLs SOURCE lacks; one
 	 * its owner may add while we copy (a directory DEST had, not ours)
@@ -3053,7 +3057,10 @@ dir_finish(struct dir *d)
 	ent_fill(&e, &d->st);
 	if (g.shard_n)          /* other shards may still write here: -u fixes */
 		e.mode |= S_IRWXU;
-	if (!d->nometa && !g.stop && !g.dryrun) {
+	/* --shard: what a shard would set on a directory DEST had already
+	 * (another shard made it, or an earlier run) the final pass sets
+	 * anyway; N shards would each set it again (5 calls a directory) */
+	if (!d->nometa && !g.stop && !g.dryrun && !(g.shard_n && d->existed)) {
 		struct xref xs = xref_of(d->sfd, -1, NULL), xd = xref_of(d->dfd, -1, NULL);
 		mode_t mode = e.mode & 07777;
 		struct rep r;
@@ -3071,9 +3078,9 @@ dir_finish(struct dir *d)
 		rep_warn(d, NULL, &r);
 		if (meta_times(d->dfd, -1, NULL, &e) < 0)
 			warn_entry(1, 1, d, NULL, errno);
-		if (g.fsync && fsync(d->dfd) < 0)
-			warn_entry(1, 1, d, NULL, errno);
 	}
+	if (!d->nometa && !g.stop && !g.dryrun && g.fsync && fsync(d->dfd) < 0)
+		warn_entry(1, 1, d, NULL, errno);
 	if (d->sfd >= 0) {
 		close(d->sfd);
 		g.fdopen--;
@@ -6103,8 +6110,8 @@ setup_dirs(const struct stat *st)
 				d->nometa = 1;
 			}
 		}
-		if (!g.dryrun)
-			tmp_sweep(d->dfd);
+		if (!g.dryrun && !g.shard_n)
+			tmp_sweep(d->dfd);      /* --shard: see dir_enter */
 		if (!g.dryrun && ((!made && dst.st_uid != g.euid) || dacl_has(d->dfd)))
 			d->jflags |= JF_DACL;   /* see dir_enter */
 		if (g.list)

@@ -3019,7 +3019,8 @@ t_files_from()
 t_shard()
 {
 	mk_split src 6 40 300
-	mkdir src/links src/ro
+	mkdir -p src/links src/ro dst/d1
+	echo stale >dst/d1/.pcopy-tmp.12345.0   # a killed run's: the final -u sweeps
 	echo grouped >src/d0/g1
 	ln src/d0/g1 src/links/g2
 	ln src/d0/g1 src/d5/g3
@@ -3059,6 +3060,7 @@ $(sort files1 files2 files3 | diff - all | head -n 10)"
 	grep -Eq "^pcopy: 0 files, .*, $(wc -l <all) skipped" pc.err ||
 	    fail "-u after the shards: want 0 files, $(wc -l <all) skipped:
 $(cat pc.err)"
+	[ ! -e dst/d1/.pcopy-tmp.12345.0 ] || fail "the final -u did not sweep"
 	same_tree src dst
 }
 
@@ -4863,7 +4865,11 @@ $(diff before after | head -n 10)"
 
 # --shard decides a non-directory from readdir's inode number: a shard
 # stats only its own entries (and the directories), so N shards cost about
-# one walk; the final -u writes nothing but directory metadata.
+# one walk; the final -u writes nothing but directory metadata.  The
+# shards after the first find every directory made: they neither read it
+# in DEST (hidden names are the final pass's to sweep) nor set its times
+# (the final pass does): in all, as many getdents64 and utimensat calls as
+# one plain run plus a read of SOURCE's directories per extra shard.
 t_shard_cost()
 {
 	have strace || skip "strace missing"
@@ -4871,14 +4877,25 @@ t_shard_cost()
 	mk_mixed src
 	nall=$(find src ! -type d | wc -l)
 	ndir=$(find src -type d | wc -l)
+	calls='newfstatat,fstatat64,statx,lstat,stat,getdents64,utimensat'
+	strace -f -qq -e trace=$calls -o plain.st "$PCOPY" -q src plain </dev/null >pc.out 2>pc.err ||
+	    fail "plain run: $(cat pc.err)"
 	for k in 1 2 3; do
-		strace -f -qq -e trace=newfstatat,fstatat64,statx,lstat,stat -o st$k \
+		strace -f -qq -e trace=$calls -o st$k \
 		    "$PCOPY" -q --shard $k/3 src dst </dev/null >pc.out 2>pc.err ||
 		    fail "--shard $k/3: $(cat pc.err)"
 	done
 	nst=$(grep -c 'newfstatat\|statx\|stat(' st1 st2 st3 | awk -F: '{ s += $2 } END { print s }')
 	[ "$nst" -lt $((nall + 4 * ndir + 30)) ] ||
 	    fail "3 shards made $nst stat calls for $nall entries: each stats them all"
+	gd=$(grep -c 'getdents64(' plain.st)
+	ngd=$(cat st1 st2 st3 | grep -c 'getdents64(')
+	[ "$ngd" -le $((3 * gd + 3)) ] ||
+	    fail "3 shards made $ngd getdents64 calls, a plain run $gd: DEST read again"
+	ut=$(grep -c 'utimensat(' plain.st)
+	nut=$(cat st1 st2 st3 | grep -c 'utimensat(')
+	[ "$nut" -le $((ut + 3)) ] ||
+	    fail "3 shards made $nut utimensat calls, a plain run $ut: directories set again"
 	stamps dst >before
 	pc_ok -u src dst
 	stamps dst >after
