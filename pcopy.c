@@ -28,7 +28,12 @@
  *             what the walk's fstatat saw (type, dev, ino, size, mode,
  *             owner, times): the worker checks what it opens against it
  *             (see Safety) and takes the metadata from fstat of what it
- *             opened, as cp -a does.  Small files are
+ *             opened, as cp -a does.  Without -u, -n or a progress line,
+ *             a regular file goes unstat'ed (ENT_NOSTAT: type and ino
+ *             from readdir, dev the directory's): the worker's fstat is
+ *             the only one, and a file that is hard-linked, over
+ *             BATCH_BYTES or not what readdir said comes back (R_RESTAT)
+ *             for the parent to stat and queue as before.  Small files are
  *             batched (BATCH_FILES, BATCH_BYTES) so that round-trips do not
  *             dominate on trees of many small files.
  *   MSG_DONE  worker -> parent: the job is finished; `count` reports
@@ -139,7 +144,10 @@
  * is checked with fstat (type, dev, ino) against what the walk saw before
  * anything of it is trusted, and its metadata is taken from that fstat;
  * a mismatch is named "changed during copy" and the entry is not copied
- * (exit 1), never copied with another file's metadata.  Directories the
+ * (exit 1), never copied with another file's metadata.  (A file the walk
+ * did not stat, ENT_NOSTAT, is checked against readdir's type and inode
+ * number; on a mismatch it goes back to the parent, which stats it as it
+ * is then, as if the walk had come later, and it is checked again.)  Directories the
  * parent makes, and nodes a worker makes (mknodat and symlinkat give no
  * descriptor), are opened right after, O_PATH | O_NOFOLLOW for nodes, and
  * checked to be new (owner: new files' owner in DEST, g.newuid; nodes: one
@@ -344,6 +352,8 @@ struct ent {                    /* one entry of a job; name follows, NUL-ended *
 enum {
 	ENT_HLFIRST = 1,        /* first name of a hard link group: report to the table */
 	ENT_DROP = 2,           /* parent gave up on this entry: worker skips it */
+	ENT_NOSTAT = 4,         /* readdir said regular, the walk did not stat it: only
+				 * ino and dev are known (walk_nostat) */
 };
 
 #define XNAME_MAX 56            /* bytes of an xattr name a report carries */
@@ -373,6 +383,8 @@ enum {
 	R_SKIP,                 /* -u: destination already up to date */
 	R_BADCOPY,              /* --verify: the copy differs from the source */
 	R_RACED,                /* another file took the name (val 1: in DEST): not copied */
+	R_RESTAT,               /* ENT_NOSTAT, but hard-linked, large or on another
+				 * device: not copied; the parent stats and queues it */
 };
 
 struct xref {                   /* an inode whose metadata is read or set */
@@ -542,6 +554,7 @@ static struct {
 	int full;               /* ENOSPC/EDQUOT seen */
 	int nodel;              /* --delete: deletions stopped (I/O error, ENOSPC, failure) */
 	int outerr;             /* errno of a failed flush of stdout, 0 if none */
+	int statall;            /* the walk stats every file (see walk_nostat) */
 	unsigned barren;        /* workers died since a job was last finished */
 	/* the ledger (parent only): see outcome() */
 	uint64_t found, copied, failed, skipped, dropped;
@@ -1025,7 +1038,9 @@ ent_fill(struct ent *e, const struct stat *st)
  * (type, device, inode)?  If so, *m is e's record with the owner, mode and
  * times of fstat -- what the copy gets, as cp -a takes them from the file
  * it reads -- and 0 is returned.  If not: R_RACED in *r (or R_FAIL_SRC
- * when fstat fails), -1.  Workers.  (m's names are not copied: use e's.)
+ * when fstat fails), -1.  An ENT_NOSTAT entry takes its size from fstat
+ * too, and comes back as R_RESTAT if it needs what the walk's stat would
+ * have told.  Workers.  (m's names are not copied: use e's.)
  */
 static int
 ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r)
@@ -1037,6 +1052,19 @@ ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r)
 		r->err = errno;
 		return -1;
 	}
+	if ((e->flags & ENT_NOSTAT) && ((st.st_mode & S_IFMT) != (e->mode & S_IFMT) ||
+	    st.st_dev != e->dev || st.st_ino != e->ino || st.st_nlink > 1 ||
+	    st.st_size > BATCH_BYTES)) {
+		/* not what readdir said (val 1: changed, a file mounted over
+		 * it, or a file system whose d_ino is not st_ino), a hard
+		 * link (the parent's table) or a file that should travel
+		 * alone: the parent stats it and queues it as the walk would */
+		r->what = R_RESTAT;
+		r->val = (st.st_mode & S_IFMT) != (e->mode & S_IFMT) ||
+		    st.st_dev != e->dev || st.st_ino != e->ino;
+		r->err = 0;
+		return -1;
+	}
 	if ((st.st_mode & S_IFMT) != (e->mode & S_IFMT) || st.st_dev != e->dev ||
 	    st.st_ino != e->ino) {
 		r->what = R_RACED;
@@ -1044,6 +1072,10 @@ ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r)
 		return -1;
 	}
 	*m = *e;
+	if (e->flags & ENT_NOSTAT) {    /* what was read is what is copied */
+		m->size = st.st_size;
+		m->blocks = st.st_blocks;
+	}
 	m->mode = st.st_mode;
 	m->uid = st.st_uid;
 	m->gid = st.st_gid;
@@ -1676,7 +1708,59 @@ walk_entry(struct dir *d, const char *name, const struct stat *st)
 	if (g.dryrun)
 		dry_entry(d, name, st);
 	else if (st->st_nlink <= 1 || hl_entry(d, name, st))
-		batch_add(d, name, NULL, st, st->st_nlink > 1 ? ENT_HLFIRST : 0);
+		batch_add(d, name, NULL, st, st->st_nlink > 1 ? ENT_HLFIRST :
+		    st->st_nlink == 0 ? ENT_NOSTAT : 0);
+}
+
+/*
+ * May the walk queue a regular file that readdir found without a stat?
+ * Then the worker's fstat of the file it opens (which the safety rule
+ * needs anyway) is the only one: a stat less per file.  What the walk's
+ * stat served: hard links (st_nlink), sizes (batches, progress), the
+ * device.  The worker sends back (R_RESTAT) a file that is hard-linked,
+ * larger than BATCH_BYTES or on another device, and walk_restat stats and
+ * queues it as before.  Not with -n (prints), -u (decides before the
+ * open), or a progress line (totals); nor after a file was not what
+ * readdir said (g.statall: a race, a file mounted over another, or a
+ * file system whose d_ino is not st_ino, as FUSE's may be).  Parent.
+ */
+static int
+walk_nostat(void)
+{
+	return !g.dryrun && !g.update && !g.progress && !g.statall;
+}
+
+/*
+ * R_RESTAT: an entry queued without a stat (ENT_NOSTAT) that the worker
+ * found hard-linked, large or on another device: stat it now and queue it
+ * as walk_entry would have.  It was counted found already.  Parent.
+ */
+static void
+walk_restat(struct dir *d, const char *name)
+{
+	struct stat st;
+
+	if (g.stop) {
+		outcome(OUT_DROPPED, d, name, NULL);
+		return;
+	}
+	if (dir_unpark(d) < 0) {
+		outcome(OUT_FAIL_SRC, d, name, "its directory could not be reopened");
+		return;
+	}
+	if (fstatat(d->sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		outcome(OUT_FAIL_SRC, d, name,
+		    errno == ENOENT ? "vanished before it could be copied" : NULL);
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		outcome(OUT_FAIL_SRC, d, name,
+		    "changed during copy (another file took its name); not copied");
+		return;
+	}
+	if (st.st_nlink <= 1 || hl_entry(d, name, &st))
+		batch_add(d, name, NULL, &st, st.st_nlink > 1 ? ENT_HLFIRST : 0);
+	batch_flush(d);
 }
 
 /* fstatat for the walk; names a failure and counts it.  Returns 0 or -1. */
@@ -1861,6 +1945,14 @@ walk_step(void)
 	if (g.shard_n && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN &&
 	    !shard_mine(de->d_ino))
 		return 1;       /* another shard's: not even a stat */
+	if (de->d_type == DT_REG && walk_nostat()) {
+		memset(&st, 0, sizeof st);      /* st_nlink 0: ENT_NOSTAT */
+		st.st_mode = S_IFREG;
+		st.st_ino = de->d_ino;
+		st.st_dev = d->st.st_dev;
+		walk_entry(d, name, &st);
+		return 1;
+	}
 	if (walk_stat(d, name, &st) == 0) {
 		walk_entry(d, name, &st);
 	} else if (d->dn) {     /* --delete: keep what could not be looked at */
@@ -2524,6 +2616,11 @@ rep_outcome(struct dir *d, const struct ent *e, const struct rep *rp)
 		break;
 	case R_VANISHED:
 		outcome(OUT_FAIL_SRC, d, ent_name(e), "vanished before it could be copied");
+		return 0;
+	case R_RESTAT:          /* not copied: the walk's stat was needed */
+		if (rp->val)    /* readdir did not say what fstat did: stat all */
+			g.statall = 1;
+		walk_restat(d, ent_name(e));
 		return 0;
 	case R_RACED:           /* the fstat check: one file's name, another's inode */
 		outcome(rp->val ? OUT_FAIL_DST : OUT_FAIL_SRC, d, rp->val ? ent_dname(e) : ent_name(e),

@@ -2187,7 +2187,9 @@ t_race_swap_source()
 	chmod 0600 src/alice/secret
 	echo "user data" >src/alice/mine
 	chown 65534:65534 src/alice src/alice/mine
-	race_bg openat -j 1 src dst
+	# -u: the walk stats each file, and the swap falls between that
+	# fstatat and the worker's open
+	race_bg openat -u -j 1 src dst
 	# the worker's open of a source file: O_NOFOLLOW | O_NONBLOCK
 	race_wait "$nr_openat" $((0x20800)) || fail "never saw a source open"
 	exchange src/alice/secret src/alice/mine
@@ -2198,6 +2200,19 @@ t_race_swap_source()
 		grep -qx "pcopy: 'src/alice/$f': changed during copy (another file took its name); not copied" \
 		    pc.err || fail "src/alice/$f not named: $(head -n 5 pc.err)"
 	done
+	# without -u the walk queues files unstat'ed (walk_nostat): the
+	# worker's check finds each name holding another inode than readdir
+	# said and sends it back; the parent stats it as it is now and it is
+	# copied with that file's own metadata
+	race_bg openat -j 1 src dst2
+	race_wait "$nr_openat" $((0x20800)) || fail "never saw a source open (2)"
+	exchange src/alice/secret src/alice/mine
+	race_end
+	no_mix dst2
+	[ "$rc" -eq 0 ] || fail "unstat'ed walk: exit $rc, want 0: $(head -n 5 pc.err)"
+	# (swapped back: each name holds its own file again)
+	[ "$(cat dst2/alice/secret)" = "ROOT SECRET" ] ||
+	    fail "dst2/alice/secret: $(cat dst2/alice/secret), want what the name held"
 }
 
 # Item 5: in fallback mode (hidden names), a hidden file is not created
@@ -4861,6 +4876,51 @@ $(diff before after | head -n 10)"
 	same_tree src dst
 	pc_ok -n -u src dst
 	! grep -v '^skip ' pc.out | grep -q . || fail "-n -u would copy: $(grep -v '^skip' pc.out)"
+}
+
+# Without -u, -n or a progress line, the walk queues a regular file that
+# readdir found without a stat: the worker's fstat of what it opens is the
+# only one.  Hard-linked files and files over 1 MiB come back to the parent
+# (R_RESTAT), which stats them and queues them as before: links stay
+# links, and a large file travels alone.  Fails where every file is stat'ed.
+t_walk_nostat()
+{
+	have strace || skip "strace missing"
+	no_wrap "counts pcopy's system calls"
+	mk_files src 3 30
+	ln src/d0/f1 src/d1/link1
+	ln src/d0/f1 src/d2/link2
+	head -c 3000000 /dev/urandom >src/d1/big
+	head -c 2000000 /dev/urandom >src/d1/big2
+	chmod 0600 src/d0/f2
+	touch -d '2001-02-03 04:05:06.7' src/d2/f3
+	nall=$(find src -type f | wc -l)
+	ndir=$(find src -type d | wc -l)
+	strace -f -qq -e trace=newfstatat,fstatat64,statx,lstat,stat -o st \
+	    "$PCOPY" -q src dst </dev/null >pc.out 2>pc.err || fail "exit $?: $(cat pc.err)"
+	[ ! -s pc.err ] || fail "said: $(cat pc.err)"
+	same_tree src dst
+	[ "$(stat -c %h dst/d0/f1)" -eq 3 ] || fail "hard links not kept: $(stat -c %h dst/d0/f1)"
+	nst=$(grep -c 'stat' st)
+	# the directories, the 3 names of the linked file, the 2 large ones
+	[ "$nst" -le $((ndir + 5 + 20)) ] ||
+	    fail "$nst stat calls for $nall files in $ndir directories: each file stat'ed"
+	pc_ok -u src dst
+	grep -Eq "^pcopy: 0 files, .*, $nall skipped" pc.err || fail "-u: $(cat pc.err)"
+	# an overlay over two tmpfs: its files' st_dev is not their
+	# directory's, so the first file comes back and the walk stats all
+	is_root && have unshare || return 0
+	mkdir ov
+	unshare -m --propagation private sh -c '
+	cd ov && mkdir lo up mnt && mount -t tmpfs lo lo && mount -t tmpfs up up &&
+	    mkdir up/u up/w && cp -a ../src/. lo/ &&
+	    mount -t overlay ov -o lowerdir=lo,upperdir=up/u,workdir=up/w mnt || exit 77
+	echo new >mnt/d0/upper
+	"$1" -q mnt ../ovdst </dev/null >../pc.out 2>../pc.err || exit 1
+	cp -a mnt ../ovsrc
+	' sh "$PCOPY" || { rc=$?; [ "$rc" -eq 77 ] && return 0; fail "overlay: exit $rc: $(cat pc.err)"; }
+	[ ! -s pc.err ] || fail "overlay: said: $(cat pc.err)"
+	same_tree ovsrc ovdst
 }
 
 # --shard decides a non-directory from readdir's inode number: a shard
