@@ -555,6 +555,7 @@ static struct {
 	int nodel;              /* --delete: deletions stopped (I/O error, ENOSPC, failure) */
 	int outerr;             /* errno of a failed flush of stdout, 0 if none */
 	int statall;            /* the walk stats every file (see walk_nostat) */
+	uint64_t nnostat, nrestat;      /* files queued unstat'ed; hard links among them */
 	unsigned barren;        /* workers died since a job was last finished */
 	/* the ledger (parent only): see outcome() */
 	uint64_t found, copied, failed, skipped, dropped;
@@ -710,16 +711,16 @@ die(const char *fmt, ...)
 static void
 setup_fail(const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	if (g.target == NULL)
-		die("%s", msg);
 	progress_clear();
-	fprintf(stderr, "pcopy: %s\n", msg);
+	fputs("pcopy: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (g.target == NULL)
+		exit(2);        /* as die(): one SOURCE, set up before any worker */
 	g.found++;
 	g.failed++;
 	g.status = 1;
@@ -1057,11 +1058,11 @@ ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r)
 	    st.st_size > BATCH_BYTES)) {
 		/* not what readdir said (val 1: changed, a file mounted over
 		 * it, or a file system whose d_ino is not st_ino), a hard
-		 * link (the parent's table) or a file that should travel
-		 * alone: the parent stats it and queues it as the walk would */
+		 * link (val 2: the parent's table) or a file that should travel
+		 * alone (0): the parent stats it and queues it as the walk would */
 		r->what = R_RESTAT;
 		r->val = (st.st_mode & S_IFMT) != (e->mode & S_IFMT) ||
-		    st.st_dev != e->dev || st.st_ino != e->ino;
+		    st.st_dev != e->dev || st.st_ino != e->ino ? 1 : st.st_nlink > 1 ? 2 : 0;
 		r->err = 0;
 		return -1;
 	}
@@ -1722,7 +1723,9 @@ walk_entry(struct dir *d, const char *name, const struct stat *st)
  * queues it as before.  Not with -n (prints), -u (decides before the
  * open), or a progress line (totals); nor after a file was not what
  * readdir said (g.statall: a race, a file mounted over another, or a
- * file system whose d_ino is not st_ino, as FUSE's may be).  Parent.
+ * file system whose d_ino is not st_ino, as FUSE's may be), or once 1 in
+ * 16 came back hard-linked (a tree of hard links: each would cost a
+ * round trip more than its stat).  Parent.
  */
 static int
 walk_nostat(void)
@@ -1950,6 +1953,7 @@ walk_step(void)
 		st.st_mode = S_IFREG;
 		st.st_ino = de->d_ino;
 		st.st_dev = d->st.st_dev;
+		g.nnostat++;
 		walk_entry(d, name, &st);
 		return 1;
 	}
@@ -2618,7 +2622,10 @@ rep_outcome(struct dir *d, const struct ent *e, const struct rep *rp)
 		outcome(OUT_FAIL_SRC, d, ent_name(e), "vanished before it could be copied");
 		return 0;
 	case R_RESTAT:          /* not copied: the walk's stat was needed */
-		if (rp->val)    /* readdir did not say what fstat did: stat all */
+		/* readdir did not say what fstat did, or hard links are
+		 * common here (1 in 16 sent back): from now on, stat all */
+		if (rp->val == 1 || (rp->val == 2 && ++g.nrestat >= 64 &&
+		    g.nrestat * 16 > g.nnostat))
 			g.statall = 1;
 		walk_restat(d, ent_name(e));
 		return 0;

@@ -1724,7 +1724,9 @@ t_emlink()
 	n=$(grep -c "too many links; copied as a separate file" pc.err)
 	[ "$n" -ge 10 ] || fail "want >= 10 'too many links' warnings, got $n: $(head -n 5 pc.err)"
 	[ "$(find "$d/dst" -type f | wc -l)" -eq 65010 ] || fail "not all 65,010 names copied"
-	[ "$(stat -c %h "$d/dst/f0")" -ge 64000 ] || fail "dst/f0 has $(stat -c %h "$d/dst/f0") links"
+	# which names are left over as copies depends on timing, not f0 or f65009
+	nl=$(find "$d/dst" -type f -printf '%n\n' | sort -n | tail -n 1)
+	[ "$nl" -ge 64000 ] || fail "the largest link group has $nl links"
 	[ -z "$(find "$d/dst" -type f ! -size 5c)" ] || fail "a copy has the wrong size"
 	cmp src/f0 "$d/dst/f65009" || fail "dst/f65009 differs"
 }
