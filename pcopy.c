@@ -29,7 +29,12 @@
  *             what the walk's fstatat saw (type, dev, ino, size, mode,
  *             owner, times): the worker checks what it opens against it
  *             (see Safety) and takes the metadata from fstat of what it
- *             opened, as cp -a does.  Small files are
+ *             opened, as cp -a does.  Without -u, -n or a progress line,
+ *             a regular file goes unstat'ed (ENT_NOSTAT: type and ino
+ *             from readdir, dev the directory's): the worker's fstat is
+ *             the only one, and a file that is hard-linked, over
+ *             BATCH_BYTES or not what readdir said comes back (R_RESTAT)
+ *             for the parent to stat and queue as before.  Small files are
  *             batched (BATCH_FILES, BATCH_BYTES) so that round-trips do not
  *             dominate on trees of many small files.
  *   MSG_DONE  worker -> parent: the job is finished; `count` reports
@@ -143,7 +148,10 @@
  * is checked with fstat (type, dev, ino) against what the walk saw before
  * anything of it is trusted, and its metadata is taken from that fstat;
  * a mismatch is named "changed during copy" and the entry is not copied
- * (exit 1), never copied with another file's metadata.  Directories the
+ * (exit 1), never copied with another file's metadata.  (A file the walk
+ * did not stat, ENT_NOSTAT, is checked against readdir's type and inode
+ * number; on a mismatch it goes back to the parent, which stats it as it
+ * is then, as if the walk had come later, and it is checked again.)  Directories the
  * parent makes, and nodes a worker makes (mknodat and symlinkat give no
  * descriptor), are opened right after, O_PATH | O_NOFOLLOW for nodes, and
  * checked to be new (owner: new files' owner in DEST, g.newuid; nodes: one
@@ -209,7 +217,8 @@
  * How a run ends.  When the walk is done, the queue empty and no job in
  * flight (so every directory is complete), the next SOURCE of -t DIR
  * SOURCE... is set up and walked with the same workers (all were checked
- * before the first was copied).  After the last, the parent shuts the job
+ * before the first was copied; one that cannot be set up fails alone,
+ * named, as with cp: setup_fail).  After the last, the parent shuts the job
  * side of every channel; workers read end of file and _exit(0); the
  * parent reads end of file on each result side and reaps each pid.  It
  * then checks that the top directory was finished and the ledger.
@@ -345,6 +354,8 @@ struct ent {                    /* one entry of a job; name follows, NUL-ended *
 enum {
 	ENT_HLFIRST = 1,        /* first name of a hard link group: report to the table */
 	ENT_DROP = 2,           /* parent gave up on this entry: worker skips it */
+	ENT_NOSTAT = 4,         /* readdir said regular, the walk did not stat it: only
+				 * ino and dev are known (walk_nostat) */
 };
 
 #define XNAME_MAX 56            /* bytes of an xattr name a report carries */
@@ -374,6 +385,8 @@ enum {
 	R_SKIP,                 /* -u: destination already up to date */
 	R_BADCOPY,              /* --verify: the copy differs from the source */
 	R_RACED,                /* another file took the name (val 1: in DEST): not copied */
+	R_RESTAT,               /* ENT_NOSTAT, but hard-linked, large or on another
+				 * device: not copied; the parent stats and queues it */
 };
 
 struct xref {                   /* an inode whose metadata is read or set */
@@ -425,6 +438,14 @@ enum {                          /* what of an entry's path a rule is matched aga
 	RM_PATH,                /* a leading '/' or "**": the whole path below SOURCE */
 	RM_TAIL,                /* a '/' inside, no "**": its last nslash + 1 components */
 	RM_ANY                  /* "**" inside: the path from its start or any '/' on */
+};
+
+struct drec {                   /* a record of getdents64 (tmp_sweep) */
+	uint64_t ino;
+	int64_t off;
+	unsigned short reclen;
+	unsigned char type;
+	char name[];
 };
 
 struct rule {                   /* an --exclude or --include pattern */
@@ -553,6 +574,8 @@ static struct {
 	int full;               /* ENOSPC/EDQUOT seen */
 	int nodel;              /* --delete: deletions stopped (I/O error, ENOSPC, failure) */
 	int outerr;             /* errno of a failed flush of stdout, 0 if none */
+	int statall;            /* the walk stats every file (see walk_nostat) */
+	uint64_t nnostat, nrestat;      /* files queued unstat'ed; hard links among them */
 	unsigned barren;        /* workers died since a job was last finished */
 	/* the ledger (parent only): see outcome() */
 	uint64_t found, copied, failed, skipped, dropped;
@@ -679,9 +702,8 @@ static void warn_path(int fail, const char *path, const char *fmt,
 
 /*
  * Fatal setup error: message, exit 2.  Parent only, before any worker is
- * started, so nothing has been copied; after that, fatal().  (Setting up
- * the second SOURCE of -t comes here with workers running and the first
- * copied: that is fatal(), exit 1.)
+ * started, so nothing has been copied; after that, fatal().  (A SOURCE
+ * of -t that cannot be set up goes to setup_fail instead.)
  */
 static void
 die(const char *fmt, ...)
@@ -702,6 +724,31 @@ die(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(2);
+}
+
+/*
+ * A SOURCE that cannot be set up (missing, unreadable, its DEST not
+ * usable).  With one SOURCE that is a setup error, die(); with -t DIR
+ * SOURCE... it fails that SOURCE alone, as cp's does: named, counted as
+ * one failed entry (exit 1), and the other SOURCEs are still copied.
+ * Parent, at setup; the caller undoes what it opened.
+ */
+static void
+setup_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	progress_clear();
+	fputs("pcopy: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (g.target == NULL)
+		exit(2);        /* as die(): one SOURCE, set up before any worker */
+	g.found++;
+	g.failed++;
+	g.status = 1;
 }
 
 /*
@@ -1017,7 +1064,9 @@ ent_fill(struct ent *e, const struct stat *st)
  * (type, device, inode)?  If so, *m is e's record with the owner, mode and
  * times of fstat -- what the copy gets, as cp -a takes them from the file
  * it reads -- and 0 is returned.  If not: R_RACED in *r (or R_FAIL_SRC
- * when fstat fails), -1.  Workers.  (m's names are not copied: use e's.)
+ * when fstat fails), -1.  An ENT_NOSTAT entry takes its size from fstat
+ * too, and comes back as R_RESTAT if it needs what the walk's stat would
+ * have told.  Workers.  (m's names are not copied: use e's.)
  */
 static int
 ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r)
@@ -1029,6 +1078,19 @@ ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r)
 		r->err = errno;
 		return -1;
 	}
+	if ((e->flags & ENT_NOSTAT) && ((st.st_mode & S_IFMT) != (e->mode & S_IFMT) ||
+	    st.st_dev != e->dev || st.st_ino != e->ino || st.st_nlink > 1 ||
+	    st.st_size > BATCH_BYTES)) {
+		/* not what readdir said (val 1: changed, a file mounted over
+		 * it, or a file system whose d_ino is not st_ino), a hard
+		 * link (val 2: the parent's table) or a file that should travel
+		 * alone (0): the parent stats it and queues it as the walk would */
+		r->what = R_RESTAT;
+		r->val = (st.st_mode & S_IFMT) != (e->mode & S_IFMT) ||
+		    st.st_dev != e->dev || st.st_ino != e->ino ? 1 : st.st_nlink > 1 ? 2 : 0;
+		r->err = 0;
+		return -1;
+	}
 	if ((st.st_mode & S_IFMT) != (e->mode & S_IFMT) || st.st_dev != e->dev ||
 	    st.st_ino != e->ino) {
 		r->what = R_RACED;
@@ -1036,6 +1098,10 @@ ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r)
 		return -1;
 	}
 	*m = *e;
+	if (e->flags & ENT_NOSTAT) {    /* what was read is what is copied */
+		m->size = st.st_size;
+		m->blocks = st.st_blocks;
+	}
 	m->mode = st.st_mode;
 	m->uid = st.st_uid;
 	m->gid = st.st_gid;
@@ -1344,40 +1410,44 @@ tmp_orphan(const char *name)
  * Remove hidden temporaries left in an existing DEST directory by a pcopy
  * (or worker) that was killed.  A regular one that a live pcopy holds is
  * locked and stays; other types stay while the pid in their name lives.
+ * (--shard runs leave this to the final pass, which is not sharded.)
+ * Every shard of --shard sweeps every directory, so this reads dfd itself
+ * with getdents64 into a 32 KiB buffer: 3 system calls for a directory of
+ * a few hundred names, where opendir on a new descriptor took 7 (musl
+ * reads 2 KiB at a time).  dfd's offset is rewound first (another sweep of
+ * it, or dn_read's dup, may have moved it).  Parent.
  */
 static void
 tmp_sweep(int dfd)
 {
-	struct dirent *de;
+	static uint64_t buf[4096];      /* 32 KiB, aligned for the records */
+	struct drec *de;
 	struct stat st;
-	DIR *ds;
+	long n, i;
 	int fd;
 
-	/* a new open file description: a dup() would share (and leave at
-	 * the end) the offset of dfd's, and a second sweep would read nothing */
-	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || (ds = fdopendir(fd)) == NULL) {
-		close_keep(fd);
+	if (lseek(dfd, 0, SEEK_SET) < 0)
 		return;
-	}
-	while ((de = readdir(ds)) != NULL) {
-		if (strncmp(de->d_name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0 ||
-		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (!S_ISREG(st.st_mode)) {
-			if (!S_ISDIR(st.st_mode) && tmp_orphan(de->d_name))
-				unlinkat(dfd, de->d_name, 0);
-			continue;
+	while ((n = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0)
+		for (i = 0; i < n; i += de->reclen) {
+			de = (struct drec *)((char *)buf + i);
+			if (strncmp(de->name, TMP_PREFIX, sizeof TMP_PREFIX - 1) != 0 ||
+			    fstatat(dfd, de->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			if (!S_ISREG(st.st_mode)) {
+				if (!S_ISDIR(st.st_mode) && tmp_orphan(de->name))
+					unlinkat(dfd, de->name, 0);
+				continue;
+			}
+			fd = openat(dfd, de->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			/* only regular files carry the lock; the others are left */
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+			    flock(fd, LOCK_EX | LOCK_NB) == 0)
+				unlinkat(dfd, de->name, 0);
+			close(fd);
 		}
-		fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		/* only regular files carry the lock; the others are left */
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0)
-			unlinkat(dfd, de->d_name, 0);
-		close(fd);
-	}
-	closedir(ds);
 }
 
 /*
@@ -1467,7 +1537,10 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 		if (g.euid != 0 && dst.st_uid == g.euid && (dst.st_mode & S_IRWXU) != S_IRWXU)
 			fchmod(dfd, (dst.st_mode & 07777) | S_IRWXU);
 		d->existed = 1;
-		tmp_sweep(dfd);
+		/* --shard: each shard would read every DEST directory again;
+		 * the final pass that every sharded copy ends with sweeps */
+		if (!g.shard_n)
+			tmp_sweep(dfd);
 	}
 	/* a default ACL makes new entries inherit ACLs SOURCE lacks; one
 	 * its owner may add while we copy (a directory DEST had, not ours)
@@ -1835,7 +1908,61 @@ walk_entry(struct dir *d, const char *name, const struct stat *st)
 	if (g.dryrun)
 		dry_entry(d, name, st);
 	else if (st->st_nlink <= 1 || hl_entry(d, name, st))
-		batch_add(d, name, NULL, st, st->st_nlink > 1 ? ENT_HLFIRST : 0);
+		batch_add(d, name, NULL, st, st->st_nlink > 1 ? ENT_HLFIRST :
+		    st->st_nlink == 0 ? ENT_NOSTAT : 0);
+}
+
+/*
+ * May the walk queue a regular file that readdir found without a stat?
+ * Then the worker's fstat of the file it opens (which the safety rule
+ * needs anyway) is the only one: a stat less per file.  What the walk's
+ * stat served: hard links (st_nlink), sizes (batches, progress), the
+ * device.  The worker sends back (R_RESTAT) a file that is hard-linked,
+ * larger than BATCH_BYTES or on another device, and walk_restat stats and
+ * queues it as before.  Not with -n (prints), -u (decides before the
+ * open), or a progress line (totals); nor after a file was not what
+ * readdir said (g.statall: a race, a file mounted over another, or a
+ * file system whose d_ino is not st_ino, as FUSE's may be), or once 1 in
+ * 16 came back hard-linked (a tree of hard links: each would cost a
+ * round trip more than its stat).  Parent.
+ */
+static int
+walk_nostat(void)
+{
+	return !g.dryrun && !g.update && !g.progress && !g.statall;
+}
+
+/*
+ * R_RESTAT: an entry queued without a stat (ENT_NOSTAT) that the worker
+ * found hard-linked, large or on another device: stat it now and queue it
+ * as walk_entry would have.  It was counted found already.  Parent.
+ */
+static void
+walk_restat(struct dir *d, const char *name)
+{
+	struct stat st;
+
+	if (g.stop) {
+		outcome(OUT_DROPPED, d, name, NULL);
+		return;
+	}
+	if (dir_unpark(d) < 0) {
+		outcome(OUT_FAIL_SRC, d, name, "its directory could not be reopened");
+		return;
+	}
+	if (fstatat(d->sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		outcome(OUT_FAIL_SRC, d, name,
+		    errno == ENOENT ? "vanished before it could be copied" : NULL);
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		outcome(OUT_FAIL_SRC, d, name,
+		    "changed during copy (another file took its name); not copied");
+		return;
+	}
+	if (st.st_nlink <= 1 || hl_entry(d, name, &st))
+		batch_add(d, name, NULL, &st, st.st_nlink > 1 ? ENT_HLFIRST : 0);
+	batch_flush(d);
 }
 
 /* fstatat for the walk; names a failure and counts it.  Returns 0 or -1. */
@@ -2020,6 +2147,15 @@ walk_step(void)
 	if (g.shard_n && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN &&
 	    !shard_mine(de->d_ino))
 		return 1;       /* another shard's: not even a stat */
+	if (de->d_type == DT_REG && walk_nostat()) {
+		memset(&st, 0, sizeof st);      /* st_nlink 0: ENT_NOSTAT */
+		st.st_mode = S_IFREG;
+		st.st_ino = de->d_ino;
+		st.st_dev = d->st.st_dev;
+		g.nnostat++;
+		walk_entry(d, name, &st);
+		return 1;
+	}
 	if (walk_stat(d, name, &st) == 0) {
 		walk_entry(d, name, &st);
 	} else if (d->dn) {     /* --delete: keep what could not be looked at */
@@ -2749,6 +2885,14 @@ rep_outcome(struct dir *d, const struct ent *e, const struct rep *rp)
 	case R_VANISHED:
 		outcome(OUT_FAIL_SRC, d, ent_name(e), "vanished before it could be copied");
 		return 0;
+	case R_RESTAT:          /* not copied: the walk's stat was needed */
+		/* readdir did not say what fstat did, or hard links are
+		 * common here (1 in 16 sent back): from now on, stat all */
+		if (rp->val == 1 || (rp->val == 2 && ++g.nrestat >= 64 &&
+		    g.nrestat * 16 > g.nnostat))
+			g.statall = 1;
+		walk_restat(d, ent_name(e));
+		return 0;
 	case R_RACED:           /* the fstat check: one file's name, another's inode */
 		outcome(rp->val ? OUT_FAIL_DST : OUT_FAIL_SRC, d, rp->val ? ent_dname(e) : ent_name(e),
 		    "changed during copy (another file took its name); not copied");
@@ -3281,7 +3425,10 @@ dir_finish(struct dir *d)
 	ent_fill(&e, &d->st);
 	if (g.shard_n)          /* other shards may still write here: -u fixes */
 		e.mode |= S_IRWXU;
-	if (!d->nometa && !g.stop && !g.dryrun) {
+	/* --shard: what a shard would set on a directory DEST had already
+	 * (another shard made it, or an earlier run) the final pass sets
+	 * anyway; N shards would each set it again (5 calls a directory) */
+	if (!d->nometa && !g.stop && !g.dryrun && !(g.shard_n && d->existed)) {
 		struct xref xs = xref_of(d->sfd, -1, NULL), xd = xref_of(d->dfd, -1, NULL);
 		mode_t mode = e.mode & 07777;
 		struct rep r;
@@ -3299,9 +3446,9 @@ dir_finish(struct dir *d)
 		rep_warn(d, NULL, &r);
 		if (meta_times(d->dfd, -1, NULL, &e) < 0)
 			warn_entry(1, 1, d, NULL, errno);
-		if (g.fsync && fsync(d->dfd) < 0)
-			warn_entry(1, 1, d, NULL, errno);
 	}
+	if (!d->nometa && !g.stop && !g.dryrun && g.fsync && fsync(d->dfd) < 0)
+		warn_entry(1, 1, d, NULL, errno);
 	dir_close(d);
 	if (d->lprev)
 		d->lprev->lnext = d->lnext;
@@ -5474,16 +5621,152 @@ wk_start(void)
 	}
 }
 
+/* Does the comma-separated list hold word? */
+static int
+csv_has(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (;;) {
+		if (strncmp(list, word, n) == 0 && (list[n] == ',' || list[n] == '\0'))
+			return 1;
+		if ((list = strchr(list, ',')) == NULL)
+			return 0;
+		list++;
+	}
+}
+
+/* Undo mountinfo's octal escapes (a space is "\040") in place. */
+static void
+unoctal(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++)
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else
+			*o++ = *s;
+	*o = '\0';
+}
+
+/* Read up to two numbers from a file: how many were read. */
+static int
+read_nums(const char *path, long long *a, long long *b)
+{
+	FILE *f = fopen(path, "re");
+	int k;
+
+	if (f == NULL)
+		return 0;
+	k = fscanf(f, "%lld %lld", a, b);
+	fclose(f);
+	return k < 0 ? 0 : k;
+}
+
+/*
+ * Lower n to the CPU quota of the cgroup directory mnt + rel and of each
+ * of its ancestors up to mnt (a quota binds every cgroup below it): v2's
+ * cpu.max ("QUOTA PERIOD" or "max PERIOD"), or v1's cpu.cfs_quota_us
+ * (-1: none) and cpu.cfs_period_us.  rel ("/..." ) is cut in the process.
+ */
+static long
+cg_quota(const char *mnt, char *rel, int v1, long n)
+{
+	char path[8400], *p;
+	long long quota, period, x;
+
+	for (;;) {
+		const char *sep = rel[strlen(rel) - 1] == '/' ? "" : "/";
+
+		quota = period = -1;
+		if (v1) {
+			snprintf(path, sizeof path, "%s%s%scpu.cfs_quota_us", mnt, rel, sep);
+			if (read_nums(path, &quota, &x) >= 1) {
+				snprintf(path, sizeof path, "%s%s%scpu.cfs_period_us", mnt, rel, sep);
+				read_nums(path, &period, &x);
+			}
+		} else {
+			snprintf(path, sizeof path, "%s%s%scpu.max", mnt, rel, sep);
+			read_nums(path, &quota, &period);
+		}
+		if (quota > 0 && period > 0 && (quota + period - 1) / period < n)
+			n = (long)((quota + period - 1) / period);
+		if (strcmp(rel, "/") == 0)
+			return n;
+		p = strrchr(rel, '/');
+		p[p == rel] = '\0';
+	}
+}
+
+/*
+ * The cgroup v1 hierarchy that has the cpu controller: its mount point
+ * in mnt, and this process's cgroup below it in rel ("/" for the mount's
+ * own root).  From /proc/self/cgroup ("4:cpu,cpuacct:/kube/pod") and the
+ * "cgroup" line of /proc/self/mountinfo whose options name cpu; its root
+ * field is the cgroup the mount shows (a container's, often), so it is
+ * cut from the path.  Returns 0, or -1 (no /proc, no v1 cpu hierarchy).
+ */
+static int
+cg1_cpu(char *mnt, size_t nm, char *rel, size_t nr)
+{
+	char buf[4096], cg[4096], root[4096], mp[4096], type[64], opts[1024];
+	char *a, *b, *sep;
+	int found = 0;
+	size_t k;
+	FILE *f;
+
+	if ((f = fopen("/proc/self/cgroup", "re")) == NULL)
+		return -1;
+	while (!found && fgets(buf, sizeof buf, f)) {
+		buf[strcspn(buf, "\n")] = '\0';
+		if ((a = strchr(buf, ':')) == NULL || (b = strchr(a + 1, ':')) == NULL)
+			continue;
+		*b = '\0';
+		if (csv_has(a + 1, "cpu") && b[1] == '/') {
+			snprintf(cg, sizeof cg, "%s", b + 1);
+			found = 1;
+		}
+	}
+	fclose(f);
+	if (!found || (f = fopen("/proc/self/mountinfo", "re")) == NULL)
+		return -1;
+	found = 0;
+	while (!found && fgets(buf, sizeof buf, f)) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - TYPE SOURCE SUPEROPTS */
+		if ((sep = strstr(buf, " - ")) == NULL ||
+		    sscanf(buf, "%*s %*s %*s %4095s %4095s", root, mp) != 2 ||
+		    sscanf(sep + 3, "%63s %*s %1023s", type, opts) != 2)
+			continue;
+		found = strcmp(type, "cgroup") == 0 && csv_has(opts, "cpu");
+	}
+	fclose(f);
+	if (!found)
+		return -1;
+	unoctal(root);
+	unoctal(mp);
+	snprintf(mnt, nm, "%s", mp);
+	k = strcmp(root, "/") == 0 ? 0 : strlen(root);
+	if (strncmp(cg, root, k) == 0 && (cg[k] == '/' || cg[k] == '\0'))
+		snprintf(rel, nr, "%s", cg[k] ? cg + k : "/");
+	else
+		snprintf(rel, nr, "/");         /* not below what is mounted */
+	return 0;
+}
+
 /*
  * CPUs this process may use: the online ones, fewer if the affinity mask
- * (taskset, cpuset) or a cgroup v2 CPU quota (cpu.max of its cgroup and
- * every ancestor, as a container's limit is) says so.  Parent, at setup.
+ * (taskset, cpuset) or a cgroup CPU quota says so: v2's cpu.max, v1's
+ * cpu.cfs_quota_us / cpu.cfs_period_us, of its cgroup and every ancestor
+ * (as a container's limit is).  Parent, at setup.
  */
 static unsigned
 cpus_usable(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	char line[4096], path[4200], *p;
+	char line[4096], mnt[4096];
 	cpu_set_t set;
 	FILE *f;
 
@@ -5505,21 +5788,15 @@ cpus_usable(void)
 			}
 		fclose(f);
 	}
-	for (;;) {
-		long long quota, period;
-
-		snprintf(path, sizeof path, "/sys/fs/cgroup%s%scpu.max", line,
-		    line[strlen(line) - 1] == '/' ? "" : "/");
-		if ((f = fopen(path, "re")) != NULL) {
-			if (fscanf(f, "%lld %lld", &quota, &period) == 2 && quota > 0 &&
-			    period > 0 && (quota + period - 1) / period < n)
-				n = (long)((quota + period - 1) / period);
-			fclose(f);
-		}
-		if (strcmp(line, "/") == 0)
-			break;
-		p = strrchr(line, '/');
-		p[p == line] = '\0';
+	n = cg_quota("/sys/fs/cgroup", line, 0, n);
+	/* v1: where /proc says; without it, the usual mount points' roots */
+	if (cg1_cpu(mnt, sizeof mnt, line, sizeof line) == 0) {
+		n = cg_quota(mnt, line, 1, n);
+	} else {
+		strcpy(line, "/");
+		n = cg_quota("/sys/fs/cgroup/cpu,cpuacct", line, 1, n);
+		strcpy(line, "/");
+		n = cg_quota("/sys/fs/cgroup/cpu", line, 1, n);
 	}
 	return (unsigned)n;
 }
@@ -5554,8 +5831,10 @@ usage(FILE *f)
 "\n"
 "  -j, --jobs N          worker processes (1-256; default: 4 per usable CPU, at\n"
 "                        most 64; usable: online, in the affinity mask and\n"
-"                        within the cgroup's cpu.max quota)\n"
-"  -t, --target-directory DIR  copy each SOURCE to DIR/NAME, like cp -t\n"
+"                        within the cgroup's CPU quota: v2 cpu.max, v1\n"
+"                        cpu.cfs_quota_us)\n"
+"  -t, --target-directory DIR  copy each SOURCE to DIR/NAME, like cp -t (a\n"
+"                        SOURCE that cannot be set up fails alone: exit 1)\n"
 "  -q, --quiet           no progress line and no summary (errors are still printed)\n"
 "  -v, --verbose         print each copied entry (path below SOURCE) on stdout,\n"
 "                        and 'delete PATH' for each entry --delete removes\n"
@@ -6114,7 +6393,8 @@ split_path(const char *path, const char **base)
 
 /*
  * Open SOURCE and DEST and make the top struct dir: the tree's top for a
- * directory, or the two parent directories for a single file.
+ * directory, or the two parent directories for a single file.  Returns
+ * NULL if this SOURCE of -t cannot be set up (named by setup_fail).
  */
 static struct dir *
 setup_dirs(const struct stat *st)
@@ -6122,20 +6402,25 @@ setup_dirs(const struct stat *st)
 	struct dir *d = xmalloc(sizeof *d);
 	struct stat dst;
 	const char *sbase, *dbase;
-	char *sdir, *ddir;
+	char *sdir = NULL, *ddir = NULL;
 	int dsfd, made;
 
 	memset(d, 0, sizeof *d);
+	d->sfd = d->dfd = -1;
 	d->rel = xstrdup("");
 	d->st = *st;
 	d->pending = 1;
 	d->owner = -1;
 	if (S_ISDIR(st->st_mode)) {
 		d->sfd = src_openat(AT_FDCWD, g.src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (d->sfd < 0)
-			die("'%s': %s", g.src, strerror(errno));
-		if (fstat(d->sfd, &dst) < 0 || dst.st_dev != st->st_dev || dst.st_ino != st->st_ino)
-			die("'%s': changed while being opened", g.src);
+		if (d->sfd < 0) {
+			setup_fail("'%s': %s", g.src, strerror(errno));
+			goto fail;
+		}
+		if (fstat(d->sfd, &dst) < 0 || dst.st_dev != st->st_dev || dst.st_ino != st->st_ino) {
+			setup_fail("'%s': changed while being opened", g.src);
+			goto fail;
+		}
 		/* DEST itself is never followed if it is a symlink (cp -aT
 		 * refuses too): else whoever can write its parent could send
 		 * the whole copy elsewhere.  A trailing slash would follow. */
@@ -6145,28 +6430,37 @@ setup_dirs(const struct stat *st)
 			ddir[made - 1] = '\0';
 		made = !g.dryrun && mkdir(ddir, 0700) == 0;
 		if (!made && !g.dryrun) {
-			if (errno != EEXIST)
-				die("cannot create '%s': %s", g.dst, strerror(errno));
+			if (errno != EEXIST) {
+				setup_fail("cannot create '%s': %s", g.dst, strerror(errno));
+				goto fail;
+			}
 			d->existed = 1;
 		}
 		d->dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (d->dfd < 0 && (errno == ENOTDIR || errno == ELOOP) &&
-		    lstat(ddir, &dst) == 0 && S_ISLNK(dst.st_mode))
-			die("'%s': is a symbolic link; not followed (name the "
+		    lstat(ddir, &dst) == 0 && S_ISLNK(dst.st_mode)) {
+			setup_fail("'%s': is a symbolic link; not followed (name the "
 			    "directory it points to)", g.dst);
-		free(ddir);
-		if (d->dfd < 0 && !(g.dryrun && errno == ENOENT))
-			die("'%s': %s", g.dst, errno == ENOTDIR ?
+			goto fail;
+		}
+		if (d->dfd < 0 && !(g.dryrun && errno == ENOENT)) {
+			setup_fail("'%s': %s", g.dst, errno == ENOTDIR ?
 			    "exists and is not a directory" : strerror(errno));
+			goto fail;
+		}
+		free(ddir);
+		ddir = NULL;
 		if (d->dfd < 0)
 			printf("create %s/\n", g.dst);
 		if (g.dryrun) {
 			d->nometa = 1;
 		} else {
 			g.newuid = owner_probe(d->dfd);
-			if (fstat(d->dfd, &dst) < 0 || (made && dst.st_uid != g.newuid))
-				die("'%s': changed while being created (another "
+			if (fstat(d->dfd, &dst) < 0 || (made && dst.st_uid != g.newuid)) {
+				setup_fail("'%s': changed while being created (another "
 				    "directory took its name)", g.dst);
+				goto fail;
+			}
 			if ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid)
 				d->jflags |= JF_SGID;   /* new files get its group */
 			if (!made && g.euid != 0 && dst.st_uid != g.euid) {
@@ -6178,14 +6472,17 @@ setup_dirs(const struct stat *st)
 				d->nometa = 1;
 			}
 		}
-		if (!g.dryrun)
-			tmp_sweep(d->dfd);
+		if (!g.dryrun && !g.shard_n)
+			tmp_sweep(d->dfd);      /* --shard: see dir_enter */
 		if (!g.dryrun && ((!made && dst.st_uid != g.euid) || dacl_has(d->dfd)))
 			d->jflags |= JF_DACL;   /* see dir_enter */
 		if (g.list)
 			return d;       /* --files-from: list_step reads the list */
-		if ((dsfd = dup(d->sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL)
-			die("'%s': %s", g.src, strerror(errno));
+		if ((dsfd = dup(d->sfd)) < 0 || (d->ds = fdopendir(dsfd)) == NULL) {
+			setup_fail("'%s': %s", g.src, strerror(errno));
+			close_keep(dsfd);
+			goto fail;
+		}
 		if (g.del && d->dfd >= 0) {
 			check_delete_nesting(d->sfd, d->dfd);
 			d->dn = dn_read(d, d->dfd);
@@ -6195,17 +6492,23 @@ setup_dirs(const struct stat *st)
 	if (g.list)
 		die("'%s': --files-from needs a directory SOURCE", g.src);
 	/* one file or symlink: DEST names the copy */
-	if (stat(g.dst, &dst) == 0 && dst.st_dev == st->st_dev && dst.st_ino == st->st_ino)
-		die("'%s' and '%s' are the same file", g.src, g.dst);
+	if (stat(g.dst, &dst) == 0 && dst.st_dev == st->st_dev && dst.st_ino == st->st_ino) {
+		setup_fail("'%s' and '%s' are the same file", g.src, g.dst);
+		goto fail;
+	}
 	sdir = split_path(g.src, &sbase);
 	ddir = split_path(g.dst, &dbase);
 	d->nometa = 1;
 	d->sfd = open(sdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (d->sfd < 0)
-		die("'%s': %s", sdir, strerror(errno));
+	if (d->sfd < 0) {
+		setup_fail("'%s': %s", sdir, strerror(errno));
+		goto fail;
+	}
 	d->dfd = open(ddir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (d->dfd < 0)
-		die("'%s': %s", ddir, strerror(errno));
+	if (d->dfd < 0) {
+		setup_fail("'%s': %s", ddir, strerror(errno));
+		goto fail;
+	}
 	if (fstat(d->dfd, &dst) == 0 && ((dst.st_mode & S_ISGID) || dst.st_gid != g.egid))
 		d->jflags |= JF_SGID;
 	if (!g.dryrun)
@@ -6215,11 +6518,22 @@ setup_dirs(const struct stat *st)
 	free(d->rel);
 	d->rel = NULL;
 	return d;
+fail:
+	if (d->ds)
+		closedir(d->ds);
+	close_keep(d->sfd);
+	close_keep(d->dfd);
+	free(sdir);
+	free(ddir);
+	free(d->rel);
+	free(d);
+	return NULL;
 }
 
 /*
  * Set up the top: open SOURCE and DEST (setup_dirs), decide how files get
- * their names, and for a single-file SOURCE queue its one entry.
+ * their names, and for a single-file SOURCE queue its one entry.  Returns
+ * NULL if this SOURCE of -t cannot be set up (named and counted).
  */
 static struct dir *
 setup_top(const struct stat *st)
@@ -6229,6 +6543,8 @@ setup_top(const struct stat *st)
 	struct stat dst;
 	char *dir;
 
+	if (d == NULL)
+		return NULL;
 	g.root = d;
 	g.fdopen = (d->sfd >= 0) + (d->dfd >= 0) + (d->ds != NULL);
 	g.dstfd = d->dfd;
@@ -6248,8 +6564,12 @@ setup_top(const struct stat *st)
 	free(split_path(g.src, &sbase));
 	dir = split_path(g.dst, &dbase);
 	free(dir);
-	if (strlen(dbase) > NAME_MAX || strlen(sbase) > NAME_MAX)
-		die("'%s': %s", strlen(dbase) > NAME_MAX ? g.dst : g.src, strerror(ENAMETOOLONG));
+	if (strlen(dbase) > NAME_MAX || strlen(sbase) > NAME_MAX) {
+		setup_fail("'%s': %s", strlen(dbase) > NAME_MAX ? g.dst : g.src,
+		    strerror(ENAMETOOLONG));
+		dir_put(d);     /* the top: nothing was made, so nothing is set */
+		return NULL;
+	}
 	if (g.dryrun)
 		printf("%s %s\n", lstat(g.dst, &dst) == 0 ? "replace" : "create", g.dst);
 	else {
@@ -6264,7 +6584,9 @@ setup_top(const struct stat *st)
  * Check every SOURCE before anything is created (exit 2 on the first bad
  * one): it exists and is a directory, file or symlink, its DEST is not
  * inside it, and no two of them (-t) would be copied to one name.  Their
- * lstat results go to sts, their DESTs to dsts.  Parent.
+ * lstat results go to sts, their DESTs to dsts.  With -t, a SOURCE that
+ * is missing or of another type fails alone (setup_fail; its dsts[i] is
+ * NULL) and the others are copied.  Parent.
  */
 static void
 sources_check(struct stat *sts, const char **dsts)
@@ -6274,17 +6596,23 @@ sources_check(struct stat *sts, const char **dsts)
 	for (i = 0; i < g.nsrc; i++) {
 		const char *src = g.srcs[i];
 
-		if (lstat(src, &sts[i]) < 0)
-			die("'%s': %s", src, strerror(errno));
-		if (!S_ISDIR(sts[i].st_mode) && !S_ISREG(sts[i].st_mode) && !S_ISLNK(sts[i].st_mode))
-			die("'%s': not a directory, regular file or symlink", src);
+		dsts[i] = NULL;
+		if (lstat(src, &sts[i]) < 0) {
+			setup_fail("'%s': %s", src, strerror(errno));
+			continue;
+		}
+		if (!S_ISDIR(sts[i].st_mode) && !S_ISREG(sts[i].st_mode) &&
+		    !S_ISLNK(sts[i].st_mode)) {
+			setup_fail("'%s': not a directory, regular file or symlink", src);
+			continue;
+		}
 		dsts[i] = dest_for(src, &sts[i], g.dst);
 		if (S_ISDIR(sts[i].st_mode)) {
 			g.src = src;    /* for check_nesting's message */
 			check_nesting(&sts[i], dsts[i]);
 		}
 		for (k = 0; k < i; k++)
-			if (strcmp(dsts[k], dsts[i]) == 0)
+			if (dsts[k] && strcmp(dsts[k], dsts[i]) == 0)
 				die("'%s' and '%s' would both be copied to '%s'",
 				    g.srcs[k], src, dsts[i]);
 	}
@@ -6292,8 +6620,10 @@ sources_check(struct stat *sts, const char **dsts)
 
 /*
  * Copy one SOURCE (lstat in st) to its DEST with the running workers: set
- * up the top, walk and dispatch until done.  The first SOURCE starts the
- * workers.  Returns 0, or -1 if a signal or a full DEST stopped the run.
+ * up the top, walk and dispatch until done.  The first SOURCE set up
+ * starts the workers.  Returns 0 (also when this SOURCE of -t could not
+ * be set up: named and counted), or -1 if a signal or a full DEST stopped
+ * the run.
  */
 static int
 copy_one(const struct stat *st)
@@ -6310,6 +6640,8 @@ copy_one(const struct stat *st)
 	g.rootdev = st->st_dev;
 	g.rootdone = 0;
 	top = setup_top(st);
+	if (top == NULL)
+		return 0;
 	g.walking = S_ISDIR(st->st_mode);
 	g.cur = g.walking ? top : NULL;
 	if (g.walking && g.progress && !g.list)
@@ -6352,7 +6684,7 @@ main(int argc, char **argv)
 	for (i = 0; i < g.nsrc; i++) {
 		g.src = g.srcs[i];
 		g.dst = dsts[i];
-		if (copy_one(&sts[i]) < 0)
+		if (g.dst && copy_one(&sts[i]) < 0)
 			break;
 	}
 	if (g.nsrc > 1)
