@@ -2270,6 +2270,41 @@ t_race_swap_source()
 	    fail "unstat'ed walk: a name is missing: $(ls dst2/alice)"
 }
 
+# --shard without a stat in the walk (walk_nostat): a name whose file is
+# swapped, after readdir, for one that belongs to another shard (by its
+# inode) is not copied by this shard too; it is named, as a swap after the
+# walk's stat is.  Each file is one shard's.
+t_race_shard_restat()
+{
+	race_setup
+	mkdir -p src/d spare
+	for i in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19; do
+		echo "orig $i" >src/d/f$i
+		echo "spare $i" >spare/s$i
+	done
+	chown -R 65534:65534 src spare
+	pc -n --shard 1/2 src x
+	x=$(sed -n 's|^create d/\(f[0-9]*\)$|\1|p' pc.out | head -n 1)
+	pc -n --shard 2/2 spare y
+	y=$(sed -n 's|^create \(s[0-9]*\)$|\1|p' pc.out | head -n 1)
+	[ -n "$x" ] && [ -n "$y" ] || fail "no file in shard 1 of src or 2 of spare"
+	race_bg openat -j 1 --shard 1/2 src dst1
+	race_wait "$nr_openat" $((0x20800)) || fail "never saw a source open"
+	$runas mv "spare/$y" "src/d/$x"
+	race_end
+	cp pc.err shard1.err
+	pc -j 1 --shard 2/2 src dst2
+	want_rc 0 "shard 2"
+	[ "$(cat "dst2/d/$x")" = "spare ${y#s}" ] || fail "shard 2 did not copy d/$x"
+	if [ "$(cat "dst1/d/$x" 2>/dev/null)" = "orig ${x#f}" ]; then
+		skip "the swap came after shard 1 opened d/$x (a busy machine)"
+	fi
+	[ ! -e "dst1/d/$x" ] ||
+	    fail "d/$x, now a file of shard 2, was copied by shard 1 too: $(cat "dst1/d/$x")"
+	grep -qx "pcopy: 'src/d/$x': changed during copy (another file took its name); not copied" \
+	    shard1.err || fail "shard 1 did not name d/$x: $(head -n 5 shard1.err)"
+}
+
 # Item 5: in fallback mode (hidden names), a hidden file is not created
 # with its final mode: in a set-gid DEST of group 65534 a member of that
 # group could open root's 0640 file while it is written, and keep reading.
