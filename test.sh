@@ -2005,7 +2005,7 @@ t_symlink_swap()
 # there; set runas (as_nobody) and nr_NAME for the system calls used.
 race_setup()
 {
-	no_wrap "strace traces the binary itself"
+	no_valgrind "strace traces the binary itself"
 	is_root || skip "needs root: the victim is root's copy"
 	have strace || skip "strace missing"
 	have perl || skip "perl missing"
@@ -2022,13 +2022,17 @@ race_setup()
 }
 
 # race_bg SYSCALL ARG...: run pcopy ARG... in the background under strace,
-# every SYSCALL held for 0.3 s before it runs.
+# every SYSCALL held for 0.3 s before it runs.  Under qemu-user strace
+# sees the emulator's host system calls: the guest's, translated (host
+# numbers and flag values), and a few of qemu's own at start-up (some
+# openat: held too, they only slow it down).
 race_bg()
 {
 	rb_sys=$1
 	shift
+	# shellcheck disable=SC2086 # $qemu is a command or nothing
 	timeout -k 5 120 strace -f -qq -o /dev/null -e trace="$rb_sys" \
-	    -e inject="$rb_sys":delay_enter=300000 "$PCOPY" "$@" \
+	    -e inject="$rb_sys":delay_enter=300000 $qemu "$PCOPY" "$@" \
 	    </dev/null >pc.out 2>pc.err &
 	bg=$!
 	at_exit "kill $bg 2>/dev/null"
@@ -2044,15 +2048,28 @@ race_end()
 
 # race_wait NR [FLAGS]: wait up to 30 s until a pcopy process sits in
 # system call NR whose third argument (open flags) has all bits of FLAGS.
+# A pcopy process is one whose /proc/PID/exe is the binary; under qemu-user
+# it is the emulator, with the binary as its first argument.
 race_wait()
 {
+	rw_exe=$PCOPY rw_arg=
+	if [ -n "$qemu" ]; then
+		# shellcheck disable=SC2086 # the emulator's first word
+		rw_exe=$(command -v $(printf '%s\n' $qemu | head -n 1))
+		rw_arg=$PCOPY
+	fi
 	perl -e '
-	my ($exe, $nr, $flags) = @ARGV;
+	my ($exe, $nr, $flags, $arg) = @ARGV;
 	my @me = stat $exe or die "$exe: $!\n";
 	for (1 .. 6000) {
 		for my $p (glob "/proc/[0-9]*") {
 			my @e = stat "$p/exe" or next;
 			next unless $e[0] == $me[0] && $e[1] == $me[1];
+			if ($arg ne "") {
+				open my $c, "<", "$p/cmdline" or next;
+				my @argv = split /\0/, (<$c> // "");
+				next unless @argv > 1 && $argv[1] eq $arg;
+			}
 			open my $f, "<", "$p/syscall" or next;
 			my @a = split " ", (<$f> // "");
 			next unless @a > 4 && $a[0] eq $nr;
@@ -2061,7 +2078,7 @@ race_wait()
 		}
 		select undef, undef, undef, 0.005;
 	}
-	exit 1' "$PCOPY" "$1" "${2:-0}"
+	exit 1' "$rw_exe" "$1" "${2:-0}" "$rw_arg"
 }
 
 # exchange A B: as the attacker, swap two names atomically (renameat2
