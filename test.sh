@@ -4554,11 +4554,11 @@ t_rescue_mounts()
 {
 	is_root || skip "needs root to mount"
 	have unshare || skip "unshare missing"
-	no_wrap "runs pcopy in a mount namespace"
+	no_valgrind "runs pcopy in a mount namespace"
 	mkdir -p root
 	unshare -m --propagation private sh -c '
 	set -e
-	P=$1
+	P=$1 Q=$2     # Q: the emulator, or nothing
 	mount -t tmpfs -o size=20m rootfs root
 	mkdir -p root/etc root/proc root/run root/mnt/new root/mnt/old root/home/u
 	echo host >root/etc/hostname
@@ -4568,13 +4568,13 @@ t_rescue_mounts()
 	echo pid >root/run/lock
 	mount -t tmpfs -o size=20m new root/mnt/new
 	touch -d "2005-05-05 05:05:05.5" root/etc root/home
-	rc=0; "$P" -q root root/mnt/new 2>err1 || rc=$?
+	rc=0; $Q "$P" -q root root/mnt/new 2>err1 || rc=$?
 	[ "$rc" -eq 2 ] || { echo "without -x: exit $rc, want 2"; exit 1; }
 	grep -q "use -x" err1 || { echo "no hint to use -x: $(cat err1)"; exit 1; }
-	rc=0; "$P" -q -x root root/home/new 2>err2 || rc=$?
+	rc=0; $Q "$P" -q -x root root/home/new 2>err2 || rc=$?
 	[ "$rc" -eq 2 ] || { echo "-x, DEST on the same fs: exit $rc, want 2"; exit 1; }
 	[ ! -e root/home/new ] || { echo "root/home/new created"; exit 1; }
-	"$P" -q -x root root/mnt/new 2>err3 || { echo "-x: exit $?: $(cat err3)"; exit 1; }
+	$Q "$P" -q -x root root/mnt/new 2>err3 || { echo "-x: exit $?: $(cat err3)"; exit 1; }
 	[ ! -s err3 ] || { echo "-x said: $(cat err3)"; exit 1; }
 	for d in run mnt/new mnt/old proc; do
 		[ -d "root/mnt/new/$d" ] && [ -z "$(ls -A "root/mnt/new/$d")" ] ||
@@ -4587,11 +4587,11 @@ t_rescue_mounts()
 	mkdir bind
 	mount --bind root bind
 	rm -rf root/mnt/new/*
-	"$P" -q -x bind root/mnt/new 2>err4 || { echo "bind: exit $?: $(cat err4)"; exit 1; }
+	$Q "$P" -q -x bind root/mnt/new 2>err4 || { echo "bind: exit $?: $(cat err4)"; exit 1; }
 	cmp root/home/u/notes root/mnt/new/home/u/notes
 	[ -z "$(ls -A root/mnt/new/run)" ] || { echo "bind: run not empty"; exit 1; }
 	umount bind root/mnt/new root/run root
-	' sh "$PCOPY" || fail "see above"
+	' sh "$PCOPY" "$qemu" || fail "see above"
 }
 
 # cp habits: FILE DIR and FILE DIR/ copy to DIR/FILE; -t DIR SOURCE...;
@@ -4738,10 +4738,16 @@ t_dest_readonly()
 	grep -q "Read-only file system; stopping" pc.err || fail "$(cat pc.err)"
 }
 
-# workers_in FILE: the number of processes an strace -f log shows started.
+# workers_in FILE: the number of processes an strace -f log shows started:
+# calls of fork, vfork, clone and clone3 that returned a PID, a call cut
+# in two (<unfinished ...>, <... clone resumed>) counted once, threads
+# (CLONE_THREAD: qemu-user starts one in every process) not at all.
 workers_in()
 {
-	grep -Ec '(clone3?|v?fork)\(.*= [1-9]' "$1" || :
+	awk '/<unfinished \.\.\.>$/ { held[$1] = $0; next }
+	    /<\.\.\. [a-z0-9]+ resumed>/ { $0 = held[$1] " " $0 }
+	    /(clone3?|v?fork)\(/ && !/CLONE_THREAD/ && / = [1-9][0-9]*( |$)/ { n++ }
+	    END { print n + 0 }' "$1"
 }
 
 # Default -j: 4 per usable CPU, where usable counts the affinity mask and a
@@ -4753,7 +4759,7 @@ t_jobs_cgroup()
 	is_root || skip "needs root to mount"
 	have strace || skip "strace missing"
 	have unshare || skip "unshare missing"
-	no_wrap "counts pcopy's own forks"
+	no_valgrind "counts pcopy's own forks"
 	ncpu=$(nproc)
 	[ "$ncpu" -ge 2 ] && [ "$ncpu" -le 16 ] || skip "needs 2 to 16 usable CPUs, have $ncpu"
 	strace -f -qq -e trace=clone -o /dev/null true 2>/dev/null || skip "strace does not work here"
@@ -4766,8 +4772,8 @@ t_jobs_cgroup()
 		mount -t tmpfs cg /sys/fs/cgroup
 		mkdir -p "/sys/fs/cgroup/$1"
 		echo "$3" >"/sys/fs/cgroup/$1/cpu.max"
-		strace -f -qq -e trace=fork,vfork,clone,clone3 -o trace.out "$2" -q src dst
-		' sh "${cg:-/}" "$PCOPY" "$q" || fail "cpu.max '$q': run failed"
+		strace -f -qq -e trace=fork,vfork,clone,clone3 -o trace.out $4 "$2" -q src dst
+		' sh "${cg:-/}" "$PCOPY" "$q" "$qemu" || fail "cpu.max '$q': run failed"
 		same_tree src dst
 		cp trace.out "trace.$(echo "$q" | tr ' ' _)"
 	done
@@ -4777,8 +4783,9 @@ t_jobs_cgroup()
 	[ "$nw" -eq 4 ] || fail "cpu.max '50000 100000' (half a CPU): $nw workers, want 4"
 	if have taskset; then
 		rm -rf dst
+		# shellcheck disable=SC2086 # $qemu is a command or nothing
 		taskset -c 0 strace -f -qq -e trace=fork,vfork,clone,clone3 \
-		    -o trace.out "$PCOPY" -q src dst || fail "taskset run failed"
+		    -o trace.out $qemu "$PCOPY" -q src dst || fail "taskset run failed"
 		nw=$(workers_in trace.out)
 		[ "$nw" -eq 4 ] || fail "pinned to one CPU: $nw workers, want 4"
 	fi
