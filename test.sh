@@ -35,7 +35,8 @@
 # pass on the exit status of its workers, so --error-exitcode alone misses
 # their errors.  (Hence valgrind's -q.)  Under qemu-user
 # (PCOPY_WRAP=qemu-arm-static and the like: `make test-cross') the binary
-# itself runs, so only the cases that need something qemu lacks skip.
+# itself runs, so only the cases that need something qemu lacks skip
+# (no_qemu, naming it); strace then sees the emulator's host system calls.
 
 LC_ALL=C
 TZ=UTC
@@ -64,6 +65,7 @@ PCOPY_WRAP=${PCOPY_WRAP:-}
 PCOPY_SANITIZED=${PCOPY_SANITIZED:-}  # set by 'make asan': sanitizer reports fail a case
 tmul=1                  # timeouts are multiplied by this
 qemu=                   # PCOPY_WRAP if it is qemu-user (a cross build under test)
+qemu_bin=               # and the emulator's path
 if [ -n "$PCOPY_WRAP" ]; then
 	tmul=10
 	# shellcheck disable=SC2086 # its first word
@@ -73,7 +75,7 @@ if [ -n "$PCOPY_WRAP" ]; then
 		exit 2
 	fi
 	case ${pw_cmd##*/} in
-	qemu-*) qemu=$PCOPY_WRAP ;;
+	qemu-*) qemu=$PCOPY_WRAP qemu_bin=$(command -v "$pw_cmd") ;;
 	esac
 fi
 for tool in find sed sort awk od cksum timeout stat cmp diff paste cut \
@@ -2054,9 +2056,7 @@ race_wait()
 {
 	rw_exe=$PCOPY rw_arg=
 	if [ -n "$qemu" ]; then
-		# shellcheck disable=SC2086 # the emulator's first word
-		rw_exe=$(command -v $(printf '%s\n' $qemu | head -n 1))
-		rw_arg=$PCOPY
+		rw_exe=$qemu_bin rw_arg=$PCOPY
 	fi
 	perl -e '
 	my ($exe, $nr, $flags, $arg) = @ARGV;
@@ -4921,7 +4921,7 @@ qemu_lacks_fchmodat2()
 # cq_proc set to proc.
 chroot_qemu()
 {
-	cq= cq_name= cq_proc=
+	cq='' cq_name='' cq_proc=''
 	[ -n "$qemu" ] || return 0
 	if qemu_lacks_fchmodat2; then
 		mkdir "$1/proc"
@@ -4930,14 +4930,13 @@ chroot_qemu()
 		cq_proc=proc
 	fi
 	cq_root=$1
-	# shellcheck disable=SC2086 # the emulator and its arguments
-	set -- $qemu
-	cq_bin=$(command -v "$1") || skip "$1 not found"
-	if have readelf && readelf -l "$cq_bin" 2>/dev/null | grep -q INTERP; then
-		skip "$cq_bin is dynamically linked: it cannot run in a chroot"
+	if have readelf && readelf -l "$qemu_bin" 2>/dev/null | grep -q INTERP; then
+		skip "$qemu_bin is dynamically linked: it cannot run in a chroot"
 	fi
-	cq_name=${cq_bin##*/}
-	cp "$cq_bin" "$cq_root/$cq_name"
+	cq_name=${qemu_bin##*/}
+	cp "$qemu_bin" "$cq_root/$cq_name"
+	# shellcheck disable=SC2086 # the emulator's arguments follow it
+	set -- $qemu
 	shift
 	cq=$(printf '%s\n' "/$cq_name" "$@")
 }
@@ -4979,7 +4978,7 @@ t_examples_k8s()
 	    fail "the chroot holds more than the binary and the volumes"
 	i=0 pids=
 	while [ "$i" -lt "$n" ]; do
-		# shellcheck disable=SC2046 # the words of the command, one a line
+		# shellcheck disable=SC2046,SC2086 # words, one a line
 		(IFS=$nl; exec env -i JOB_COMPLETION_INDEX=$i "$chroot" root $cq $(cat cmd)) \
 		    >out$i 2>err$i </dev/null &
 		pids="$pids $!"
@@ -4994,7 +4993,7 @@ t_examples_k8s()
 	done
 	stamps root/dst >before
 	rc=0
-	# shellcheck disable=SC2046
+	# shellcheck disable=SC2046,SC2086
 	(IFS=$nl; exec env -i "$chroot" root $cq $(cat fcmd)) >out 2>err </dev/null || rc=$?
 	[ "$rc" -eq 0 ] || fail "final Job: exit $rc: $(cat err)"
 	stamps root/dst >after
@@ -5035,7 +5034,7 @@ t_examples_slurm()
 	i=$lo
 	while [ "$i" -le "$hi" ]; do
 		rc=0
-		# shellcheck disable=SC2046
+		# shellcheck disable=SC2046,SC2086
 		(IFS=$nl; exec env -i SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_MIN=$lo \
 		    SLURM_ARRAY_TASK_MAX=$hi SLURM_ARRAY_TASK_COUNT=$((hi - lo + 1)) \
 		    SLURM_ARRAY_JOB_ID=42 "$chroot" root $cq $(cat cmd)) >out 2>err </dev/null || rc=$?
@@ -5043,7 +5042,7 @@ t_examples_slurm()
 		i=$((i + 1))
 	done
 	stamps root/data/dst >before
-	# shellcheck disable=SC2046
+	# shellcheck disable=SC2046,SC2086
 	(IFS=$nl; exec env -i "$chroot" root $cq $(cat fcmd)) >out 2>err </dev/null ||
 	    fail "final: $(cat err)"
 	stamps root/data/dst >after
@@ -5066,12 +5065,10 @@ t_slurm()
 	mkdir state spool bin
 	if [ -n "$qemu" ]; then
 		# the jobs run `pcopy': a script that runs it under the emulator
-		# shellcheck disable=SC2086 # the emulator's first word
-		sq=$(command -v $(printf '%s\n' $qemu | head -n 1))
-		# shellcheck disable=SC2086 # its other words
+		# shellcheck disable=SC2086 # the emulator's other words
 		sq_args=$(printf '%s\n' $qemu | tail -n +2 | tr '\n' ' ')
 		cp "$PCOPY" pcopy.bin
-		printf '#!/bin/sh\nexec %s %s%s "$@"\n' "$sq" "$sq_args" "$W/pcopy.bin" >bin/pcopy
+		printf '#!/bin/sh\nexec %s %s%s "$@"\n' "$qemu_bin" "$sq_args" "$W/pcopy.bin" >bin/pcopy
 		chmod 0755 bin/pcopy
 	else
 		cp "$PCOPY" bin/pcopy
