@@ -7,7 +7,8 @@
  * creates every directory in DEST, keeps the job queue, owns the terminal
  * and is the only process that prints.  Workers copy the entries they are
  * sent and report back; they never print.  Workers are forked once, before
- * the walk; a worker that dies is reaped, reported and replaced.
+ * the walk; a worker that dies is reaped, reported and replaced.  With a
+ * progress line there is one more child, the census (below).
  *
  * Channels.  Each worker has one AF_UNIX SOCK_SEQPACKET socketpair: jobs go
  * down, results come up.  A socket rather than a pipe because every job
@@ -60,13 +61,16 @@
  * by path from the top, checked, when it needs them again.  The queue of
  * jobs is bounded (QMAX); the walk pauses while it is full, so memory does
  * not grow with the tree.
- * With a progress line, while the queue is full the parent spends its
- * idle time in a census (census_step), a second read-only walk that counts
- * files and bytes so the line has a real total long before the main walk
- * ends (until then it says "scanning" rather than show a percentage of a
- * partial total; see "progress" for when the census also runs otherwise).
+ * With a progress line, a census child (census_start) walks SOURCE a
+ * second time, read-only, with stat, beside the walk, and posts the files
+ * and bytes it counted to a shared page (struct census), so the line has
+ * real totals long before the main walk ends (until then it says
+ * "scanning" rather than show a percentage of a partial total).  It never
+ * prints, ignores SIGINT and SIGHUP, gets SIGKILL if the parent dies, and
+ * is killed and reaped when the walk ends or the run stops (census_stop).
  *
- * Filters.  --exclude/--include (in order, first match wins), -x and
+ * Filters.  --exclude/--include (in order, first match wins, patterns
+ * matched as rsync matches them: filter_out), -x and
  * --shard decide in the walk (and the census) what is entered or queued;
  * --shard hashes a non-directory's inode number, which readdir gives, so
  * other shards' entries are passed over without a stat;
@@ -209,13 +213,13 @@
  * side of every channel; workers read end of file and _exit(0); the
  * parent reads end of file on each result side and reaps each pid.  It
  * then checks that the top directory was finished and the ledger.
- * SIGINT, SIGTERM, SIGHUP (workers ignore SIGINT and SIGHUP, so a ^C in a terminal reaches only the
- * parent's logic; the parent keeps SIGINT and SIGHUP ignored if it started
- * with them ignored): the parent stops the walk, sends SIGTERM to every
- * worker (each abandons its file, which being unnamed simply vanishes),
- * reaps them all, prints the summary and dies of the same signal (the
- * shell sees 128+signal).  A second
- * signal sends SIGKILL instead.  If the parent dies, workers get SIGTERM
+ * SIGINT, SIGTERM, SIGHUP (workers ignore SIGINT and SIGHUP, so a ^C in
+ * a terminal reaches only the parent's logic; the parent keeps SIGINT and
+ * SIGHUP ignored if it started with them ignored): the parent stops the
+ * walk, sends SIGTERM to every worker (each abandons its file, which being
+ * unnamed simply vanishes), reaps them all, prints the summary and dies of
+ * the same signal (the shell sees 128+signal).  A second signal sends
+ * SIGKILL instead.  If the parent dies, workers get SIGTERM
  * (PR_SET_PDEATHSIG) or end of file and exit.
  *
  * Reading order.  The sections below follow one file: utilities and
@@ -256,7 +260,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
@@ -291,7 +294,6 @@
 #define FD_SPARE 8              /* descriptors the parent opens for a moment:
 				   at most 3 at once (a hard link, a reopened
 				   directory), twice over for safety */
-#define CENSUS_NS 1000000       /* census time per turn of the loop (1 ms): workers hold a job meanwhile */
 #define TICK_MS 100             /* progress refresh: 10 times a second at most */
 #define LOG_MAX_MS 30000        /* --progress to a file: a line every 1 s, backing off to this */
 #define PROGRESS_TAU 20.0       /* s: the time model forgets what it saw this long ago */
@@ -418,11 +420,22 @@ struct dnames {                 /* --delete: a DEST directory's names, open addr
 	size_t size, used;      /* size: a power of two */
 };
 
+enum {                          /* what of an entry's path a rule is matched against */
+	RM_NAME,                /* no '/' and no "**": the name */
+	RM_PATH,                /* a leading '/' or "**": the whole path below SOURCE */
+	RM_TAIL,                /* a '/' inside, no "**": its last nslash + 1 components */
+	RM_ANY                  /* "**" inside: the path from its start or any '/' on */
+};
+
 struct rule {                   /* an --exclude or --include pattern */
 	const char *pat;        /* without its leading '/' and trailing '/' */
 	int incl;               /* 1: --include, 0: --exclude */
 	int dironly;            /* it ended in '/': directories only */
-	int path;               /* it has a '/': matched against the path below SOURCE */
+	int how;                /* RM_*, as rsync decides it */
+	int nslash;             /* RM_TAIL: how many '/' pat has */
+	int wild;               /* it has '*', '?' or '[' (else compared as is) */
+	int slash1;             /* RM_PATH, pat starts with "**": the path gets a '/' before it */
+	int dirall;             /* pat ends in "/ ***": a directory's path gets a '/' after it */
 };
 
 struct job {                    /* a message waiting for, or at, a worker (parent only) */
@@ -476,7 +489,12 @@ enum {                          /* what became of an entry: see outcome() */
 	OUT_NEW = 0x100,        /* also count it as found */
 };
 
-struct cframe {                 /* a directory the census is reading (parent only) */
+struct census {                 /* shared page: the census child's totals */
+	volatile uint64_t files, bytes; /* counted so far */
+	volatile int done;      /* set last: the whole tree was read */
+};
+
+struct cframe {                 /* a directory the census is reading (census child) */
 	struct cframe *up;
 	DIR *ds;
 	char *rel;              /* path below SOURCE */
@@ -496,6 +514,8 @@ static struct {
 	int onefs;              /* -x: stay on SOURCE's file system */
 	struct rule *rules;     /* --exclude/--include, in order: the first match decides */
 	unsigned nrules;
+	char *fpath;            /* filter_out's path buffer, '/' PATH '/' (parent only) */
+	size_t fpath_cap;
 	int del;                /* --delete: remove what SOURCE lacks (2: --delete-excluded) */
 	int checksum;           /* -c: -u also compares the contents of files that match */
 	const char *target;     /* -t DIR, NULL if not given */
@@ -547,10 +567,11 @@ static struct {
 	int64_t tlast;          /* ms of the last progress line */
 	double pct_shown;       /* the percent never goes backwards */
 	int line_shown;         /* length of the progress line on screen, 0: none */
-	struct cframe *cen;     /* census: directory being read, NULL when over */
-	uint64_t cen_files, cen_bytes;  /* census totals so far */
-	uint64_t cen_unstat;    /* files it counted without stat: bytes unknown */
-	int cen_done;           /* the census read the whole tree */
+	pid_t cen_pid;          /* the census child, 0: none */
+	struct census *cs;      /* its totals (shared page) */
+	struct cframe *cen;     /* census child: directory being read, NULL when over */
+	uint64_t cen_files, cen_bytes;  /* census child: totals so far */
+	int cen_done;           /* census child: it read the whole tree */
 	int counted;            /* totals: 1 final, -1 "scanning" was shown, 0 neither yet */
 	int vclear;             /* -v names and the progress line share a terminal */
 	/* the time model (parent only): worker-seconds = files * cf + MB * cb (see model_solve) */
@@ -564,7 +585,7 @@ static struct {
 static volatile sig_atomic_t got_sig;   /* parent: first signal; worker: SIGTERM */
 static volatile sig_atomic_t got_usr1;
 static volatile sig_atomic_t got_winch; /* parent: the terminal was resized */
-static int in_worker;                   /* this process is a worker */
+static int in_worker;                   /* this process is a worker or the census */
 
 /* -- state and constants of the sections below -- */
 
@@ -643,6 +664,9 @@ static int hl_entry(struct dir *d, const char *name, const struct stat *st);
 static void job_queue(struct job *j, int front);
 static void dest_full(int err);
 static void job_fail(struct job *j, const char *why);
+static void census_run(int sfd);
+static void census_step(void);
+static void census_stop(void);
 static void model_job(unsigned i, const struct msg *m);
 static void progress_clear(void);
 static void summary(const char *how);
@@ -1510,35 +1534,202 @@ shard_mine(uint64_t ino)
 }
 
 /*
+ * Does c match the bracket expression p (just after its '['), as in
+ * rsync: '!' or '^' first negates, a ']' first is literal, "a-z" is a
+ * range, "[:alpha:]" a class (ASCII, as rsync's ctype in the C locale),
+ * '\' quotes.  Sets *end after its ']', or to NULL if it has none (then
+ * nothing matches, as in rsync).  Parent.
+ */
+static int
+wild_class(const char *p, unsigned char c, const char **end)
+{
+	static const struct {
+		const char *name;
+		int (*is)(int);
+	} cls[] = {
+		{ "alnum", isalnum }, { "alpha", isalpha }, { "blank", isblank },
+		{ "cntrl", iscntrl }, { "digit", isdigit }, { "graph", isgraph },
+		{ "lower", islower }, { "print", isprint }, { "punct", ispunct },
+		{ "space", isspace }, { "upper", isupper }, { "xdigit", isxdigit },
+	};
+	int neg = 0, hit = 0, first = 1;
+	unsigned char lo, hi;
+	size_t i, n;
+
+	*end = NULL;
+	if (*p == '!' || *p == '^') {
+		neg = 1;
+		p++;
+	}
+	for (; *p != '\0' && (*p != ']' || first); first = 0) {
+		if (p[0] == '[' && p[1] == ':') {
+			const char *e = strstr(p + 2, ":]");
+
+			if (e == NULL)
+				return 0;
+			n = (size_t)(e - p - 2);
+			for (i = 0; i < sizeof cls / sizeof cls[0]; i++)
+				if (strlen(cls[i].name) == n && memcmp(cls[i].name, p + 2, n) == 0)
+					break;
+			if (i == sizeof cls / sizeof cls[0])
+				return 0;       /* no such class: rsync matches nothing */
+			hit |= c < 128 && cls[i].is(c);
+			p = e + 2;
+			continue;
+		}
+		if (*p == '\\' && p[1] != '\0')
+			p++;
+		lo = hi = (unsigned char)*p++;
+		if (p[0] == '-' && p[1] != '\0' && p[1] != ']') {
+			p++;
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			hi = (unsigned char)*p++;
+		}
+		hit |= lo <= c && c <= hi;
+	}
+	if (*p != ']')
+		return 0;
+	*end = p + 1;
+	return hit != neg;
+}
+
+/*
+ * Match the text t..e (not NUL-terminated) against the wildcard pattern
+ * p, as rsync's wildmatch does: '?', '*' and "[...]" never match '/',
+ * "**" (or more stars) matches anything; '\' quotes the next character.
+ * Returns WM_MATCH, WM_NO, or one of two cuts that keep many stars from
+ * trying every split: WM_ABORT (the text ran out: no later start of an
+ * enclosing star can match either) and WM_SLASH (a '*' met a '/': only
+ * an enclosing "**" may go on).  Parent.
+ */
+enum { WM_NO, WM_MATCH, WM_ABORT, WM_SLASH };
+
+static int
+wild_match(const char *p, const char *t, const char *e)
+{
+	const char *q;
+	int r, any;
+
+	for (; *p != '\0'; p++, t++) {
+		if (t == e && *p != '*')
+			return WM_ABORT;
+		switch (*p) {
+		case '?':
+			if (*t == '/')
+				return WM_NO;
+			break;
+		case '[':
+			r = wild_class(p + 1, (unsigned char)*t, &q);
+			if (q == NULL)
+				return WM_ABORT;        /* no ']': nothing matches */
+			if (!r || *t == '/')
+				return WM_NO;
+			p = q - 1;
+			break;
+		case '*':
+			any = p[1] == '*';
+			while (p[1] == '*')
+				p++;
+			if (*++p == '\0')       /* a star at the end */
+				return any || memchr(t, '/', (size_t)(e - t)) == NULL ?
+				    WM_MATCH : WM_NO;
+			for (;; t++) {
+				r = wild_match(p, t, e);
+				if (r != WM_NO && (!any || r != WM_SLASH))
+					return r;
+				if (t == e)
+					return WM_ABORT;
+				if (!any && *t == '/')
+					return WM_SLASH;
+			}
+		case '\\':
+			if (p[1] != '\0')
+				p++;
+			/* fall through */
+		default:
+			if (*t != *p)
+				return WM_NO;
+		}
+	}
+	return t == e ? WM_MATCH : WM_NO;
+}
+
+/*
+ * Does rule r match the text t..e: by wild_match or, without wildcards,
+ * as it is?  Parent.
+ */
+static int
+rule_match(const struct rule *r, const char *t, const char *e)
+{
+	if (!r->wild)
+		return (size_t)(e - t) == strlen(r->pat) && memcmp(t, r->pat, (size_t)(e - t)) == 0;
+	return wild_match(r->pat, t, e) == WM_MATCH;
+}
+
+/*
  * Is the entry `name` in directory rel (below SOURCE) filtered out?  The
  * --exclude and --include rules are tried in order and the first that
- * matches decides, as in rsync; no match: it is wanted.  A rule without
- * '/' matches the name, one with '/' the whole path below SOURCE; a rule
- * that ended in '/' matches directories only.  Parent only.
+ * matches decides, as in rsync; no match: it is wanted.  Each rule is
+ * matched against what rsync matches it against (RM_*, rule_add); a rule
+ * that ended in '/' matches directories only.  The path is built once,
+ * in a buffer kept between calls, and only if a rule needs it: this runs
+ * on every name the walk and the census meet.  Parent only.
  */
 static int
 filter_out(const char *rel, const char *name, int isdir)
 {
-	char *path = NULL;
+	size_t nl = strlen(name), rl = rel ? strlen(rel) : 0;
+	const char *path = NULL, *end = NULL, *t;
 	unsigned i;
-	int out = 0, hit = 0;
+	int k;
 
-	for (i = 0; i < g.nrules && !hit; i++) {
+	for (i = 0; i < g.nrules; i++) {
 		const struct rule *r = &g.rules[i];
+		int hit = 0;
 
 		if (r->dironly && !isdir)
 			continue;
-		if (!r->path) {
-			hit = fnmatch(r->pat, name, FNM_PERIOD) == 0;
-		} else {
-			if (path == NULL)
-				path = path_join(rel, name, NULL);
-			hit = fnmatch(r->pat, path, FNM_PATHNAME | FNM_PERIOD) == 0;
+		if (r->how == RM_NAME) {
+			hit = rule_match(r, name, name + nl);
+			goto decided;
 		}
-		out = hit && !r->incl;
+		if (path == NULL) {     /* "/rel/name/": a '/' either side, for slash1 and dirall */
+			if (g.fpath_cap < rl + nl + 4) {
+				g.fpath_cap = 2 * (rl + nl + 4);
+				g.fpath = xrealloc(g.fpath, g.fpath_cap);
+			}
+			g.fpath[0] = '/';
+			if (rl > 0) {
+				memcpy(g.fpath + 1, rel, rl);
+				g.fpath[++rl] = '/';
+			}
+			memcpy(g.fpath + 1 + rl, name, nl);
+			g.fpath[1 + rl + nl] = '/';
+			path = g.fpath + 1;
+			end = path + rl + nl;
+		}
+		switch (r->how) {
+		case RM_PATH:
+			hit = rule_match(r, path - r->slash1, end + (r->dirall && isdir));
+			break;
+		case RM_TAIL:           /* from the nslash + 1-th '/' from the end */
+			for (t = end, k = r->nslash + 1; t > path && (t[-1] != '/' || --k > 0); t--)
+				;
+			hit = rule_match(r, t, end);
+			break;
+		case RM_ANY:            /* from the start or after any '/' */
+			for (t = path; t != NULL && !hit; t = memchr(t, '/', (size_t)(end - t))) {
+				t += t != path;
+				hit = wild_match(r->pat, t, end + (r->dirall && isdir)) == WM_MATCH;
+			}
+			break;
+		}
+decided:
+		if (hit)
+			return !r->incl;
 	}
-	free(path);
-	return out;
+	return 0;
 }
 
 /*
@@ -2057,32 +2248,97 @@ hl_entry(struct dir *d, const char *name, const struct stat *st)
 	return 0;
 }
 
-/* -- census (parent side) -- */
+/* -- census (a child of the parent) -- */
 
 /*
- * Start the census: a second, read-only walk of SOURCE that only counts,
- * run while the main walk waits for room in the queue.  It gives the
- * progress line its totals early.  Hard-linked files count size/nlink.
+ * Start the census for the tree at sfd: a child process that walks SOURCE
+ * a second time, read-only, and only counts files and bytes (with stat:
+ * size alone tells a 500 MB file from a 5 kB one), so the progress line
+ * has real totals long before the walk ends.  It runs beside the walk, on
+ * the CPU time the walk and the workers leave, and never slows the walk by
+ * more than its share of the CPUs: a stat costs some 3 us, the walk ten
+ * times that per entry.  Its totals go to a shared page (struct census);
+ * done is set last, so totals read with done set are complete.  Hard-linked
+ * files count size/nlink.  If it cannot start, the line says "scanning"
+ * until the walk ends.  Parent; the child leaves with _exit.
  */
 static void
 census_start(int sfd)
 {
+	if (g.cs == NULL) {
+		g.cs = mmap(NULL, sizeof *g.cs, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (g.cs == MAP_FAILED) {
+			g.cs = NULL;
+			return;
+		}
+	}
+	memset((void *)g.cs, 0, sizeof *g.cs);
+	fflush(stdout);
+	fflush(stderr);
+	switch (g.cen_pid = fork()) {
+	case -1:
+		g.cen_pid = 0;
+		return;
+	case 0:
+		break;
+	default:
+		return;
+	}
+	in_worker = 1;                  /* out of memory: leave quietly */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_IGN);        /* ^C goes to the parent, which kills us */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	signal(SIGWINCH, SIG_DFL);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
+	if (sfd != 3) {
+		dup2(sfd, 3);
+		sfd = 3;
+	}
+#ifdef SYS_close_range
+	syscall(SYS_close_range, 4, ~0U, 0);    /* channels, the walk's dirs */
+#endif
+	census_run(sfd);
+	_exit(0);
+}
+
+/*
+ * The census child's walk: read the tree depth first, post the totals
+ * every 256 entries and at the end.  Gives up quietly on any error or
+ * when out of descriptors (done stays 0: the totals are not complete).
+ */
+static void
+census_run(int sfd)
+{
 	/* a new open file description: a dup() would share the walk's offset */
 	int fd = src_openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *ds = fd < 0 ? NULL : fdopendir(fd);
+	unsigned n = 0;
 
-	if (ds == NULL) {
-		close_keep(fd);
+	if (ds == NULL)
 		return;
-	}
+	g.fdopen = 5;           /* 0-2, sfd and ds */
 	g.cen = xmalloc(sizeof *g.cen);
 	g.cen->up = NULL;
 	g.cen->ds = ds;
 	g.cen->rel = xstrdup("");
-	g.fdopen++;
+	while (g.cen) {
+		census_step();
+		if (++n % 256 == 0) {
+			g.cs->files = g.cen_files;
+			g.cs->bytes = g.cen_bytes;
+		}
+	}
+	g.cs->files = g.cen_files;
+	g.cs->bytes = g.cen_bytes;
+	__sync_synchronize();   /* the totals before done, on every CPU */
+	g.cs->done = g.cen_done;
 }
 
-/* Leave the census's current directory. */
+/* Leave the census's current directory.  Census child. */
 static void
 census_pop(void)
 {
@@ -2095,13 +2351,9 @@ census_pop(void)
 	free(c);
 }
 
-/*
- * One entry of the census.  Gives up quietly on any error or no fds.
- * cheap: the copy is waiting for the walk, so stat no file -- count its
- * name (by d_type); its bytes are estimated (see progress_totals).
- */
+/* One entry of the census.  Census child. */
 static void
-census_step(int cheap)
+census_step(void)
 {
 	struct cframe *c = g.cen, *sub;
 	struct dirent *de;
@@ -2120,14 +2372,6 @@ census_step(int cheap)
 	if (g.shard_n && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN &&
 	    !shard_mine(de->d_ino))
 		return;
-	if (cheap && g.shard_n == 0 && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) {
-		st.st_mode = DTTOIF(de->d_type);        /* all --exclude looks at */
-		if (wanted(c->rel, de->d_name, &st)) {
-			g.cen_files++;
-			g.cen_unstat += de->d_type == DT_REG;
-		}
-		return;
-	}
 	if (fstatat(dirfd(c->ds), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    !wanted(c->rel, de->d_name, &st))
 		return;
@@ -2156,6 +2400,18 @@ census_step(int cheap)
 	sub->up = c;
 	sub->rel = path_join(c->rel, de->d_name, NULL);
 	g.cen = sub;
+}
+
+/* Stop the census child, if any, and reap it.  Parent. */
+static void
+census_stop(void)
+{
+	if (g.cen_pid <= 0)
+		return;
+	kill(g.cen_pid, SIGKILL);
+	while (waitpid(g.cen_pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	g.cen_pid = 0;
 }
 
 /* -- jobs and the queue (parent side) -- */
@@ -4406,29 +4662,24 @@ wk_signal(int sig)
  * blocks hold (data_bytes), as only that is copied.
  */
 
-/*
- * Totals shown: the census if it is ahead, the walk's when it is done.
- * *approx: the bytes are partly estimated: files the census counted
- * without stat get the mean size of the files the walk has seen.
- */
+/* Totals shown: the census's if it is ahead, the walk's when it is done. */
 static void
-progress_totals(uint64_t *files, uint64_t *bytes, int *final, int *approx)
+progress_totals(uint64_t *files, uint64_t *bytes, int *final)
 {
-	uint64_t b;
+	uint64_t cf, cb;
+	int done;
 
 	*files = g.found;
 	*bytes = g.bytes_found;
 	*final = !g.walking;
-	*approx = 0;
-	if (g.walking && g.cen_files > *files) {
-		*files = g.cen_files;
-		b = g.cen_bytes;
-		if (g.cen_unstat > 0) {
-			b += g.found ? (double)g.bytes_found / g.found * g.cen_unstat : 0;
-			*approx = 1;
-		}
-		*bytes = b > *bytes ? b : *bytes;
-		*final = g.cen_done;
+	if (g.walking && g.cs != NULL) {
+		done = g.cs->done;
+		__sync_synchronize();   /* done before the totals it vouches for */
+		cf = g.cs->files;
+		cb = g.cs->bytes;
+		*files = cf > *files ? cf : *files;
+		*bytes = cb > *bytes ? cb : *bytes;
+		*final = done;
 	}
 }
 
@@ -4630,7 +4881,7 @@ progress_show(int force)
 	static uint64_t lastb, lastf;
 	static int64_t lastt;
 	uint64_t tf, tb, done = g.copied + g.failed + g.skipped, bdone;
-	int final, approx, width = 80, n, pad;
+	int final, width = 80, n, pad;
 	int64_t t = now_ms(), every;
 	double pct, dt, wdone, wtotal, eta = -1;
 	char line[256], f[PF_N][80], b1[32], b2[32], b3[32];
@@ -4640,12 +4891,12 @@ progress_show(int force)
 		return;
 	if (t - g.m_tlast >= TICK_MS)
 		model_tick(t);
-	progress_totals(&tf, &tb, &final, &approx);
+	progress_totals(&tf, &tb, &final);
 	if (final && g.counted < 0 && g.progress == 2 && done < tf) {
 		/* a "scanning" line was shown: say that the count is complete */
-		fprintf(stderr, "pcopy: [%s] counted: %llu files, %s%s\n",
+		fprintf(stderr, "pcopy: [%s] counted: %llu files, %s\n",
 		    fmt_secs(b1, sizeof b1, (t - g.t0) / 1000.0),
-		    (unsigned long long)tf, approx ? "~" : "", fmt_bytes(b2, sizeof b2, tb));
+		    (unsigned long long)tf, fmt_bytes(b2, sizeof b2, tb));
 		force = 1;
 	}
 	if (final)
@@ -4696,11 +4947,11 @@ progress_show(int force)
 	snprintf(f[PF_FILES], sizeof f[0], "%llu/%llu%s files", (unsigned long long)done,
 	    (unsigned long long)tf, final ? "" : "+");
 	if (final)
-		snprintf(f[PF_PCT], sizeof f[0], "%s%.2f%%", approx ? "~" : "", pct);
+		snprintf(f[PF_PCT], sizeof f[0], "%.2f%%", pct);
 	else
 		snprintf(f[PF_PCT], sizeof f[0], "scanning");
-	snprintf(f[PF_BYTES], sizeof f[0], "%s/%s%s%s", fmt_bytes(b1, sizeof b1, bdone),
-	    approx ? "~" : "", fmt_bytes(b2, sizeof b2, tb), final ? "" : "+");
+	snprintf(f[PF_BYTES], sizeof f[0], "%s/%s%s", fmt_bytes(b1, sizeof b1, bdone),
+	    fmt_bytes(b2, sizeof b2, tb), final ? "" : "+");
 	snprintf(f[PF_RATE], sizeof f[0], "%s/s", fmt_bytes(b3, sizeof b3, brate));
 	if (!final && eta < 1)
 		f[PF_ETA][0] = '\0';   /* a lower bound of nothing says nothing */
@@ -4885,26 +5136,8 @@ run(void)
 				break;
 			}
 		busy = walk_may();
-		if (g.walking && g.cen && !g.stop) {
-			/*
-			 * The census, in slices of time: all the walk leaves
-			 * idle while the queue is full.  When the copy waits
-			 * for the walk, half, and then it only counts names
-			 * (no stat: several times cheaper than the walk), so
-			 * it ends early; what it costs then is its own CPU
-			 * time, about a find(1) of the tree.
-			 */
-			int64_t until = now_ns() + (busy ? CENSUS_NS / 2 : CENSUS_NS);
-
-			do
-				for (i = 0; i < 16 && g.cen; i++)
-					census_step(busy);
-			while (g.cen && now_ns() < until);
-			busy = busy || g.cen != NULL;
-		}
 		if (!g.walking)
-			while (g.cen)
-				census_pop();
+			census_stop();
 		dispatch();
 		if (g.stop)
 			walk_abandon();
@@ -4949,6 +5182,7 @@ shutdown_workers(void)
 	unsigned i;
 	int sig = got_sig;
 
+	census_stop();
 	if (sig)
 		wk_signal(sig < 0 ? SIGKILL : SIGTERM);
 	for (i = 0; i < g.jobs; i++) {
@@ -5343,8 +5577,10 @@ usage(FILE *f)
 "      --fsync           sync each file before its rename, each directory at the end\n"
 "  -n, --dry-run         list what would be created, replaced, skipped or\n"
 "                        deleted; change nothing\n"
-"      --exclude GLOB    skip entries whose name matches GLOB, or whose path\n"
-"                        below SOURCE matches when GLOB has a '/'; 'GLOB/':\n"
+"      --exclude GLOB    skip entries GLOB matches, as rsync's patterns: no '/',\n"
+"                        the name; a '/' inside, the path's last components at\n"
+"                        any depth; a leading '/', the path from SOURCE's top;\n"
+"                        '*' '?' never match '/', '**' does; 'GLOB/':\n"
 "                        directories only (repeatable)\n"
 "      --include GLOB    copy what GLOB matches: the first matching --include or\n"
 "                        --exclude decides, in the order given\n"
@@ -5480,8 +5716,11 @@ parse_shard(const char *s)
 /*
  * Add one --exclude (incl 0) or --include (incl 1) pattern.  A "- " or
  * "+ " prefix makes it an exclude or an include whatever the option, as
- * in rsync.  A trailing '/' limits it to directories; a leading '/' (or
- * any '/') matches it against the path below SOURCE.  Empty: exit 2.
+ * in rsync.  A trailing '/' limits it to directories.  What it is matched
+ * against is rsync's choice (RM_*): a leading '/' anchors it at SOURCE,
+ * else a '/' inside matches that many trailing components of the path at
+ * any depth, "**" anywhere in the path, and no '/' the name.  Empty:
+ * exit 2.
  */
 static void
 rule_add(const char *arg, int incl, const char *from)
@@ -5489,6 +5728,7 @@ rule_add(const char *arg, int incl, const char *from)
 	struct rule *r;
 	size_t n;
 	char *pat;
+	const char *q;
 
 	if ((arg[0] == '+' || arg[0] == '-') && arg[1] == ' ') {
 		incl = arg[0] == '+';
@@ -5507,7 +5747,16 @@ rule_add(const char *arg, int incl, const char *from)
 		die("%s: empty pattern '%s'", from ? from : incl ? "--include" : "--exclude", arg);
 	r->pat = pat;
 	r->incl = incl;
-	r->path = arg[0] == '/' || strchr(pat, '/') != NULL;
+	r->wild = strpbrk(pat, "*?[") != NULL;
+	r->nslash = 0;
+	for (q = pat; (q = strchr(q, '/')) != NULL; q++)
+		r->nslash++;
+	if (!r->wild || strstr(pat, "**") == NULL)
+		r->how = arg[0] == '/' ? RM_PATH : r->nslash ? RM_TAIL : RM_NAME;
+	else
+		r->how = arg[0] == '/' || strncmp(pat, "**", 2) == 0 ? RM_PATH : RM_ANY;
+	r->slash1 = arg[0] != '/' && strncmp(pat, "**", 2) == 0;
+	r->dirall = n >= 4 && strcmp(pat + n - 4, "/***") == 0;
 }
 
 /*

@@ -2948,8 +2948,9 @@ $(cat pc.out)"
 	rm dst/.pcopy-tmp.1.1
 }
 
-# --exclude: a name anywhere, or a path below SOURCE; an excluded directory
-# is not even read (its atime stays).
+# --exclude: a name anywhere, or trailing components of a path at any
+# depth ('a/b': also x/a/b, as in rsync); an excluded directory is not
+# even read (its atime stays).
 t_exclude()
 {
 	mkdir -p src/d/e src/a/b/in src/a/c/b src/x/a/b src/junk.o
@@ -2959,7 +2960,8 @@ t_exclude()
 	done
 	pc_ok --exclude '*.o' --exclude 'a/b' src dst
 	cp -a src want
-	rm -r want/top.o want/d/mid.o want/d/e/deep.o want/junk.o want/a/b
+	rm -r want/top.o want/d/mid.o want/d/e/deep.o want/junk.o want/a/b \
+	    want/x/a/b
 	dir_times_from src want
 	same_tree want dst
 	pc_ok --exclude 'zzz*' --exclude 'no/such' src dst3
@@ -3408,6 +3410,106 @@ t_delete_enospc()
 	[ -f mnt/dst/extra ] || fail "deleted after ENOSPC"
 }
 
+# inject_setup: skip unless strace can make pcopy's own system calls fail
+# (-e inject; no device mapper needed).  Not under PCOPY_WRAP, whose
+# system calls would be the ones made to fail.
+inject_setup()
+{
+	no_wrap "strace injects errors into the binary itself"
+	have strace || skip "strace missing"
+	mkdir inject.probe
+	strace -f -qq -o /dev/null -e trace=getdents64 \
+	    -e inject=getdents64:error=EIO ls inject.probe 2>&1 |
+	    grep -q 'Input/output error' || skip "strace cannot inject errors here"
+	rmdir inject.probe
+}
+
+# inject SYSCALLS ERRNO WHEN PATH ARG...: run pcopy ARG... (pc) with
+# SYSCALLS (comma-separated) failing with ERRNO on PATH (an absolute
+# path: -P also matches calls on a descriptor of it), from the WHEN-th
+# such call of each process on ('1+': all).
+inject()
+{
+	ij_sys=$1 ij_err=$2 ij_when=$3 ij_path=$4
+	shift 4
+	PC_PREFIX="strace -f -qq -o /dev/null -e trace=$ij_sys \
+	    -e inject=$ij_sys:error=$ij_err:when=$ij_when -P $ij_path" pc "$@"
+}
+
+# A SOURCE listing that fails after its first batch (getdents64 made to
+# fail on the second call): its DEST counterpart keeps every name and
+# that is said, exit 1.  An EIO also stops deletions everywhere else (the
+# top directory, finished last, keeps its extra name); another error
+# (ESTALE, as from NFS) stops them in that directory only.
+t_delete_listing_error()
+{
+	inject_setup
+	mkdir -p src/big src/sub
+	i=0
+	while [ $i -lt 300 ]; do        # musl's readdir reads 2 kB at a time
+		echo $i >src/big/a-name-long-enough-to-need-several-reads-$i
+		i=$((i + 1))
+	done
+	echo a >src/sub/f
+	pc_ok -q src dst
+	big=$(pwd -P)/src/big
+	for e in ESTALE EIO; do
+		echo x >dst/big/extra
+		echo x >dst/sub/extra
+		echo x >dst/extra
+		inject getdents64 "$e" 2 "$big" -q --delete src dst
+		want_rc 1 "$e in the listing of src/big"
+		case $e in
+		EIO) why='I/O error' ;;
+		*) why='Stale file handle' ;;
+		esac
+		[ "$(find dst/big -type f | wc -l)" -eq 301 ] ||
+		    fail "$e: names deleted in dst/big: $(find dst/big -type f | wc -l) of 301 left"
+		grep -q "^pcopy: 'src/big': $why" pc.err ||
+		    fail "$e: the listing's error not named: $(cat pc.err)"
+		grep -q "^pcopy: 'dst/big': SOURCE directory not read completely: nothing deleted in it" pc.err ||
+		    fail "$e: not said that nothing is deleted in dst/big: $(cat pc.err)"
+		if [ "$e" = EIO ]; then
+			[ -f dst/extra ] || fail "EIO: dst/extra deleted after the EIO"
+			grep -q "^pcopy: 'dst': I/O error seen: deleting nothing more in this run" pc.err ||
+			    fail "EIO: not said that deletions stop: $(cat pc.err)"
+		else
+			grep -q 'deleting nothing more' pc.err &&
+			    fail "ESTALE stopped every deletion: $(cat pc.err)"
+			[ ! -e dst/extra ] && [ ! -e dst/sub/extra ] ||
+			    fail "ESTALE in src/big stopped deletions elsewhere"
+		fi
+	done
+	pc_ok -q --delete src dst
+	same_tree src dst
+}
+
+# A worker's copy failing with EIO (its copy_file_range and read on one
+# source file made to fail): no deletion after it in the run -- not in
+# that file's directory nor in the top one, both finished after the
+# failure is reported -- and that is said, exit 1.
+t_delete_copy_eio()
+{
+	inject_setup
+	mkdir -p src/a
+	echo old >src/a/f
+	pc_ok -q src dst
+	echo new >src/a/f               # changed: copied again
+	echo x >dst/a/extra
+	echo x >dst/extra
+	inject copy_file_range,read,pread64 EIO 1+ "$(pwd -P)/src/a/f" \
+	    -q --delete src dst
+	want_rc 1 "EIO copying src/a/f"
+	[ -f dst/a/extra ] || fail "dst/a/extra deleted after the EIO"
+	[ -f dst/extra ] || fail "dst/extra deleted after the EIO"
+	grep -q "^pcopy: 'src/a/f': I/O error" pc.err ||
+	    fail "the copy's EIO not named: $(cat pc.err)"
+	grep -q "^pcopy: 'dst': I/O error seen: deleting nothing more in this run" pc.err ||
+	    fail "not said that deletions stop: $(cat pc.err)"
+	pc_ok -q --delete src dst       # without the error: both go
+	same_tree src dst
+}
+
 # -c: with -u, a file whose size and mtime match but whose bytes differ is
 # copied again; an unchanged one is skipped; -n -c says which.
 t_checksum()
@@ -3472,6 +3574,74 @@ t_filters()
 	usage_err "exclude-from.*no-such-file" --exclude-from no-such-file src dstX
 	usage_err "include.*empty pattern" --include / src dstX
 	[ "$bad" -eq 0 ]
+}
+
+# Filters match what rsync's do: for each pattern, --exclude PAT (x), or
+# --include PAT --exclude '*' (i), copies the same entries as rsync -a
+# with the same options.  Covers names, dot files, an inner '/' (trailing
+# components at any depth), a leading '/' (anchored), "**" at the start,
+# inside and at the end, "/***", '?', '[...]', '\' and directory-only
+# patterns.
+t_filters_rsync()
+{
+	have rsync || skip "rsync missing"
+	for f in a/b/c x/a/b/f x/y/a/b/g a/b/d/e foo.o sub/foo.o deep/er/foo.o \
+	    .hidden .dot/x.o sub/.dot.o proc/p sub/proc/q d/proc a/bb/c \
+	    lib/x/y/z.so lib/z.so 'br[a]c/k' 'q?x' sub/cache/g m/n/o/p/q; do
+		mkdir -p "src/$(dirname "$f")"
+		echo "$f" >"src/$f"
+	done
+	mkdir -p src/empty/dir
+	bad=0
+	while read -r how pat; do
+		rm -rf r p
+		if [ "$how" = x ]; then
+			set -- --exclude="$pat"
+		else
+			set -- --include="$pat" --exclude='*'
+		fi
+		rsync -a "$@" src/ r/ 2>rsync.err || fail "rsync -a $*: $(cat rsync.err)"
+		pc -q "$@" src p
+		want_rc 0 "pcopy $*"
+		(cd r && find . -mindepth 1 -printf '%y %P\n' | sort) >r.list
+		(cd p && find . -mindepth 1 -printf '%y %P\n' | sort) >p.list
+		cmp -s r.list p.list && continue
+		echo "$*: rsync (<) and pcopy (>) differ:"
+		diff r.list p.list | grep '^[<>]' | head -n 5
+		bad=$((bad + 1))
+	done <<'PATS'
+x *.o
+x .*
+x a/b
+x /a/b
+x */b
+x a/*/c
+x y/a/b
+x n/o/p/
+x proc/
+x /proc/
+x */proc/
+x **/b
+x a/**
+x a/**/e
+x **/foo.o
+x /**/foo.o
+x x/**/b
+x lib/**/*.so
+x lib/***
+x */er/*
+x ?.o
+x br\[a\]c
+x q\?x
+x [[:alpha:]]
+i .*
+i [!a]*
+i */
+i lib/***
+i /lib/***
+i sub/***
+PATS
+	[ "$bad" -eq 0 ] || fail "$bad patterns differ from rsync's"
 }
 
 # -a and -r are accepted and change nothing (pcopy always archives).
@@ -3552,6 +3722,55 @@ $(cat pc.err)"
 	END { exit bad }'
 	tail -n 1 pc.err | grep -Eq '^pcopy: [0-9]+ files' ||
 	    fail "last line is no summary: $(tail -n 1 pc.err)"
+}
+
+# --progress to a file backs off: a line every second for the first 20 s,
+# then one every elapsed/20 (every 30 s at most), so a 12-hour copy logs
+# about 1,500 lines, not 43,000.  strace holds the only copy call for 36 s,
+# so the run lasts that long however fast the machine is; the lines are
+# counted by their elapsed-time stamps (whole seconds).  It cannot be much
+# shorter: the back-off begins at 20 s and takes some 15 s to show.
+t_progress_log_backoff()
+{
+	no_wrap "strace holds the binary's own system call"
+	have strace || skip "strace missing"
+	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
+	    skip "strace cannot trace here"
+	mkdir src
+	echo a >src/f
+	PC_TIMEOUT=120 PC_PREFIX="strace -f -qq -o /dev/null -e trace=copy_file_range
+	    -e inject=copy_file_range:delay_enter=36000000" pc -j 1 --progress src dst
+	want_rc 0
+	same_tree src dst
+	tail -n 1 pc.err | grep -Eq '^pcopy: 1 files' ||
+	    fail "last line is no summary: $(tail -n 1 pc.err)"
+	# one number per progress line: its stamp in seconds
+	sed -n 's/^pcopy: \[\([0-9]*\):\([0-9]*\)\] [0-9]*\/[0-9]*.*/\1 \2/p' pc.err |
+	    awk '{ print $1 * 60 + $2 }' >stamps
+	last=$(tail -n 1 stamps)
+	[ "${last:-0}" -ge 33 ] || skip "the copy was not held (no copy_file_range?): last line at ${last:-?} s"
+	# before 20 s: about one a second (19 at most, 15 allowed for a slow
+	# machine); from 20 s on each line waits elapsed/20 after the last,
+	# so from the first line at t0 >= 19.5 s to the last at t1 there are
+	# at most 1 + log(t1 / t0) / log(20 / 19) (13 here; 16 or 17 without
+	# the back-off); and no gap is far longer than the rule says
+	awk -v last="$last" '
+	$1 < 20 { early++ }
+	$1 >= 20 { if (!late++) first = $1 }
+	NR > 1 && $1 - prev > (prev / 20 > 1 ? prev / 20 : 1) + 3 {
+		print "a gap of " $1 - prev " s after the line at " prev " s"; bad = 1
+	}
+	{ prev = $1 }
+	END {
+		max = 1 + log((last + 0.5) / (first - 0.5)) / log(20 / 19)
+		if (early < 15) { print early " lines before 20 s, want 15 or more"; bad = 1 }
+		if (late > max) {
+			printf "%d lines from %d s to %d s, want %d at most: no back-off\n",
+			    late, first, last, max
+			bad = 1
+		}
+		exit bad
+	}' stamps || fail "stamps: $(tr '\n' ' ' <stamps)"
 }
 
 # mk_large FILE: 300 MiB of random data, with a mode and an mtime.
