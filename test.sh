@@ -3411,11 +3411,12 @@ t_delete_enospc()
 }
 
 # inject_setup: skip unless strace can make pcopy's own system calls fail
-# (-e inject; no device mapper needed).  Not under PCOPY_WRAP, whose
-# system calls would be the ones made to fail.
+# (-e inject; no device mapper needed).  Not under valgrind, whose system
+# calls would be the ones made to fail; qemu-user makes the binary's own
+# on the host (and none of these for itself).
 inject_setup()
 {
-	no_wrap "strace injects errors into the binary itself"
+	no_valgrind "strace injects errors into the binary itself"
 	have strace || skip "strace missing"
 	mkdir inject.probe
 	strace -f -qq -o /dev/null -e trace=getdents64 \
@@ -3732,7 +3733,7 @@ $(cat pc.err)"
 # shorter: the back-off begins at 20 s and takes some 15 s to show.
 t_progress_log_backoff()
 {
-	no_wrap "strace holds the binary's own system call"
+	no_valgrind "strace holds the binary's own system call"
 	have strace || skip "strace missing"
 	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
 	    skip "strace cannot trace here"
