@@ -5296,7 +5296,9 @@ t_slurm()
 	cp -R "$SRCDIR/examples/slurm" jobs
 	dd if=/dev/urandom of=munge.key bs=1024 count=1 2>/dev/null
 	chmod 0600 munge.key
-	port=$((20000 + $$ % 20000))
+	# two ports per suite: the suites of `make test-cross' run side by
+	# side, and their PIDs often follow each other
+	port=$((20000 + $$ % 10000 * 2))
 	host=$(hostname -s)
 	cat >slurm.conf <<-EOF
 	ClusterName=pcopytest
@@ -5343,7 +5345,11 @@ t_slurm()
 	slurmctld -f "$W/slurm.conf" || fail "slurmctld: $(tail -n 5 slurmctld.log)"
 	slurmd -f "$W/slurm.conf" || fail "slurmd: $(tail -n 5 slurmd.log)"
 	n=0
-	until sinfo -h -o %t 2>/dev/null | grep -q idle; do
+	until timeout 10 sinfo -h -o %t 2>/dev/null | grep -q idle; do
+		# (a controller that could not start, its port taken, is gone)
+		if [ -s slurmctld.pid ] && ! kill -0 "$(cat slurmctld.pid)" 2>/dev/null; then
+			fail "slurmctld stopped: $(tail -n 3 slurmctld.log)"
+		fi
 		n=$((n + 1))
 		[ $n -lt 150 ] || fail "the node never became idle: $(sinfo 2>&1; tail -n 5 slurmd.log)"
 		sleep 0.1
