@@ -35,7 +35,8 @@
 # pass on the exit status of its workers, so --error-exitcode alone misses
 # their errors.  (Hence valgrind's -q.)  Under qemu-user
 # (PCOPY_WRAP=qemu-arm-static and the like: `make test-cross') the binary
-# itself runs, so only the cases that need something qemu lacks skip.
+# itself runs, so only the cases that need something qemu lacks skip
+# (no_qemu, naming it); strace then sees the emulator's host system calls.
 
 LC_ALL=C
 TZ=UTC
@@ -63,7 +64,8 @@ fi
 PCOPY_WRAP=${PCOPY_WRAP:-}
 PCOPY_SANITIZED=${PCOPY_SANITIZED:-}  # set by 'make asan': sanitizer reports fail a case
 tmul=1                  # timeouts are multiplied by this
-qemu=                   # 1: PCOPY_WRAP is qemu-user (a cross build under test)
+qemu=                   # PCOPY_WRAP if it is qemu-user (a cross build under test)
+qemu_bin=               # and the emulator's path
 if [ -n "$PCOPY_WRAP" ]; then
 	tmul=10
 	# shellcheck disable=SC2086 # its first word
@@ -73,7 +75,7 @@ if [ -n "$PCOPY_WRAP" ]; then
 		exit 2
 	fi
 	case ${pw_cmd##*/} in
-	qemu-*) qemu=1 ;;
+	qemu-*) qemu=$PCOPY_WRAP qemu_bin=$(command -v "$pw_cmd") ;;
 	esac
 fi
 for tool in find sed sort awk od cksum timeout stat cmp diff paste cut \
@@ -193,10 +195,19 @@ no_wrap()
 }
 
 # no_valgrind REASON: no_wrap, except under qemu-user, which runs the
-# static binary itself at near native speed for system calls.
+# static binary itself at near native speed for system calls.  A case that
+# runs "$PCOPY" itself (not through pc and the like) runs $qemu "$PCOPY":
+# the emulator, or nothing when there is none.
 no_valgrind()
 {
 	[ -n "$qemu" ] || no_wrap "$1"
+}
+
+# no_qemu REASON: skip the case under qemu-user, REASON saying what qemu
+# lacks.
+no_qemu()
+{
+	[ -z "$qemu" ] || skip "not under qemu-user: $1"
 }
 
 # at_exit COMMAND: run COMMAND (which must not fail) when the case ends,
@@ -1815,7 +1826,7 @@ t_signal_status()
 # "internal error: 68000 entries found, 68010 accounted for", exit 1).
 t_emlink_done()
 {
-	no_wrap "65,000 links are slow under valgrind"
+	no_valgrind "65,000 links are slow under valgrind"
 	have perl || skip "perl missing"
 	is_root || skip "needs root to write in /var/tmp reliably"
 	d=$(mktemp -d /var/tmp/pcopy-emlink.XXXXXX) || skip "cannot create a directory in /var/tmp"
@@ -1998,7 +2009,7 @@ t_symlink_swap()
 # there; set runas (as_nobody) and nr_NAME for the system calls used.
 race_setup()
 {
-	no_wrap "strace traces the binary itself"
+	no_valgrind "strace traces the binary itself"
 	is_root || skip "needs root: the victim is root's copy"
 	have strace || skip "strace missing"
 	have perl || skip "perl missing"
@@ -2015,13 +2026,17 @@ race_setup()
 }
 
 # race_bg SYSCALL ARG...: run pcopy ARG... in the background under strace,
-# every SYSCALL held for 0.3 s before it runs.
+# every SYSCALL held for 0.3 s before it runs.  Under qemu-user strace
+# sees the emulator's host system calls: the guest's, translated (host
+# numbers and flag values), and a few of qemu's own at start-up (some
+# openat: held too, they only slow it down).
 race_bg()
 {
 	rb_sys=$1
 	shift
+	# shellcheck disable=SC2086 # $qemu is a command or nothing
 	timeout -k 5 120 strace -f -qq -o /dev/null -e trace="$rb_sys" \
-	    -e inject="$rb_sys":delay_enter=300000 "$PCOPY" "$@" \
+	    -e inject="$rb_sys":delay_enter=300000 $qemu "$PCOPY" "$@" \
 	    </dev/null >pc.out 2>pc.err &
 	bg=$!
 	at_exit "kill $bg 2>/dev/null"
@@ -2037,15 +2052,26 @@ race_end()
 
 # race_wait NR [FLAGS]: wait up to 30 s until a pcopy process sits in
 # system call NR whose third argument (open flags) has all bits of FLAGS.
+# A pcopy process is one whose /proc/PID/exe is the binary; under qemu-user
+# it is the emulator, with the binary as its first argument.
 race_wait()
 {
+	rw_exe=$PCOPY rw_arg=
+	if [ -n "$qemu" ]; then
+		rw_exe=$qemu_bin rw_arg=$PCOPY
+	fi
 	perl -e '
-	my ($exe, $nr, $flags) = @ARGV;
+	my ($exe, $nr, $flags, $arg) = @ARGV;
 	my @me = stat $exe or die "$exe: $!\n";
 	for (1 .. 6000) {
 		for my $p (glob "/proc/[0-9]*") {
 			my @e = stat "$p/exe" or next;
 			next unless $e[0] == $me[0] && $e[1] == $me[1];
+			if ($arg ne "") {
+				open my $c, "<", "$p/cmdline" or next;
+				my @argv = split /\0/, (<$c> // "");
+				next unless @argv > 1 && $argv[1] eq $arg;
+			}
 			open my $f, "<", "$p/syscall" or next;
 			my @a = split " ", (<$f> // "");
 			next unless @a > 4 && $a[0] eq $nr;
@@ -2054,7 +2080,7 @@ race_wait()
 		}
 		select undef, undef, undef, 0.005;
 	}
-	exit 1' "$PCOPY" "$1" "${2:-0}"
+	exit 1' "$rw_exe" "$1" "${2:-0}" "$rw_arg"
 }
 
 # exchange A B: as the attacker, swap two names atomically (renameat2
@@ -2094,7 +2120,7 @@ no_mix()
 # merely narrow.
 t_race_stress()
 {
-	no_wrap "hundreds of runs"
+	no_valgrind "hundreds of runs"
 	is_root || skip "needs root: the victim is root's copy"
 	have perl || skip "perl missing"
 	as_nobody
@@ -2405,13 +2431,15 @@ t_over_long_name()
 # could not copy and exits 1 -- never a respawn loop.
 t_respawn_limit()
 {
-	no_wrap "strace traces the binary itself"
+	no_valgrind "strace traces the binary itself"
 	have strace || skip "strace missing"
 	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
 	    skip "strace cannot trace here"
 	mkdir src
 	echo a >src/f
 	echo b >src/g
+	# (under qemu-user, strace sees the emulator make the worker's prctl
+	# on the host; qemu makes none of its own, nor any flock below)
 	PC_TIMEOUT=30 PC_PREFIX="strace -f -qq -o /dev/null -e trace=prctl
 	    -e inject=prctl:signal=SIGKILL" pc -j 2 src dst
 	[ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "a respawn loop: killed after 30 s"
@@ -2426,7 +2454,7 @@ t_respawn_limit()
 # it used to retry for ever (a new hidden file each time, then a crash).
 t_flock_enolck()
 {
-	no_wrap "strace traces the binary itself"
+	no_valgrind "strace traces the binary itself"
 	have strace || skip "strace missing"
 	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
 	    skip "strace cannot trace here"
@@ -2452,8 +2480,10 @@ t_list_sigusr1()
 	done
 	mkfifo list
 	# not pc_cmd: pcopy must be timeout's child (pgrep -P, and its
-	# /proc/PID/syscall is read), and run natively
-	timeout -k 5 $((60 * tmul)) "$PCOPY" -j 1 --files-from list src dst \
+	# /proc/PID/syscall is read), and run natively (qemu-user is the
+	# process that runs the binary, and reads from the pipe itself)
+	# shellcheck disable=SC2086 # $qemu is a command or nothing
+	timeout -k 5 $((60 * tmul)) $qemu "$PCOPY" -j 1 --files-from list src dst \
 	    </dev/null >pc.out 2>pc.err &
 	bg=$!
 	exec 3>list
@@ -2577,7 +2607,7 @@ t_deep_fd_limit()
 
 t_few_fds()
 {
-	no_wrap "valgrind needs descriptors of its own"
+	no_valgrind "valgrind needs descriptors of its own"
 	for d in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 \
 	    25 26 27 28 29 30; do
 		mkdir -p "src/d$d"
@@ -3446,11 +3476,12 @@ t_delete_enospc()
 }
 
 # inject_setup: skip unless strace can make pcopy's own system calls fail
-# (-e inject; no device mapper needed).  Not under PCOPY_WRAP, whose
-# system calls would be the ones made to fail.
+# (-e inject; no device mapper needed).  Not under valgrind, whose system
+# calls would be the ones made to fail; qemu-user makes the binary's own
+# on the host (and none of these for itself).
 inject_setup()
 {
-	no_wrap "strace injects errors into the binary itself"
+	no_valgrind "strace injects errors into the binary itself"
 	have strace || skip "strace missing"
 	mkdir inject.probe
 	strace -f -qq -o /dev/null -e trace=getdents64 \
@@ -3767,7 +3798,7 @@ $(cat pc.err)"
 # shorter: the back-off begins at 20 s and takes some 15 s to show.
 t_progress_log_backoff()
 {
-	no_wrap "strace holds the binary's own system call"
+	no_valgrind "strace holds the binary's own system call"
 	have strace || skip "strace missing"
 	strace -f -qq -o /dev/null -e trace=none true 2>/dev/null ||
 	    skip "strace cannot trace here"
@@ -4452,9 +4483,12 @@ t_xattr_nodes_fallback()
 	same_tree src dst
 	have unshare || skip "unshare missing: no test without /proc"
 	unshare -m true 2>/dev/null || skip "cannot unshare the mount namespace"
+	! qemu_lacks_fchmodat2 ||
+	    skip "this qemu-user lacks fchmodat2 (Linux 6.6): a FIFO's mode goes through /proc/self/fd, which the case takes away"
 	rc=0
+	# shellcheck disable=SC2086 # $qemu is a command or nothing
 	PCOPY_NO_XATTRAT=1 unshare -m sh -c 'umount -l /proc && exec "$@"' sh \
-	    "$PCOPY" src dst2 2>pc.err || rc=$?
+	    $qemu "$PCOPY" src dst2 2>pc.err || rc=$?
 	want_rc 1 "without /proc"
 	grep -q "^pcopy: 'dst2/l': extended attributes* .*not copied" pc.err &&
 	    grep -q "^pcopy: 'dst2/p': extended attributes* .*not copied" pc.err ||
@@ -4801,11 +4835,11 @@ t_rescue_mounts()
 {
 	is_root || skip "needs root to mount"
 	have unshare || skip "unshare missing"
-	no_wrap "runs pcopy in a mount namespace"
+	no_valgrind "runs pcopy in a mount namespace"
 	mkdir -p root
 	unshare -m --propagation private sh -c '
 	set -e
-	P=$1
+	P=$1 Q=$2     # Q: the emulator, or nothing
 	mount -t tmpfs -o size=20m rootfs root
 	mkdir -p root/etc root/proc root/run root/mnt/new root/mnt/old root/home/u
 	echo host >root/etc/hostname
@@ -4815,13 +4849,13 @@ t_rescue_mounts()
 	echo pid >root/run/lock
 	mount -t tmpfs -o size=20m new root/mnt/new
 	touch -d "2005-05-05 05:05:05.5" root/etc root/home
-	rc=0; "$P" -q root root/mnt/new 2>err1 || rc=$?
+	rc=0; $Q "$P" -q root root/mnt/new 2>err1 || rc=$?
 	[ "$rc" -eq 2 ] || { echo "without -x: exit $rc, want 2"; exit 1; }
 	grep -q "use -x" err1 || { echo "no hint to use -x: $(cat err1)"; exit 1; }
-	rc=0; "$P" -q -x root root/home/new 2>err2 || rc=$?
+	rc=0; $Q "$P" -q -x root root/home/new 2>err2 || rc=$?
 	[ "$rc" -eq 2 ] || { echo "-x, DEST on the same fs: exit $rc, want 2"; exit 1; }
 	[ ! -e root/home/new ] || { echo "root/home/new created"; exit 1; }
-	"$P" -q -x root root/mnt/new 2>err3 || { echo "-x: exit $?: $(cat err3)"; exit 1; }
+	$Q "$P" -q -x root root/mnt/new 2>err3 || { echo "-x: exit $?: $(cat err3)"; exit 1; }
 	[ ! -s err3 ] || { echo "-x said: $(cat err3)"; exit 1; }
 	for d in run mnt/new mnt/old proc; do
 		[ -d "root/mnt/new/$d" ] && [ -z "$(ls -A "root/mnt/new/$d")" ] ||
@@ -4834,11 +4868,11 @@ t_rescue_mounts()
 	mkdir bind
 	mount --bind root bind
 	rm -rf root/mnt/new/*
-	"$P" -q -x bind root/mnt/new 2>err4 || { echo "bind: exit $?: $(cat err4)"; exit 1; }
+	$Q "$P" -q -x bind root/mnt/new 2>err4 || { echo "bind: exit $?: $(cat err4)"; exit 1; }
 	cmp root/home/u/notes root/mnt/new/home/u/notes
 	[ -z "$(ls -A root/mnt/new/run)" ] || { echo "bind: run not empty"; exit 1; }
 	umount bind root/mnt/new root/run root
-	' sh "$PCOPY" || fail "see above"
+	' sh "$PCOPY" "$qemu" || fail "see above"
 }
 
 # cp habits: FILE DIR and FILE DIR/ copy to DIR/FILE; -t DIR SOURCE...;
@@ -4929,12 +4963,12 @@ t_single_file_paths()
 	chmod 0555 ro
 	rc=0
 	# shellcheck disable=SC2086
-	$runas "$PCOPY" -q src/f out </dev/null >pc.out 2>pc.err || rc=$?
+	$runas $qemu "$PCOPY" -q src/f out </dev/null >pc.out 2>pc.err || rc=$?
 	want_rc 1 "unreadable file"
 	grep -q "^pcopy: 'src/f': " pc.err || fail "does not name src/f: $(cat pc.err)"
 	rc=0
 	# shellcheck disable=SC2086
-	$runas "$PCOPY" -q ok ro/ok </dev/null >pc.out 2>pc.err || rc=$?
+	$runas $qemu "$PCOPY" -q ok ro/ok </dev/null >pc.out 2>pc.err || rc=$?
 	want_rc 1 "read-only DEST dir"
 	grep -q "^pcopy: 'ro/ok': " pc.err || fail "does not name ro/ok: $(cat pc.err)"
 	! grep -q "ok/ok\|f/f" pc.err || fail "names FILE/FILE: $(cat pc.err)"
@@ -4964,7 +4998,8 @@ t_default_dest_dot()
 {
 	mkdir -p work/tree/sub
 	echo x >work/tree/sub/f
-	(cd work/tree && "$PCOPY" . </dev/null >../out 2>../err) ||
+	# shellcheck disable=SC2086 # $qemu is a command or nothing
+	(cd work/tree && $qemu "$PCOPY" . </dev/null >../out 2>../err) ||
 	    fail "pcopy .: exit $?: $(cat work/err)"
 	[ -d work/tree-copy ] || fail "pcopy . did not make work/tree-copy: $(ls -A work work/tree)"
 	same_tree work/tree work/tree-copy
@@ -4996,7 +5031,7 @@ t_dest_not_owned()
 	before=$(stat -c '%u %g %a' vol)
 	rc=0
 	# shellcheck disable=SC2086
-	$runas "$PCOPY" src vol </dev/null >pc.out 2>pc.err || rc=$?
+	$runas $qemu "$PCOPY" src vol </dev/null >pc.out 2>pc.err || rc=$?
 	want_rc 0
 	[ "$(grep -c "^pcopy: 'vol'" pc.err)" -eq 1 ] ||
 	    fail "want one warning naming vol: $(cat pc.err)"
@@ -5023,10 +5058,16 @@ t_dest_readonly()
 	grep -q "Read-only file system; stopping" pc.err || fail "$(cat pc.err)"
 }
 
-# workers_in FILE: the number of processes an strace -f log shows started.
+# workers_in FILE: the number of processes an strace -f log shows started:
+# calls of fork, vfork, clone and clone3 that returned a PID, a call cut
+# in two (<unfinished ...>, <... clone resumed>) counted once, threads
+# (CLONE_THREAD: qemu-user starts one in every process) not at all.
 workers_in()
 {
-	grep -Ec '(clone3?|v?fork)\(.*= [1-9]' "$1" || :
+	awk '/<unfinished \.\.\.>$/ { held[$1] = $0; next }
+	    /<\.\.\. [a-z0-9]+ resumed>/ { $0 = held[$1] " " $0 }
+	    /(clone3?|v?fork)\(/ && !/CLONE_THREAD/ && / = [1-9][0-9]*( |$)/ { n++ }
+	    END { print n + 0 }' "$1"
 }
 
 # Default -j: 4 per usable CPU, where usable counts the affinity mask and a
@@ -5038,7 +5079,7 @@ t_jobs_cgroup()
 	is_root || skip "needs root to mount"
 	have strace || skip "strace missing"
 	have unshare || skip "unshare missing"
-	no_wrap "counts pcopy's own forks"
+	no_valgrind "counts pcopy's own forks"
 	ncpu=$(nproc)
 	[ "$ncpu" -ge 2 ] && [ "$ncpu" -le 16 ] || skip "needs 2 to 16 usable CPUs, have $ncpu"
 	strace -f -qq -e trace=clone -o /dev/null true 2>/dev/null || skip "strace does not work here"
@@ -5051,8 +5092,8 @@ t_jobs_cgroup()
 		mount -t tmpfs cg /sys/fs/cgroup
 		mkdir -p "/sys/fs/cgroup/$1"
 		echo "$3" >"/sys/fs/cgroup/$1/cpu.max"
-		strace -f -qq -e trace=fork,vfork,clone,clone3 -o trace.out "$2" -q src dst
-		' sh "${cg:-/}" "$PCOPY" "$q" || fail "cpu.max '$q': run failed"
+		strace -f -qq -e trace=fork,vfork,clone,clone3 -o trace.out $4 "$2" -q src dst
+		' sh "${cg:-/}" "$PCOPY" "$q" "$qemu" || fail "cpu.max '$q': run failed"
 		same_tree src dst
 		cp trace.out "trace.$(echo "$q" | tr ' ' _)"
 	done
@@ -5062,8 +5103,9 @@ t_jobs_cgroup()
 	[ "$nw" -eq 4 ] || fail "cpu.max '50000 100000' (half a CPU): $nw workers, want 4"
 	if have taskset; then
 		rm -rf dst
+		# shellcheck disable=SC2086 # $qemu is a command or nothing
 		taskset -c 0 strace -f -qq -e trace=fork,vfork,clone,clone3 \
-		    -o trace.out "$PCOPY" -q src dst || fail "taskset run failed"
+		    -o trace.out $qemu "$PCOPY" -q src dst || fail "taskset run failed"
 		nw=$(workers_in trace.out)
 		[ "$nw" -eq 4 ] || fail "pinned to one CPU: $nw workers, want 4"
 	fi
@@ -5122,7 +5164,8 @@ t_fork_refused()
 	is_root || skip "needs root to run under a private uid"
 	have setpriv || skip "setpriv missing"
 	have prlimit || skip "prlimit missing"
-	no_wrap "counts processes"
+	no_valgrind "counts processes"
+	no_qemu "RLIMIT_NPROC also counts the thread qemu-user starts in every process; a worker whose thread cannot start dies in qemu (exit 127)"
 	mk_files src 3 20
 	chmod 0777 .
 	chmod 0711 "$T"
@@ -5216,19 +5259,26 @@ t_walk_nostat()
 t_shard_cost()
 {
 	have strace || skip "strace missing"
-	no_wrap "counts pcopy's system calls"
+	no_valgrind "counts pcopy's system calls"
 	mk_mixed src
 	nall=$(find src ! -type d | wc -l)
 	ndir=$(find src -type d | wc -l)
 	calls='newfstatat,fstatat64,statx,lstat,stat,getdents64,utimensat'
-	strace -f -qq -e trace=$calls -o plain.st "$PCOPY" -q src plain </dev/null >pc.out 2>pc.err ||
+	# shellcheck disable=SC2086 # $qemu is a command or nothing
+	strace -f -qq -e trace=$calls -o plain.st $qemu "$PCOPY" -q src plain \
+	    </dev/null >pc.out 2>pc.err ||
 	    fail "plain run: $(cat pc.err)"
 	for k in 1 2 3; do
+		# (under qemu-user: the host's calls, the guest's translated)
+		# shellcheck disable=SC2086 # $qemu is a command or nothing
 		strace -f -qq -e trace=$calls -o st$k \
-		    "$PCOPY" -q --shard $k/3 src dst </dev/null >pc.out 2>pc.err ||
+		    $qemu "$PCOPY" -q --shard $k/3 src dst </dev/null >pc.out 2>pc.err ||
 		    fail "--shard $k/3: $(cat pc.err)"
 	done
-	nst=$(grep -c 'newfstatat\|statx\|stat(' st1 st2 st3 | awk -F: '{ s += $2 } END { print s }')
+	# stats of a name; a descriptor's (name "": fstat, which qemu-user
+	# makes a newfstatat(fd, "", AT_EMPTY_PATH) on the host) not counted
+	nst=$(cat st1 st2 st3 | grep -E '(newfstatat|fstatat64|statx|stat)\(' |
+	    grep -Evc '\((AT_FDCWD|[0-9]+), "",' || :)
 	[ "$nst" -lt $((nall + 4 * ndir + 30)) ] ||
 	    fail "3 shards made $nst stat calls for $nall entries: each stats them all"
 	gd=$(grep -c 'getdents64(' plain.st)
@@ -5275,6 +5325,54 @@ t_shard_env()
 	[ "$bad" -eq 0 ]
 }
 
+# qemu_lacks_fchmodat2: succeed under a qemu-user that answers fchmodat2
+# (Linux 6.6) with ENOSYS, as qemu 7.2 does ("Unknown syscall 452" in its
+# -strace log of a FIFO's copy): pcopy then sets a node's mode through
+# /proc/self/fd, as on an older kernel.
+qemu_lacks_fchmodat2()
+{
+	[ -n "$qemu" ] || return 1
+	rm -rf ql.src ql.dst
+	mkdir ql.src
+	mkfifo ql.src/p
+	# shellcheck disable=SC2086 # $qemu is a command
+	$qemu -strace "$PCOPY" -q -j 1 ql.src ql.dst >ql.out 2>&1 || :
+	ql_rc=0
+	grep -q '^[0-9]* Unknown syscall 452$' ql.out || ql_rc=1
+	rm -rf ql.src ql.dst ql.out
+	return $ql_rc
+}
+
+# chroot_qemu ROOT: under qemu-user, copy the emulator (a static binary)
+# into ROOT and set cq to the words, one a line, that run it there, and
+# cq_name to its file name; elsewhere both are empty.  A chroot's command
+# line is then $cq followed by the original one.  An emulator without
+# fchmodat2 (nor, then, the *xattrat calls of 6.13) is a kernel before 6.6
+# to pcopy, which then sets a node's mode and a symlink's xattrs through
+# /proc/self/fd (a container there has /proc): ROOT/proc is mounted, and
+# cq_proc set to proc.
+chroot_qemu()
+{
+	cq='' cq_name='' cq_proc=''
+	[ -n "$qemu" ] || return 0
+	if qemu_lacks_fchmodat2; then
+		mkdir "$1/proc"
+		mount -t proc proc "$1/proc" || skip "cannot mount /proc in the chroot"
+		at_exit "umount '$(pwd -P)/$1/proc'"
+		cq_proc=proc
+	fi
+	cq_root=$1
+	if have readelf && readelf -l "$qemu_bin" 2>/dev/null | grep -q INTERP; then
+		skip "$qemu_bin is dynamically linked: it cannot run in a chroot"
+	fi
+	cq_name=${qemu_bin##*/}
+	cp "$qemu_bin" "$cq_root/$cq_name"
+	# shellcheck disable=SC2086 # the emulator's arguments follow it
+	set -- $qemu
+	shift
+	cq=$(printf '%s\n' "/$cq_name" "$@")
+}
+
 # args_of LINE: the words of a JSON-style ["a", "b"] list, one a line.
 json_words()
 {
@@ -5286,11 +5384,12 @@ json_words()
 # and nothing else (env -i), chrooted into a directory that holds only the
 # binary and the two volumes (no shell, no /proc, no libc), then the
 # final Job.  The result must equal SOURCE, and the final pass must leave
-# every non-directory the shards made untouched.
+# every non-directory the shards made untouched.  Under qemu-user the
+# emulator is put in the chroot too, and runs the same command lines.
 t_examples_k8s()
 {
 	is_root || skip "needs root for chroot"
-	no_wrap "runs the binary in a chroot"
+	no_valgrind "runs the binary in a chroot"
 	chroot=$(command -v chroot) || skip "chroot missing"
 	ex=$SRCDIR/examples/k8s
 	[ -f "$ex/copy-job.yaml" ] || fail "$ex/copy-job.yaml missing"
@@ -5304,14 +5403,15 @@ t_examples_k8s()
 	    fail "examples/Dockerfile does not put the binary at $bin"
 	mkdir -p "root$(dirname "$bin")" root/src root/dst
 	cp "$PCOPY" "root$bin"
+	chroot_qemu root
 	mk_mixed root/src
 	chmod 0777 root/dst
-	[ -z "$(find root -maxdepth 1 ! -name root ! -name src ! -name dst ! -name "$(basename "$bin")")" ] ||
+	[ -z "$(find root -maxdepth 1 ! -name root ! -name src ! -name dst ! -name "$(basename "$bin")" ! -name "$cq_name" ! -name "$cq_proc")" ] ||
 	    fail "the chroot holds more than the binary and the volumes"
 	i=0 pids=
 	while [ "$i" -lt "$n" ]; do
-		# shellcheck disable=SC2046 # the words of the command, one a line
-		(IFS=$nl; exec env -i JOB_COMPLETION_INDEX=$i "$chroot" root $(cat cmd)) \
+		# shellcheck disable=SC2046,SC2086 # words, one a line
+		(IFS=$nl; exec env -i JOB_COMPLETION_INDEX=$i "$chroot" root $cq $(cat cmd)) \
 		    >out$i 2>err$i </dev/null &
 		pids="$pids $!"
 		i=$((i + 1))
@@ -5325,8 +5425,8 @@ t_examples_k8s()
 	done
 	stamps root/dst >before
 	rc=0
-	# shellcheck disable=SC2046
-	(IFS=$nl; exec env -i "$chroot" root $(cat fcmd)) >out 2>err </dev/null || rc=$?
+	# shellcheck disable=SC2046,SC2086
+	(IFS=$nl; exec env -i "$chroot" root $cq $(cat fcmd)) >out 2>err </dev/null || rc=$?
 	[ "$rc" -eq 0 ] || fail "final Job: exit $rc: $(cat err)"
 	stamps root/dst >after
 	cmp -s before after || fail "the final Job rewrote entries: $(diff before after | head)"
@@ -5342,11 +5442,13 @@ slurm_cmd()
 
 # The Slurm example without Slurm: the exact command lines of
 # examples/slurm/*.sbatch with the array variables Slurm sets, in a chroot
-# holding only the binary (as /bin/pcopy, found by PATH).
+# holding only the binary (as /bin/pcopy, found by PATH).  Under qemu-user
+# the emulator is put in the chroot too; it does not search PATH, so it is
+# given /bin/pcopy for the command's first word.
 t_examples_slurm()
 {
 	is_root || skip "needs root for chroot"
-	no_wrap "runs the binary in a chroot"
+	no_valgrind "runs the binary in a chroot"
 	chroot=$(command -v chroot) || skip "chroot missing"
 	ex=$SRCDIR/examples/slurm
 	range=$(sed -n 's/^#SBATCH --array=//p' "$ex/copy-array.sbatch")
@@ -5356,20 +5458,24 @@ t_examples_slurm()
 	grep -qx pcopy cmd || fail "no pcopy command in copy-array.sbatch: $(cat cmd)"
 	mkdir -p root/bin root/data/src root/data/dst
 	cp "$PCOPY" root/bin/pcopy
+	chroot_qemu root
+	if [ -n "$cq" ]; then
+		sed -i '1s|^pcopy$|/bin/pcopy|' cmd fcmd
+	fi
 	mk_mixed root/data/src
 	i=$lo
 	while [ "$i" -le "$hi" ]; do
 		rc=0
-		# shellcheck disable=SC2046
+		# shellcheck disable=SC2046,SC2086
 		(IFS=$nl; exec env -i SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_MIN=$lo \
 		    SLURM_ARRAY_TASK_MAX=$hi SLURM_ARRAY_TASK_COUNT=$((hi - lo + 1)) \
-		    SLURM_ARRAY_JOB_ID=42 "$chroot" root $(cat cmd)) >out 2>err </dev/null || rc=$?
+		    SLURM_ARRAY_JOB_ID=42 "$chroot" root $cq $(cat cmd)) >out 2>err </dev/null || rc=$?
 		[ "$rc" -eq 0 ] && [ ! -s err ] || fail "task $i: exit $rc: $(cat err)"
 		i=$((i + 1))
 	done
 	stamps root/data/dst >before
-	# shellcheck disable=SC2046
-	(IFS=$nl; exec env -i "$chroot" root $(cat fcmd)) >out 2>err </dev/null ||
+	# shellcheck disable=SC2046,SC2086
+	(IFS=$nl; exec env -i "$chroot" root $cq $(cat fcmd)) >out 2>err </dev/null ||
 	    fail "final: $(cat err)"
 	stamps root/data/dst >after
 	cmp -s before after || fail "the final pass rewrote entries: $(diff before after | head)"
@@ -5385,15 +5491,26 @@ t_slurm()
 	for t in munged slurmctld slurmd sbatch scontrol; do
 		have $t || skip "$t missing (Debian: slurm-wlm munge)"
 	done
-	no_wrap "Slurm runs pcopy itself"
+	no_valgrind "Slurm runs pcopy itself"
 	W=$(pwd -P)
 	chmod 0755 "$W"
 	mkdir state spool bin
-	cp "$PCOPY" bin/pcopy
+	if [ -n "$qemu" ]; then
+		# the jobs run `pcopy': a script that runs it under the emulator
+		# shellcheck disable=SC2086 # the emulator's other words
+		sq_args=$(printf '%s\n' $qemu | tail -n +2 | tr '\n' ' ')
+		cp "$PCOPY" pcopy.bin
+		printf '#!/bin/sh\nexec %s %s%s "$@"\n' "$qemu_bin" "$sq_args" "$W/pcopy.bin" >bin/pcopy
+		chmod 0755 bin/pcopy
+	else
+		cp "$PCOPY" bin/pcopy
+	fi
 	cp -R "$SRCDIR/examples/slurm" jobs
 	dd if=/dev/urandom of=munge.key bs=1024 count=1 2>/dev/null
 	chmod 0600 munge.key
-	port=$((20000 + $$ % 20000))
+	# two ports per suite: the suites of `make test-cross' run side by
+	# side, and their PIDs often follow each other
+	port=$((20000 + $$ % 10000 * 2))
 	host=$(hostname -s)
 	cat >slurm.conf <<-EOF
 	ClusterName=pcopytest
@@ -5440,7 +5557,11 @@ t_slurm()
 	slurmctld -f "$W/slurm.conf" || fail "slurmctld: $(tail -n 5 slurmctld.log)"
 	slurmd -f "$W/slurm.conf" || fail "slurmd: $(tail -n 5 slurmd.log)"
 	n=0
-	until sinfo -h -o %t 2>/dev/null | grep -q idle; do
+	until timeout 10 sinfo -h -o %t 2>/dev/null | grep -q idle; do
+		# (a controller that could not start, its port taken, is gone)
+		if [ -s slurmctld.pid ] && ! kill -0 "$(cat slurmctld.pid)" 2>/dev/null; then
+			fail "slurmctld stopped: $(tail -n 3 slurmctld.log)"
+		fi
 		n=$((n + 1))
 		[ $n -lt 150 ] || fail "the node never became idle: $(sinfo 2>&1; tail -n 5 slurmd.log)"
 		sleep 0.1
