@@ -730,6 +730,17 @@ die(const char *fmt, ...)
 	exit(2);
 }
 
+/* A line on stderr, "pcopy: " fmt tail, off the progress line.  Parent. */
+static void
+say_v(const char *fmt, va_list ap, const char *tail)
+{
+	progress_clear();
+	fputs("pcopy: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputs(tail, stderr);
+	fputc('\n', stderr);
+}
+
 /*
  * Fatal error in the middle of a run (no memory, poll failing, a worker
  * breaking the protocol): say it, stop the workers as a signal would (the
@@ -741,12 +752,9 @@ fatal(const char *fmt, ...)
 {
 	va_list ap;
 
-	progress_clear();
-	fputs("pcopy: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say_v(fmt, ap, "; stopping");
 	va_end(ap);
-	fputs("; stopping\n", stderr);
 	g.stop = 1;
 	wk_signal(SIGTERM);
 	shutdown_workers();
@@ -1604,7 +1612,17 @@ fnv1a(const void *p, size_t n, uint64_t h)
 static int
 shard_mine(uint64_t ino)
 {
-	return fnv1a(&ino, sizeof ino, 0xcbf29ce484222325ULL) % g.shard_n == g.shard_k - 1;
+	/* splitmix64's finalizer: every bit of ino moves every bit of the
+	 * result, so inode numbers allocated with a stride (2, 4, ... as
+	 * when files are made in turn in several directories) still spread
+	 * evenly; computed on the value, not its bytes: the same on every
+	 * machine whatever its byte order */
+	ino ^= ino >> 30;
+	ino *= 0xbf58476d1ce4e5b9ULL;
+	ino ^= ino >> 27;
+	ino *= 0x94d049bb133111ebULL;
+	ino ^= ino >> 31;
+	return ino % g.shard_n == g.shard_k - 1;
 }
 
 /*
@@ -6407,12 +6425,9 @@ setup_fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	progress_clear();
-	fputs("pcopy: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say_v(fmt, ap, "");
 	va_end(ap);
-	fputc('\n', stderr);
 	if (g.target == NULL)
 		exit(2);        /* as die(): one SOURCE, set up before any worker */
 	outcome(OUT_FAIL_SRC | OUT_NEW | OUT_NAMED, NULL, NULL, NULL);

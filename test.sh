@@ -5070,11 +5070,9 @@ workers_in()
 	    END { print n + 0 }' "$1"
 }
 
-# Default -j: 4 per usable CPU, where usable counts the affinity mask and a
-# cgroup v2 cpu.max quota (the container's CPU limit).  The cgroup files
-# are faked on a tmpfs in a private mount namespace, so a real limit on
-# the machine running the test does not matter.
-t_jobs_cgroup()
+# cgroup_setup: what the cgroup cases need (root, strace, unshare, 2 to 16
+# CPUs: default -j is 4 per CPU), and a small tree in src.
+cgroup_setup()
 {
 	is_root || skip "needs root to mount"
 	have strace || skip "strace missing"
@@ -5084,6 +5082,15 @@ t_jobs_cgroup()
 	[ "$ncpu" -ge 2 ] && [ "$ncpu" -le 16 ] || skip "needs 2 to 16 usable CPUs, have $ncpu"
 	strace -f -qq -e trace=clone -o /dev/null true 2>/dev/null || skip "strace does not work here"
 	mk_files src 2 5
+}
+
+# Default -j: 4 per usable CPU, where usable counts the affinity mask and a
+# cgroup v2 cpu.max quota (the container's CPU limit).  The cgroup files
+# are faked on a tmpfs in a private mount namespace, so a real limit on
+# the machine running the test does not matter.
+t_jobs_cgroup()
+{
+	cgroup_setup
 	cg=$(sed -n 's/^0:://p' /proc/self/cgroup)
 	for q in "max 100000" "50000 100000"; do
 		rm -rf dst
@@ -5119,14 +5126,7 @@ t_jobs_cgroup()
 # usual /sys/fs/cgroup/cpu,cpuacct when there is no /proc.
 t_jobs_cgroup_v1()
 {
-	is_root || skip "needs root to mount"
-	have strace || skip "strace missing"
-	have unshare || skip "unshare missing"
-	no_valgrind "counts pcopy's own forks"
-	ncpu=$(nproc)
-	[ "$ncpu" -ge 2 ] && [ "$ncpu" -le 16 ] || skip "needs 2 to 16 usable CPUs, have $ncpu"
-	strace -f -qq -e trace=clone -o /dev/null true 2>/dev/null || skip "strace does not work here"
-	mk_files src 2 5
+	cgroup_setup
 	mkdir -p cgv1 fakeproc/self
 	unshare -m --propagation private sh -c '
 	set -e
@@ -5301,6 +5301,40 @@ t_shard_cost()
 $(diff before after | head -n 10)"
 	grep -Eq "^pcopy: 0 files, .*, $nall skipped" pc.err || fail "$(cat pc.err)"
 	same_tree src dst
+}
+
+# --shard spreads files evenly whatever their inode numbers: 64 files made
+# in turn in 4 directories of a tmpfs (whose inode numbers then go by 4
+# in each directory) fall into every shard of 2 and of 4, each file into
+# exactly one.  The hash of 0.1 and of the versions before put every file
+# of such a directory into one shard of 2.
+t_shard_spread()
+{
+	is_root || skip "needs root to mount a tmpfs"
+	fs_mount t tmpfs
+	mkdir -p t/src/a t/src/b t/src/c t/src/d
+	i=0
+	while [ $i -lt 64 ]; do
+		for d in a b c d; do
+			: >t/src/$d/f$i
+		done
+		i=$((i + 1))
+	done
+	for n in 2 4; do
+		k=1 total=0
+		while [ $k -le $n ]; do
+			pc -n --shard $k/$n t/src x
+			want_rc 0 "--shard $k/$n"
+			for d in a b c d; do
+				c=$(grep -c "^create $d/f" pc.out || :)
+				[ "$c" -ge $((64 / n / 4)) ] ||
+				    fail "--shard $k/$n: $c of the 64 files of $d (inodes $(ls -i t/src/$d | awk 'NR < 4 { printf "%s ", $1 }')...)"
+				total=$((total + c))
+			done
+			k=$((k + 1))
+		done
+		[ "$total" -eq 256 ] || fail "$n shards listed $total files of 256"
+	done
 }
 
 # --shard env: the shard from the job engine's environment.
