@@ -6556,7 +6556,7 @@ setup_file(struct dir *d, const struct stat *st)
 	else
 		ret = 0;
 	if (ret == 0 && fstat(d->dfd, &dst) == 0)
-		d->jflags = dest_jflags(d->dfd, &dst, 0) & JF_SGID;
+		d->jflags = dest_jflags(d->dfd, &dst, 0);
 	if (ret == 0 && !g.dryrun)
 		g.newuid = owner_probe(d->dfd);
 	free(sdir);

@@ -4467,6 +4467,32 @@ t_dest_default_acl()
 	done
 }
 
+# A single file copied into a directory with a default ACL loses the ACL
+# entries it would inherit and SOURCE lacks, as cp -a's copy does (FILE
+# DEST and FILE DIR/ alike); it kept them once, 0640 shown as 0640 while
+# uid 65534 could read it.
+t_single_file_dacl()
+{
+	have setfacl && have getfacl || skip "setfacl or getfacl missing"
+	mkdir -p dcp dpc dpc2
+	echo a >f
+	chmod 0640 f
+	for d in dcp dpc dpc2; do
+		setfacl -m d:u:65534:rwx,d:g::rwx,d:o::rwx $d 2>/dev/null ||
+		    skip "no ACLs here"
+	done
+	cp -a f dcp/f
+	pc_ok f dpc/f
+	pc_ok f dpc2/
+	getfacl -c dcp/f >want
+	for g in dpc/f dpc2/f; do
+		getfacl -c $g >got
+		cmp -s want got || fail "$g: ACL unlike cp -a's:
+$(diff want got)"
+		[ "$(stat -c %a $g)" = 640 ] || fail "$g: mode $(stat -c %a $g)"
+	done
+}
+
 # Item 8, on kernels without the *xattrat calls (before 6.13): xattrs of
 # symlinks and special files go through /proc/self/fd; without /proc each
 # one is named as not copied.
