@@ -1768,9 +1768,9 @@ t_vanish_grow()
 	cmp src/big dst/big || fail "dst/big differs"
 }
 
-# More names for one inode than DEST's file system allows (ext4: 65,000):
-# the names beyond are copied as separate files with a warning, exit 0.
-t_emlink()
+# emlink_dir: what the EMLINK cases need (perl, root, an ext4 /var/tmp),
+# and d, a directory there removed when the case ends.
+emlink_dir()
 {
 	no_valgrind "65,000 links are slow under valgrind"
 	have perl || skip "perl missing"
@@ -1778,6 +1778,13 @@ t_emlink()
 	d=$(mktemp -d /var/tmp/pcopy-emlink.XXXXXX) || skip "cannot create a directory in /var/tmp"
 	at_exit "rm -rf '$d'"
 	[ "$(stat -f -c %T "$d")" = ext2/ext3 ] || skip "/var/tmp is not ext4"
+}
+
+# More names for one inode than DEST's file system allows (ext4: 65,000):
+# the names beyond are copied as separate files with a warning, exit 0.
+t_emlink()
+{
+	emlink_dir
 	mkdir src
 	echo data >src/f0
 	perl -e 'for (1 .. 65009) { link("src/f0", "src/f$_") or die "link: $!\n" }' ||
@@ -1830,12 +1837,7 @@ t_signal_status()
 # "internal error: 68000 entries found, 68010 accounted for", exit 1).
 t_emlink_done()
 {
-	no_valgrind "65,000 links are slow under valgrind"
-	have perl || skip "perl missing"
-	is_root || skip "needs root to write in /var/tmp reliably"
-	d=$(mktemp -d /var/tmp/pcopy-emlink.XXXXXX) || skip "cannot create a directory in /var/tmp"
-	at_exit "rm -rf '$d'"
-	[ "$(stat -f -c %T "$d")" = ext2/ext3 ] || skip "/var/tmp is not ext4"
+	emlink_dir
 	mkdir -p src/a src/zz
 	echo data >src/a/f0
 	i=0
