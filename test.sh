@@ -2261,9 +2261,9 @@ t_race_swap_source()
 	chmod 0600 src/alice/secret
 	echo "user data" >src/alice/mine
 	chown 65534:65534 src/alice src/alice/mine
-	# -u: the walk stats each file, and the swap falls between that
-	# fstatat and the worker's open
-	race_bg openat -u -j 1 src dst
+	# --progress: the walk stats each file (walk_nostat), and the swap
+	# falls between that fstatat and the worker's open
+	race_bg openat --progress -j 1 src dst
 	# the worker's open of a source file: O_NOFOLLOW | O_NONBLOCK
 	race_wait "$nr_openat" $((0x20800)) || fail "never saw a source open"
 	exchange src/alice/secret src/alice/mine
@@ -5284,6 +5284,59 @@ t_walk_nostat()
 	' sh "$PCOPY" "$qemu" || { rc=$?; [ "$rc" -eq 77 ] && return 0; fail "overlay: exit $rc: $(cat pc.err)"; }
 	[ ! -s pc.err ] || fail "overlay: said: $(cat pc.err)"
 	same_tree ovsrc ovdst
+}
+
+# A mirror's re-run (-u --delete) of an unchanged tree: the walk stats no
+# regular file (a worker's stat decides -u), each DEST directory is read
+# once (the sweep of hidden names and --delete's listing together), and a
+# directory whose owner, mode and times are right already gets no
+# mkdirat, chown, chmod or utimensat.  What did change is still set: a
+# file's content, a directory's mode, atime, mtime, xattrs and owner.
+t_mirror_rerun()
+{
+	have strace || skip "strace missing"
+	no_valgrind "counts pcopy's system calls"
+	mk_files src 3 30
+	mkdir -p src/e/1 src/e/2 src/e/3 src/e/4 src/e/5 src/e/6
+	ln src/d0/f1 src/d1/link1
+	head -c 3000000 /dev/urandom >src/d1/big
+	nall=$(find src -type f | wc -l)
+	ndir=$(find src -type d | wc -l)
+	# (find, before: reading a directory may change its atime)
+	pc_ok -u --delete src dst
+	# the parent only (no -f); under qemu-user, the host's calls
+	# shellcheck disable=SC2086 # $qemu is a command or nothing
+	strace -qq -o st -e trace=newfstatat,fstatat64,statx,lstat,stat,getdents64,mkdirat,mkdir,fchown,fchownat,fchmod,fchmodat,utimensat \
+	    $qemu "$PCOPY" -u --delete src dst </dev/null >pc.out 2>pc.err || fail "exit $?: $(cat pc.err)"
+	grep -Eq "^pcopy: 0 files, .*, $nall skipped" pc.err || fail "re-run: $(cat pc.err)"
+	nst=$(grep -E '(newfstatat|fstatat64|statx|stat)\(' st | grep -Evc '\((AT_FDCWD|[0-9]+), "",' || :)
+	[ "$nst" -le $((ndir + 5)) ] ||
+	    fail "the walk made $nst stat calls for $nall files in $ndir directories"
+	ngd=$(grep -c '^getdents64(' st || :)
+	[ "$ngd" -le $((4 * ndir + 2)) ] ||
+	    fail "$ngd getdents64 calls for $ndir directories: DEST's read twice"
+	# dest_top's mkdir of DEST, the probe of DEST's time precision, and
+	# DEST's own times (the probe of O_TMPFILE links and unlinks a name)
+	nmeta=$(grep -Ec '^(mkdirat|mkdir|fchown|fchownat|fchmod|fchmodat|utimensat)\(' st || :)
+	[ "$nmeta" -le 3 ] ||
+	    fail "$nmeta calls set metadata on an unchanged mirror: $(grep -E '^(mkdir|fchown|fchmod|utimensat)' st | head -n 5)"
+	echo more >>src/d2/f3
+	chmod 0750 src/d1
+	touch -a -d '2002-03-04 05:06:07.5' src/e/3
+	touch -m -d '2003-04-05 06:07:08.25' src/e/4
+	if have setfattr && setfattr -n user.pcopy -v 1 src/e/5 2>/dev/null; then
+		xa=1
+	else
+		xa=0
+	fi
+	! is_root || chown 65534:65534 src/e/6
+	want_x=$(stat -c %x src/e/3)
+	pc_ok -u --delete src dst
+	[ "$(stat -c %x dst/e/3)" = "$want_x" ] ||
+	    fail "atime of e/3 not kept: $(stat -c %x dst/e/3), want $want_x"
+	[ "$xa" -eq 0 ] || [ "$(getfattr --only-values -n user.pcopy dst/e/5 2>/dev/null)" = 1 ] ||
+	    fail "xattr of e/5 not copied"
+	same_tree src dst
 }
 
 # --shard decides a non-directory from readdir's inode number: a shard
