@@ -108,10 +108,18 @@ EOF
 				mv "$d" "$dir/mixed/tmp.$$" && mv "$dir/mixed/tmp.$$" "$d"
 			done
 		fi
-		[ "$(ls -f "$dir/mixed/src" | grep -v '^\.' | tail -n 1)" = big ] ||
-		    echo "warning: big/ is not read last" >&2
+		# hashed directories (ext4, xfs, btrfs) list by a hash of the
+		# name: try other names until one comes last
+		big=big k=0
+		while [ "$(ls -f "$dir/mixed/src" | grep -v '^\.' | tail -n 1)" != "$big" ] &&
+		    [ $k -lt 1000 ]; do
+			mv "$dir/mixed/src/$big" "$dir/mixed/src/big$k"
+			big=big$k k=$((k + 1))
+		done
+		[ "$(ls -f "$dir/mixed/src" | grep -v '^\.' | tail -n 1)" = "$big" ] ||
+		    echo "warning: $big/ is not read last" >&2
 		for n in 1 2 3; do
-			head -c 500000000 /dev/zero >"$dir/mixed/src/big/f$n"
+			head -c 500000000 /dev/zero >"$dir/mixed/src/$big/f$n"
 		done
 		touch "$dir/mixed/.done"
 	fi
