@@ -533,8 +533,8 @@ struct cframe {                 /* a directory the census is reading (census chi
 	char *rel;              /* path below SOURCE */
 };
 
-enum { TMP_EMPTY = 1, TMP_PROC, TMP_NAMED };
-enum { DS_SWEEP = 1, DS_LIST = 2, DS_REWIND = 4 };      /* dest_scan: what for */    /* how files get their name */
+enum { TMP_EMPTY = 1, TMP_PROC, TMP_NAMED };    /* how files get their name */
+enum { DS_SWEEP = 1, DS_LIST = 2, DS_REWIND = 4 };      /* dest_scan: what for */
 
 static struct {
 	/* options: set by parse_args in the parent before the fork, read by all */
@@ -952,25 +952,48 @@ open_beneath(int dirfd, const char *rel)
 }
 
 /*
- * openat() for something of SOURCE that will be read (files, directories),
- * with O_NOATIME where the kernel allows it (the owner, or root): reading
- * then writes nothing to the source and its access times stay.  DEST's
- * directories are opened so too: their listings (sweep, --delete) leave
- * the atimes dir_finish compares.  Parent and workers.
+ * openat() with O_NOATIME where the kernel allows it (the owner, or
+ * root); once refused to a non-root user (files of others), *noatime
+ * stops asking.
+ */
+static int
+noatime_openat(int dirfd, const char *name, int flags, int *noatime)
+{
+	int fd;
+
+	fd = openat(dirfd, name, flags | *noatime);
+	if (fd < 0 && errno == EPERM && *noatime) {
+		fd = openat(dirfd, name, flags);
+		if (fd >= 0 && g.euid != 0)
+			*noatime = 0;
+	}
+	return fd;
+}
+
+/*
+ * openat() for something of SOURCE that will be read (files, directories):
+ * reading then writes nothing to the source and its access times stay.
+ * Parent and workers.
  */
 static int
 src_openat(int dirfd, const char *name, int flags)
 {
 	static int noatime = O_NOATIME;
-	int fd;
 
-	fd = openat(dirfd, name, flags | noatime);
-	if (fd < 0 && errno == EPERM && noatime) {
-		fd = openat(dirfd, name, flags);
-		if (fd >= 0 && g.euid != 0)
-			noatime = 0;    /* files of others: stop asking */
-	}
-	return fd;
+	return noatime_openat(dirfd, name, flags, &noatime);
+}
+
+/*
+ * openat() for a directory of DEST: its listings (the sweep, --delete)
+ * then leave the atime dir_finish compares.  Apart from src_openat: a DEST
+ * directory of someone else's must not stop SOURCE's O_NOATIME.  Parent.
+ */
+static int
+dst_openat(int dirfd, const char *name, int flags)
+{
+	static int noatime = O_NOATIME;
+
+	return noatime_openat(dirfd, name, flags, &noatime);
 }
 
 /* -- messages and entries (both sides) -- */
@@ -1613,7 +1636,7 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	int sfd, dfd = -1, made = 0;
 	uint32_t jflags = 0;
 
-	if (!g.dryrun && g.update && up->dfd >= 0 && (dfd = src_openat(up->dfd, name,
+	if (!g.dryrun && g.update && up->dfd >= 0 && (dfd = dst_openat(up->dfd, name,
 	    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
 		/* -u: DEST has it already, most of the time: no mkdirat */
 	} else if (!g.dryrun) {
@@ -1630,7 +1653,7 @@ dir_enter(struct dir *up, const char *name, const struct stat *st, int read)
 	}
 	if (up->dfd >= 0) {
 		if (dfd < 0)
-			dfd = src_openat(up->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			dfd = dst_openat(up->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		/* -n --delete: walk_entry said it would delete what is there */
 		if (dfd < 0 && g.dryrun && (errno == ENOTDIR || errno == ELOOP) && del_ok())
 			errno = ENOENT;
@@ -4052,7 +4075,8 @@ xattr_copy(struct xref *src, struct xref *dst, int sync, struct rep *r)
 	}
 	if (n < 0) {
 		xa_fail(r, "", errno);  /* SOURCE's list unreadable: none copied */
-		n = 0;          /* ... and none removed */
+		n = 0;
+		sync = XS_ADD;  /* ... and none removed */
 	}
 	if (sync == XS_ACL) {
 		static const char *acl[] = { "system.posix_acl_access", "system.posix_acl_default" };
@@ -4495,9 +4519,9 @@ copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 		ue = &se;
 	}
 	if (g.update && up_to_date(dfd, dname, ue)) {
-		r->val = data_bytes(ue->size, ue->blocks);     /* R_SKIP: for the count */
 		if (!g.checksum) {
 			r->what = R_SKIP;
+			r->val = data_bytes(ue->size, ue->blocks);     /* for the count */
 			return 1;
 		}
 		/* -c: compare what is checked to be the file the walk saw */
@@ -4511,9 +4535,10 @@ copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 			close(in);
 			r->what = same > 0 ? R_FAIL_SRC : R_SKIP;
 			r->err = same > 0 ? same : 0;
+			r->val = same > 0 ? 0 : data_bytes(ue->size, ue->blocks);
 			return same > 0 ? -1 : 1;
 		}
-		r->val = 0;     /* same size and time, other bytes: copy it again */
+		/* same size and time, other bytes: copy it again */
 	} else if ((in = src_open(sfd, sname, r)) < 0) {
 		return -1;
 	} else if (ent_check(in, e, &me, r) < 0) {
@@ -6586,7 +6611,7 @@ dest_top(struct dir *d)
 		goto out;
 	}
 	d->existed = !made && !g.dryrun;
-	d->dfd = src_openat(AT_FDCWD, ddir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	d->dfd = dst_openat(AT_FDCWD, ddir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (d->dfd < 0 && (errno == ENOTDIR || errno == ELOOP) &&
 	    lstat(ddir, &lst) == 0 && S_ISLNK(lst.st_mode))
 		setup_fail("'%s': is a symbolic link; not followed (name the "

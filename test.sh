@@ -1737,6 +1737,23 @@ t_source_atime()
 	    fail "a source atime changed: $before -> $(stat -c %x src/f src/d src)"
 	[ "$(stat -c %x dst/f)" = "$(stat -c %x src/f)" ] ||
 	    fail "dst atime $(stat -c %x dst/f), want $(stat -c %x src/f)"
+	# a user copying their files into a directory of someone else's (a
+	# shared volume): O_NOATIME, refused on that DEST, is still asked
+	# for on SOURCE, in the parent and in the workers it forks after
+	is_root || return 0
+	as_nobody
+	$runas test -x "$PCOPY" || skip "uid 65534 cannot run $PCOPY"
+	mkdir -p src2/d vol
+	head -c 10000 /dev/urandom >src2/d/f
+	touch -a -d '2002-02-02 02:02:02.25' src2/d/f src2/d
+	touch -m -d '2003-03-03 03:03:03.5' src2/d/f src2/d
+	chown -R 65534:65534 src2
+	chmod 1777 vol
+	before=$(stat -c %x src2/d/f src2/d)
+	pc src2 vol
+	want_rc 0 "as uid 65534 into a volume of root's"
+	[ "$(stat -c %x src2/d/f src2/d)" = "$before" ] ||
+	    fail "as uid 65534: a source atime changed: $before -> $(stat -c %x src2/d/f src2/d)"
 }
 
 # Files that vanish or change size between the walk and their copy are
@@ -3508,6 +3525,24 @@ inject()
 	    -e inject=$ij_sys:error=$ij_err:when=$ij_when -P $ij_path" pc "$@"
 }
 
+# A SOURCE directory whose xattr list cannot be read (EIO) is named, and
+# its DEST counterpart, which existed, keeps the xattrs it had: nothing is
+# removed on the strength of a list that was not read.
+t_xattr_list_error()
+{
+	inject_setup
+	have setfattr && have getfattr || skip "setfattr/getfattr missing (attr)"
+	mkdir -p src/d dst/d
+	echo x >src/d/f
+	setfattr -n user.keep -v 1 dst/d 2>/dev/null || skip "no user xattrs here"
+	inject flistxattr EIO 1 "$(pwd -P)/src/d" -q src dst
+	want_rc 1 "SOURCE's xattr list unreadable"
+	grep -q "^pcopy: 'dst/d': extended attributes not copied: I/O error" pc.err ||
+	    fail "not named: $(cat pc.err)"
+	[ "$(getfattr --only-values -n user.keep dst/d 2>/dev/null)" = 1 ] ||
+	    fail "dst/d lost user.keep although SOURCE's list was not read"
+}
+
 # A SOURCE listing that fails after its first batch (getdents64 made to
 # fail on the second call): its DEST counterpart keeps every name and
 # that is said, exit 1.  An EIO also stops deletions everywhere else (the
@@ -3518,7 +3553,7 @@ t_delete_listing_error()
 	inject_setup
 	mkdir -p src/big src/sub
 	i=0
-	while [ $i -lt 300 ]; do        # musl's readdir reads 2 kB at a time
+	while [ $i -lt 300 ]; do        # the walk reads 8 kB at a time
 		echo $i >src/big/a-name-long-enough-to-need-several-reads-$i
 		i=$((i + 1))
 	done
