@@ -4501,49 +4501,53 @@ copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 	const struct ent *ue = e;       /* -u compares with this */
 	struct stat st;
 
-	if (g.update && (e->flags & ENT_NOSTAT)) {
-		/* the walk did not stat it: -u decides on this worker's stat,
-		 * checked against readdir as ent_check does */
-		if (fstatat(sfd, sname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
-			r->err = errno;
-			return -1;
-		}
-		if (nostat_back(&st, e, r) < 0)
-			return -1;
-		memcpy(&se, e, sizeof se);
-		se.size = st.st_size;
-		se.blocks = st.st_blocks;
-		se.mtime = st.st_mtim.tv_sec;
-		se.mtime_ns = st.st_mtim.tv_nsec;
-		ue = &se;
-	}
-	if (g.update && up_to_date(dfd, dname, ue)) {
-		if (!g.checksum) {
-			r->what = R_SKIP;
-			r->val = data_bytes(ue->size, ue->blocks);     /* for the count */
-			return 1;
-		}
-		/* -c: compare what is checked to be the file the walk saw */
+	if (g.checksum) {
+		/* -c reads SOURCE whatever -u says: open it first, check it
+		 * (ent_check), and let that fstat decide -u */
 		if ((in = src_open(sfd, sname, r)) < 0)
 			return -1;
 		if (ent_check(in, e, &me, r) < 0) {
 			close(in);
 			return -1;
 		}
-		if ((same = same_content(in, dfd, dname, ue->size, w.buf)) != 0) {
+		if (up_to_date(dfd, dname, &me) &&
+		    (same = same_content(in, dfd, dname, me.size, w.buf)) != 0) {
 			close(in);
 			r->what = same > 0 ? R_FAIL_SRC : R_SKIP;
 			r->err = same > 0 ? same : 0;
-			r->val = same > 0 ? 0 : data_bytes(ue->size, ue->blocks);
+			r->val = same > 0 ? 0 : data_bytes(me.size, me.blocks);
 			return same > 0 ? -1 : 1;
 		}
-		/* same size and time, other bytes: copy it again */
-	} else if ((in = src_open(sfd, sname, r)) < 0) {
-		return -1;
-	} else if (ent_check(in, e, &me, r) < 0) {
-		close(in);
-		return -1;
+		/* not up to date, or same size and time but other bytes: copy */
+	} else {
+		if (g.update && (e->flags & ENT_NOSTAT)) {
+			/* the walk did not stat it: -u decides on this worker's
+			 * stat, checked against readdir as ent_check does */
+			if (fstatat(sfd, sname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
+				r->err = errno;
+				return -1;
+			}
+			if (nostat_back(&st, e, r) < 0)
+				return -1;
+			memcpy(&se, e, sizeof se);
+			se.size = st.st_size;
+			se.blocks = st.st_blocks;
+			se.mtime = st.st_mtim.tv_sec;
+			se.mtime_ns = st.st_mtim.tv_nsec;
+			ue = &se;
+		}
+		if (g.update && up_to_date(dfd, dname, ue)) {
+			r->what = R_SKIP;
+			r->val = data_bytes(ue->size, ue->blocks);     /* for the count */
+			return 1;
+		}
+		if ((in = src_open(sfd, sname, r)) < 0)
+			return -1;
+		if (ent_check(in, e, &me, r) < 0) {
+			close(in);
+			return -1;
+		}
 	}
 	e = &me;                /* from here on, names are sname and dname */
 	mode = e->mode & 07777;
