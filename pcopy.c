@@ -1110,10 +1110,11 @@ nostat_back(const struct stat *st, const struct ent *e, struct rep *r)
  * it reads -- and 0 is returned.  If not: R_RACED in *r (or R_FAIL_SRC
  * when fstat fails), -1.  An ENT_NOSTAT entry takes its size from fstat
  * too, and comes back as R_RESTAT if it needs what the walk's stat would
- * have told.  Workers.  (m's names are not copied: use e's.)
+ * have told.  The fstat goes to *stp too, if stp.  Workers.  (m's names
+ * are not copied: use e's.)
  */
 static int
-ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r)
+ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r, struct stat *stp)
 {
 	struct stat st;
 
@@ -1142,6 +1143,8 @@ ent_check(int fd, const struct ent *e, struct ent *m, struct rep *r)
 	m->atime_ns = st.st_atim.tv_nsec;
 	m->mtime = st.st_mtim.tv_sec;
 	m->mtime_ns = st.st_mtim.tv_nsec;
+	if (stp)
+		*stp = st;
 	return 0;
 }
 
@@ -4076,7 +4079,9 @@ xattr_copy(struct xref *src, struct xref *dst, int sync, struct rep *r)
 	if (n < 0) {
 		xa_fail(r, "", errno);  /* SOURCE's list unreadable: none copied */
 		n = 0;
-		sync = XS_ADD;  /* ... and none removed */
+		if (sync == XS_ALL)
+			sync = XS_ADD;  /* ... and none of DEST's own removed (the
+					 * ACLs a new entry inherited still go) */
 	}
 	if (sync == XS_ACL) {
 		static const char *acl[] = { "system.posix_acl_access", "system.posix_acl_default" };
@@ -4323,18 +4328,25 @@ tmp_commit(int fd, int dirfd, const char *name)
 }
 
 /*
- * Open a source file for reading: never following a symlink, never
- * blocking on a FIFO swapped in since the walk.  On failure fill *r
- * (R_VANISHED if it is gone) and return -1.
+ * Open entry e's source file for reading: never following a symlink,
+ * never blocking on a FIFO swapped in since the walk.  On failure fill *r
+ * (R_VANISHED if it is gone; for an entry the walk did not stat, R_RESTAT
+ * when a symlink or a socket has its name: the parent looks again, as
+ * ent_check sends back any other type) and return -1.
  */
 static int
-src_open(int sfd, const char *name, struct rep *r)
+src_open(int sfd, const struct ent *e, struct rep *r)
 {
-	int fd = src_openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	int fd = src_openat(sfd, ent_name(e), O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 
 	if (fd < 0) {
 		r->what = errno == ENOENT ? R_VANISHED : R_FAIL_SRC;
 		r->err = errno;
+		if ((e->flags & ENT_NOSTAT) && (errno == ELOOP || errno == ENXIO)) {
+			r->what = R_RESTAT;
+			r->val = 1;
+			r->err = 0;
+		}
 	}
 	return fd;
 }
@@ -4503,19 +4515,24 @@ copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 
 	if (g.checksum) {
 		/* -c reads SOURCE whatever -u says: open it first, check it
-		 * (ent_check), and let that fstat decide -u */
-		if ((in = src_open(sfd, sname, r)) < 0)
+		 * (ent_check), and let that fstat's size and mtime decide -u */
+		if ((in = src_open(sfd, e, r)) < 0)
 			return -1;
-		if (ent_check(in, e, &me, r) < 0) {
+		if (ent_check(in, e, &me, r, &st) < 0) {
 			close(in);
 			return -1;
 		}
-		if (up_to_date(dfd, dname, &me) &&
-		    (same = same_content(in, dfd, dname, me.size, w.buf)) != 0) {
+		memcpy(&se, &me, sizeof se);
+		se.size = st.st_size;
+		se.blocks = st.st_blocks;
+		if (up_to_date(dfd, dname, &se) &&
+		    (same = same_content(in, dfd, dname, se.size, w.buf)) != 0) {
 			close(in);
 			r->what = same > 0 ? R_FAIL_SRC : R_SKIP;
 			r->err = same > 0 ? same : 0;
-			r->val = same > 0 ? 0 : data_bytes(me.size, me.blocks);
+			/* counted as the walk counted it (progress totals) */
+			r->val = same > 0 ? 0 : (e->flags & ENT_NOSTAT) ?
+			    data_bytes(se.size, se.blocks) : data_bytes(e->size, e->blocks);
 			return same > 0 ? -1 : 1;
 		}
 		/* not up to date, or same size and time but other bytes: copy */
@@ -4542,9 +4559,9 @@ copy_reg(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 			r->val = data_bytes(ue->size, ue->blocks);     /* for the count */
 			return 1;
 		}
-		if ((in = src_open(sfd, sname, r)) < 0)
+		if ((in = src_open(sfd, e, r)) < 0)
 			return -1;
-		if (ent_check(in, e, &me, r) < 0) {
+		if (ent_check(in, e, &me, r, NULL) < 0) {
 			close(in);
 			return -1;
 		}
@@ -4719,7 +4736,7 @@ copy_node(int sfd, int dfd, const struct ent *e, uint32_t jflags, struct rep *r)
 		r->err = errno;
 		return -1;
 	}
-	if (ent_check(in, e, &me, r) < 0) {
+	if (ent_check(in, e, &me, r, NULL) < 0) {
 		close(in);
 		return -1;
 	}

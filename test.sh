@@ -2317,6 +2317,18 @@ t_race_swap_source()
 	# opened (no_mix), whether the swap came before or after that open
 	[ -f dst2/alice/secret ] && [ -f dst2/alice/mine ] ||
 	    fail "unstat'ed walk: a name is missing: $(ls dst2/alice)"
+	# -c opens an unstat'ed file before any stat: a symlink that took its
+	# name (O_NOFOLLOW: ELOOP) is sent back, looked at again by the
+	# parent and named as changed; never followed, never copied
+	race_bg openat -c -j 1 src dst3
+	race_wait "$nr_openat" $((0x20800)) || fail "never saw a source open (3)"
+	$runas sh -c 'rm -f src/alice/mine && ln -s /etc/shadow src/alice/mine'
+	race_end
+	want_rc 1 "-c, a symlink swapped in"
+	grep -qx "pcopy: 'src/alice/mine': changed during copy (another file took its name); not copied" \
+	    pc.err || fail "-c: the symlink swapped in not named as a change: $(head -n 5 pc.err)"
+	[ ! -e dst3/alice/mine ] && [ ! -L dst3/alice/mine ] ||
+	    fail "-c: dst3/alice/mine exists: $(ls -l dst3/alice)"
 }
 
 # --shard without a stat in the walk (walk_nostat): a name whose file is
