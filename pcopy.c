@@ -293,6 +293,7 @@
 /* -- tunables -- */
 
 #define QDEPTH 2                /* jobs in flight per worker: one working, one waiting */
+#define WORKER_NICE 5           /* workers' nice value above the parent's (see wk_main) */
 #define QMAX 256                /* queued jobs before the walk pauses (bounds memory) */
 #define BATCH_FILES 32          /* entries per job: amortises a round-trip over ~1 ms of work */
 #define BATCH_BYTES (1 << 20)   /* bytes per job: a big file travels alone */
@@ -4890,6 +4891,16 @@ wk_main(int sock, struct wstat *ws)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
 		_exit(1);
+	/* The parent's walk feeds every worker and runs alone: with more
+	 * workers than CPUs (-j is 4 a CPU), the scheduler's even shares let
+	 * them starve it, and they then wait for work.  A lower priority
+	 * than the parent's (failure to set it is harmless) keeps the walk
+	 * ahead: a mirror's re-run of the Linux source went 8-13% faster
+	 * (bench/mirror.sh), a plain copy the same. */
+	errno = 0;
+	n = getpriority(PRIO_PROCESS, 0);
+	if (errno == 0)
+		setpriority(PRIO_PROCESS, 0, (int)n + WORKER_NICE);
 	for (;;) {
 		n = msg_recv(sock, msgbuf, sizeof msgbuf, fds);
 		if (got_sig)
