@@ -7,8 +7,10 @@
  * creates every directory in DEST, keeps the job queue, owns the terminal
  * and is the only process that prints.  Workers copy the entries they are
  * sent and report back; they never print.  Workers are forked once, before
- * the walk; a worker that dies is reaped, reported and replaced.  With a
- * progress line there is one more child, the census (below).
+ * the walk, and run WORKER_NICE below the parent in priority, so that they
+ * never starve the walk that feeds them; a worker that dies is reaped,
+ * reported and replaced.  With a progress line there is one more child,
+ * the census (below).
  *
  * Channels.  Each worker has one AF_UNIX SOCK_SEQPACKET socketpair: jobs go
  * down, results come up.  A socket rather than a pipe because every job
@@ -1569,51 +1571,53 @@ tmp_take(int dfd, const char *name)
  * DS_LIST returns the other names for --delete (struct dnames; NULL after
  * naming a failure: then nothing is deleted there), before the walk reads
  * d's SOURCE counterpart; DS_REWIND first (the descriptor was read
- * before).  Sweeping and listing together cost the calls of one listing:
- * getdents64 into 32 KiB, 3 calls for a directory of a few hundred names.
+ * before).  Sweeping and listing together cost the calls of one listing
+ * (rd_next, as the walk reads SOURCE).
  * (--shard runs leave the sweep to the final pass, which is not sharded:
  * every shard reads every directory.)  Parent.
  */
 static struct dnames *
 dest_scan(const struct dir *d, int dfd, int how)
 {
-	static uint64_t buf[4096];      /* 32 KiB, aligned for the records */
 	struct dnames *dn = NULL;
+	struct dread *rd;
 	struct drec *de;
 	struct stat st;
-	long n, i;
 
 	if (how & DS_LIST) {
 		dn = xmalloc(sizeof *dn);
 		memset(dn, 0, sizeof *dn);
 	}
-	if ((how & DS_REWIND) && lseek(dfd, 0, SEEK_SET) < 0)
-		n = -1;
-	else
-		while ((n = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0)
-			for (i = 0; i < n; i += de->reclen) {
-				de = (struct drec *)((char *)buf + i);
-				if (dot_or_dotdot(de->name))
-					continue;
-				if (strncmp(de->name, TMP_PREFIX, sizeof TMP_PREFIX - 1) == 0) {
-					if (how & DS_SWEEP)
-						tmp_take(dfd, de->name);
-					continue;
-				}
-				if (dn == NULL)
-					continue;
-				if (de->type == DT_UNKNOWN) {
-					if (fstatat(dfd, de->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-						continue;       /* gone already */
-					de->type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
-				}
-				dn_add(dn, de->name, de->type);
-			}
-	if (n < 0 && dn) {
+	if ((how & DS_REWIND) && lseek(dfd, 0, SEEK_SET) < 0) {
+		if (dn)
+			dn_failed(d, errno);
+		dn_free(dn);
+		return NULL;
+	}
+	rd = rd_open();
+	while ((de = rd_next(rd, dfd)) != NULL) {
+		if (dot_or_dotdot(de->name))
+			continue;
+		if (strncmp(de->name, TMP_PREFIX, sizeof TMP_PREFIX - 1) == 0) {
+			if (how & DS_SWEEP)
+				tmp_take(dfd, de->name);
+			continue;
+		}
+		if (dn == NULL)
+			continue;
+		if (de->type == DT_UNKNOWN) {
+			if (fstatat(dfd, de->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;       /* gone already */
+			de->type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+		}
+		dn_add(dn, de->name, de->type);
+	}
+	if (errno && dn) {
 		dn_failed(d, errno);
 		dn_free(dn);
 		dn = NULL;
 	}
+	rd_close(rd);
 	return dn;
 }
 
@@ -2687,8 +2691,7 @@ census_step(void)
 		g.cen_done = g.cen == NULL;
 		return;
 	}
-	if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
-	    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+	if (dot_or_dotdot(de->d_name))
 		return;
 	if (g.shard_n && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN &&
 	    !shard_mine(de->d_ino))
@@ -3452,8 +3455,7 @@ del_tree(int dfd, const char *rel, const char *name, dev_t dev)
 			}
 			break;
 		}
-		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
-		    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+		if (dot_or_dotdot(de->d_name))
 			continue;
 		if (de->d_type == DT_DIR || (g.dryrun && de->d_type == DT_UNKNOWN &&
 		    fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -4088,17 +4090,23 @@ xattr_copy(struct xref *src, struct xref *dst, int sync, struct rep *r)
 		static const char *acl[] = { "system.posix_acl_access", "system.posix_acl_default" };
 		unsigned i;
 
-		for (i = 0; i < 2; i++)
-			if (!xa_has(list, n, acl[i]) && (++tried, 1) &&
-			    xa_op(dst, XA_REMOVE, acl[i], NULL, 0) < 0 &&
+		for (i = 0; i < 2; i++) {
+			if (xa_has(list, n, acl[i]))
+				continue;
+			tried++;
+			if (xa_op(dst, XA_REMOVE, acl[i], NULL, 0) < 0 &&
 			    errno != ENODATA && errno != ENOTSUP)
 				xa_fail(r, acl[i], errno);
+		}
 	} else if (sync == XS_ALL && (dn = xa_list(dst, &dl, &dcap, dstack)) > 0) {
-		for (name = dl; name < dl + dn; name += strlen(name) + 1)
-			if (!xa_has(list, n, name) && strcmp(name, "security.selinux") != 0 &&
-			    !xa_skip(name) && (++tried, 1) &&
-			    xa_op(dst, XA_REMOVE, name, NULL, 0) < 0 && errno != ENODATA)
+		for (name = dl; name < dl + dn; name += strlen(name) + 1) {
+			if (xa_has(list, n, name) || strcmp(name, "security.selinux") == 0 ||
+			    xa_skip(name))
+				continue;
+			tried++;
+			if (xa_op(dst, XA_REMOVE, name, NULL, 0) < 0 && errno != ENODATA)
 				xa_fail(r, name, errno);
+		}
 	}
 	if (list != stack)
 		free(list);
@@ -4872,7 +4880,7 @@ wk_main(int sock, struct wstat *ws)
 {
 	static uint64_t msgbuf[MSG_MAX / 8];
 	struct sigaction sa = { .sa_handler = on_term };
-	int fds[MSG_FDS];
+	int fds[MSG_FDS], prio;
 	ssize_t n;
 
 	w.sock = sock;
@@ -4898,9 +4906,9 @@ wk_main(int sock, struct wstat *ws)
 	 * ahead: a mirror's re-run of the Linux source went 8-13% faster
 	 * (bench/mirror.sh), a plain copy the same. */
 	errno = 0;
-	n = getpriority(PRIO_PROCESS, 0);
+	prio = getpriority(PRIO_PROCESS, 0);
 	if (errno == 0)
-		setpriority(PRIO_PROCESS, 0, (int)n + WORKER_NICE);
+		setpriority(PRIO_PROCESS, 0, prio + WORKER_NICE);
 	for (;;) {
 		n = msg_recv(sock, msgbuf, sizeof msgbuf, fds);
 		if (got_sig)

@@ -5333,6 +5333,27 @@ t_walk_nostat()
 	same_tree ovsrc ovdst
 }
 
+# Workers run at a nice value 5 above the parent's (WORKER_NICE), so that
+# the walk that feeds them is not starved when they outnumber the CPUs;
+# the parent keeps the priority it was started with.
+t_worker_nice()
+{
+	have strace || skip "strace missing"
+	no_valgrind "traces pcopy's system calls"
+	mk_files src 2 3
+	base=$(nice)
+	want=$((base + 5))
+	[ "$want" -le 19 ] || want=19
+	# shellcheck disable=SC2086 # $qemu is a command or nothing
+	strace -f -qq -o st -e trace=setpriority $qemu "$PCOPY" -q -j 3 src dst \
+	    </dev/null >pc.out 2>pc.err || fail "exit $?: $(cat pc.err)"
+	same_tree src dst
+	# (strace -f may split a call: "setpriority(... <unfinished ...>")
+	n=$(grep -c "setpriority(PRIO_PROCESS, 0, $want[ )]" st || :)
+	[ "$n" -eq 3 ] || fail "$n of 3 workers set nice $want: $(head -n 5 st)"
+	[ "$(grep -c 'setpriority(' st)" -eq 3 ] || fail "another priority was set: $(cat st)"
+}
+
 # A mirror's re-run (-u --delete) of an unchanged tree: the walk stats no
 # regular file (a worker's stat decides -u), each DEST directory is read
 # once (the sweep of hidden names and --delete's listing together), and a
