@@ -2762,8 +2762,10 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
 SH
 	chmod 0755 noproc
 	mkdir -p src/big
+	# 768 MiB: the copy must last long enough to be seen (3 x 64 MiB went
+	# by in 0.22 s once, under qemu, three suites side by side)
 	for n in 1 2 3; do
-		head -c 67108864 /dev/zero >src/big/z$n
+		head -c 268435456 /dev/zero >src/big/z$n
 	done
 	mk_files src/small 3 10
 	chown -R 65534:65534 src
