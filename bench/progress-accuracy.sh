@@ -2,7 +2,7 @@
 # progress-accuracy.sh -- how far pcopy's progress line is from the truth.
 #
 # usage: bench/progress-accuracy.sh [--workloads LIST] [--dir DIR] [--pipe]
-#                                   [--out FILE.md] [--keep]
+#                                   [--runs N] [--out FILE.md] [--keep]
 #
 #   --workloads LIST  any of one,small,real,mixed,sparse (default all five):
 #       one     one 2 GiB file (zeros: tmpfs stores them like any data)
@@ -15,6 +15,9 @@
 #   --dir DIR   where the workloads are built and copied (default
 #               /dev/shm/pcopy-progress; small and real are built by
 #               bench/mkcorpus.sh into DIR/corpus and kept for the next run)
+#   --runs N    copy each workload N times, in rounds (every workload once,
+#               then again), and end with a table of each measure's median
+#               and worst over the N runs (default 1: one table row a run)
 #   --pipe      run with --progress to a pipe (about a line a second)
 #               instead of on a pseudo-terminal (ten lines a second)
 #   --out FILE  also write the table to FILE (Markdown) and every sample to
@@ -51,6 +54,7 @@ dir=/dev/shm/pcopy-progress
 mode=pty
 out=
 keep=0
+runs=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	--workloads) workloads=$2; shift 2 ;;
@@ -58,9 +62,11 @@ while [ $# -gt 0 ]; do
 	--pipe) mode=pipe; shift ;;
 	--out) out=$2; shift 2 ;;
 	--keep) keep=1; shift ;;
+	--runs) runs=$2; shift 2 ;;
 	*) usage ;;
 	esac
 done
+case $runs in ''|*[!0-9]*|0) usage ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 PCOPY=${PCOPY:-$here/../pcopy}
 [ -x "$PCOPY" ] || { echo "no pcopy at $PCOPY (run make)" >&2; exit 2; }
@@ -148,10 +154,10 @@ measure()
 {
 	rm -rf "$dir/dst"
 	sync
-	python3 - "$mode" "$1" "$dir/dst" "$2" "${out:+$out.samples.tsv}" "$PCOPY" ${PCOPY_ARGS:-} <<'EOF'
+	python3 - "$mode" "$1" "$dir/dst" "$2" "${out:+$out.samples.tsv}" "$runlog" "$PCOPY" ${PCOPY_ARGS:-} <<'EOF'
 import fcntl, os, re, select, statistics, struct, subprocess, sys, termios, time
-mode, src, dst, name, tsv, pcopy = sys.argv[1:7]
-extra = sys.argv[7:]
+mode, src, dst, name, tsv, runlog, pcopy = sys.argv[1:8]
+extra = sys.argv[8:]
 cmd = [pcopy] + extra + (["--progress"] if mode == "pipe" else []) + [src, dst]
 if mode == "pty":
     master, slave = os.openpty()
@@ -238,6 +244,12 @@ row = "| %s | %.2f | %d | %s | %d | %s | %s | %s | %d | %d | %d |" % (
     lower, back, late)
 print(row)
 print("  %s: exit %d; %s" % (name, rc, summary), file=sys.stderr)
+with open(runlog, "a") as fh:   # for the summary of --runs: -1 for none
+    fh.write("%s %.3f %.3f %.4f %.4f %d %d %d\n" % (name, T,
+        max(pcterr) if pcterr else -1,
+        statistics.median(etaerr) if etaerr else -1e9,
+        statistics.median([abs(x) for x in etaerr]) if etaerr else -1,
+        back, late, rc))
 EOF
 }
 
@@ -249,11 +261,45 @@ header="| workload | run s | lines | max \\|%-t/T\\| after 1 s | 'scanning' line
 	echo "$header"
 } | tee ${out:+"$out"}
 [ -z "$out" ] || : >"$out.samples.tsv"
-for w in ${workloads//,/ }; do
-	src=$(build_$w)
-	row=$(measure "$src" "$w")
-	echo "$row" | tee ${out:+-a "$out"}
+runlog=$(mktemp)
+trap 'rm -f "$runlog"' EXIT
+r=1
+while [ "$r" -le "$runs" ]; do
+	for w in ${workloads//,/ }; do
+		src=$(build_$w)
+		row=$(measure "$src" "$w")
+		echo "$row" | tee ${out:+-a "$out"}
+	done
+	r=$((r + 1))
 done
+if [ "$runs" -gt 1 ]; then
+	python3 - "$runlog" "$runs" <<'EOF' | tee ${out:+-a "$out"}
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    rows.setdefault(f[0], []).append([float(x) for x in f[1:]])
+print()
+print("%s runs of each: median (worst) over the runs" % sys.argv[2])
+print()
+print("| workload | run s | max \\|%-t/T\\| after 1 s | median ETA err after 20% | median \\|ETA err\\| | % backwards | 'ETA ?' after 2 s | runs meeting every target |")
+print("|---|---|---|---|---|---|---|---|")
+def col(rs, i, worst, fmt, scale, none):
+    v = [r[i] for r in rs if r[i] != none]
+    if not v:
+        return "-"
+    return "%s (%s)" % (fmt % (scale * statistics.median(v)), fmt % (scale * worst(v)))
+for name, rs in rows.items():
+    # a run with no sample to judge (too short) meets what it cannot miss
+    ok = sum(1 for r in rs if r[1] <= 15 and (r[2] == -1e9 or abs(r[2]) <= 0.30)
+             and r[4] == 0 and r[5] == 0 and r[6] == 0)
+    print("| %s | %s | %s | %s | %s | %d | %d | %d of %d |" % (name,
+        col(rs, 0, max, "%.2f", 1, None), col(rs, 1, max, "%.1f", 1, -1),
+        col(rs, 2, lambda v: max(v, key=abs), "%+.0f%%", 100, -1e9),
+        col(rs, 3, max, "%.0f%%", 100, -1),
+        sum(r[4] for r in rs), sum(r[5] for r in rs), ok, len(rs)))
+EOF
+fi
 rm -rf "$dir/dst"
 if [ "$keep" = 0 ]; then
 	rm -rf "$dir/one" "$dir/mixed" "$dir/sparse"
