@@ -25,6 +25,11 @@
 #   --keep      keep the built workloads (default: delete one, mixed and
 #               sparse afterwards; the corpora always stay)
 #
+# On ext4 without a journal the copies are not deleted between runs but
+# moved aside, and removed at the end (deleting them would slow the next
+# runs; see bench/README.md): that needs room for every run's copy, about
+# 8 GB a round of all five workloads.
+#
 # PCOPY (env) names the binary (default ./pcopy); PCOPY_ARGS (env) adds
 # options, e.g. PCOPY_ARGS="-j 4".  Each run starts from an empty DEST.
 #
@@ -149,10 +154,29 @@ build_sparse()
 	echo "$dir/sparse/src"
 }
 
+# Right after rm -rf, ext4 without a journal checks each freed inode it
+# meets when it creates a file, for 60 to 360 s (see bench/README.md):
+# copies then run up to 3 times slower, and at a rate that changes within
+# the run.  No user copies into a tree deleted seconds before, so there
+# each earlier copy is moved into a graveyard, removed at the end.
+nojournal_ext4()
+{
+	local src dev
+	[ "$(findmnt -n -o FSTYPE --target "$1")" = ext4 ] || return 1
+	src=$(findmnt -n -o SOURCE --target "$1") || return 1
+	dev=$(basename "$(readlink -f "$src")")
+	! compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null
+}
+grave=
+
 # measure SRC NAME: copy SRC to a fresh DEST, print one Markdown row.
 measure()
 {
-	rm -rf "$dir/dst"
+	if [ -n "$grave" ]; then
+		[ ! -e "$dir/dst" ] || mv "$dir/dst" "$grave/$RANDOM$RANDOM$RANDOM"
+	else
+		rm -rf "$dir/dst"
+	fi
 	sync
 	python3 - "$mode" "$1" "$dir/dst" "$2" "${out:+$out.samples.tsv}" "$runlog" "$PCOPY" ${PCOPY_ARGS:-} <<'EOF'
 import fcntl, os, re, select, statistics, struct, subprocess, sys, termios, time
@@ -262,7 +286,25 @@ header="| workload | run s | lines | max \\|%-t/T\\| after 1 s | 'scanning' line
 } | tee ${out:+"$out"}
 [ -z "$out" ] || : >"$out.samples.tsv"
 runlog=$(mktemp)
-trap 'rm -f "$runlog"' EXIT
+trap 'rm -f "$runlog"; [ -z "$grave" ] || rm -rf "$grave"' EXIT
+for w in ${workloads//,/ }; do
+	build_$w >/dev/null
+done
+rm -rf "$dir/dst"
+if nojournal_ext4 "$dir"; then
+	need=0
+	for w in ${workloads//,/ }; do
+		need=$((need + $(du -sk "$(build_$w 2>/dev/null)" | cut -f1)))
+	done
+	need=$((need * runs + 4194304))
+	if [ "$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')" -gt "$need" ]; then
+		grave=$dir/graveyard.$$
+		mkdir -p "$grave"
+	else
+		echo "warning: no room on $dir to keep every copy ($((need >> 20)) GiB):" \
+		    "rm -rf between runs, which slows ext4 without a journal" >&2
+	fi
+fi
 r=1
 while [ "$r" -le "$runs" ]; do
 	for w in ${workloads//,/ }; do
