@@ -2572,7 +2572,9 @@ t_killed_worker_hidden()
 	PCOPY_NO_TMPFILE=1
 	export PCOPY_NO_TMPFILE
 	mkdir -p src dst
-	head -c 134217728 /dev/zero >src/big
+	# 512 MiB: long enough to catch its worker on a busy machine (128 MiB
+	# went by unseen in some CI runs)
+	head -c 536870912 /dev/zero >src/big
 	echo a >src/small
 	ln -s nowhere dst/.pcopy-tmp.99999999.0
 	mkfifo dst/.pcopy-tmp.99999999.1
